@@ -447,18 +447,17 @@ impl FeatureEngine {
         self.items[i].ingest(&self.config, ev);
     }
 
-    /// Applies a batch of events. Users and items are updated on two threads when `parallel`
-    /// (the same per-entity functions as [`FeatureEngine::ingest`], in the same order).
+    /// Applies a batch of events. Users and items are updated on two threads (the same per-entity functions as [`FeatureEngine::ingest`], in the same order).
     pub fn ingest_all(&mut self, events: &[FeatureEvent]) {
-        if let Some(max_u) = events.iter().map(|e| e.user).max() {
-            if max_u as usize >= self.users.len() {
-                self.users.resize_with(max_u as usize + 1, UserState::default);
-            }
+        if let Some(max_u) = events.iter().map(|e| e.user).max()
+            && max_u as usize >= self.users.len()
+        {
+            self.users.resize_with(max_u as usize + 1, UserState::default);
         }
-        if let Some(max_i) = events.iter().map(|e| e.item).max() {
-            if max_i as usize >= self.items.len() {
-                self.items.resize_with(max_i as usize + 1, ItemState::default);
-            }
+        if let Some(max_i) = events.iter().map(|e| e.item).max()
+            && max_i as usize >= self.items.len()
+        {
+            self.items.resize_with(max_i as usize + 1, ItemState::default);
         }
         let (cfg, catalog) = (&self.config, &self.catalog);
         let (users, items) = (&mut self.users, &mut self.items);

@@ -27,6 +27,7 @@
 
 pub mod error;
 pub mod features;
+pub mod model;
 pub mod schema;
 
 pub use error::{Error, Result};

@@ -562,8 +562,14 @@ impl Dataset {
 
     /// Takes the dataset's writer lock (an OS file lock, released if the process dies).
     pub fn lock(&self) -> Result<File> {
-        fs::create_dir_all(&self.root).map_err(Error::io(&self.root))?;
-        let path = self.root.join("_lock");
+        Self::lock_dir(&self.root)
+    }
+
+    /// Takes the writer lock of the dataset at `root` (created when missing). Writers take it
+    /// *before* opening the dataset, so they never commit a stale view of it.
+    pub fn lock_dir(root: &Path) -> Result<File> {
+        fs::create_dir_all(root).map_err(Error::io(root))?;
+        let path = root.join("_lock");
         let f = File::options()
             .create(true)
             .truncate(false)

@@ -59,6 +59,18 @@ pub enum Error {
     /// A Parquet encoding or decoding failure.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A trained model that fails a validation gate (a minimum or a regression against the current model).
+    #[error("validation gate failed: {metric} = {value:.4} < {threshold:.4} ({reason})")]
+    GateFailed {
+        /// The metric, e.g. `ndcg@20`.
+        metric: String,
+        /// Its value (NaN when the metric is missing).
+        value: f64,
+        /// The value it had to reach.
+        threshold: f64,
+        /// Which gate: `minimum`, `missing`, or a regression description.
+        reason: String,
+    },
     /// A broken invariant: a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -91,7 +103,10 @@ impl Error {
     /// True when the caller (the data, the arguments) is at fault rather than the library.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::BadRow { .. } | Error::InvalidArgument { .. } | Error::InvalidData { .. } => true,
+            Error::BadRow { .. }
+            | Error::InvalidArgument { .. }
+            | Error::InvalidData { .. }
+            | Error::GateFailed { .. } => true,
             Error::Core(e) => e.is_user_error(),
             _ => false,
         }

@@ -469,14 +469,15 @@ pub fn parse_time_text(x: &str, fmt: &TsFormat) -> Option<i64> {
 fn parse_numbers(a: &ArrayRef, column: &str, v: &mut Validator, non_negative: bool) -> Result<Vec<Option<f64>>> {
     let n = a.len();
     let mut out = vec![None; n];
+    // The input's own text of each value, for error messages.
+    let text = as_strings(a)?;
     if a.data_type().is_numeric() {
         let c = arrow::compute::cast(a, &DataType::Float64)?;
         for (i, x) in c.as_primitive::<arrow::datatypes::Float64Type>().iter().enumerate() {
             out[i] = x;
         }
     } else {
-        let s = as_strings(a)?;
-        for (i, x) in s.iter().enumerate() {
+        for (i, x) in text.iter().enumerate() {
             let Some(x) = x.map(str::trim).filter(|x| !x.is_empty()) else {
                 continue;
             };
@@ -488,11 +489,18 @@ fn parse_numbers(a: &ArrayRef, column: &str, v: &mut Validator, non_negative: bo
     }
     for (i, x) in out.iter_mut().enumerate() {
         if let Some(p) = *x {
+            let original = || {
+                if text.is_valid(i) {
+                    text.value(i).to_string()
+                } else {
+                    String::new()
+                }
+            };
             if !p.is_finite() {
-                v.flag(i, column, p, Reason::NotFinite);
+                v.flag(i, column, original(), Reason::NotFinite);
                 *x = None;
             } else if non_negative && p < 0.0 {
-                v.flag(i, column, p, Reason::NegativePrice);
+                v.flag(i, column, original(), Reason::NegativePrice);
                 *x = None;
             }
         }
@@ -633,26 +641,29 @@ impl EventColumns<'_> {
             iidx.push(it);
             // Attributes carried by events fill gaps in the tables; explicit tables win.
             let slot = it as usize;
-            if let Some(c) = &category {
-                if ds.items.category[slot].is_none() && c.is_valid(i) {
-                    ds.items.category[slot] = Some(c.value(i).to_string());
-                }
+            if let Some(c) = &category
+                && ds.items.category[slot].is_none()
+                && c.is_valid(i)
+            {
+                ds.items.category[slot] = Some(c.value(i).to_string());
             }
-            if let Some(p) = &price {
-                if ds.items.price[slot].is_none() {
-                    ds.items.price[slot] = p[i];
-                }
+            if let Some(p) = &price
+                && ds.items.price[slot].is_none()
+            {
+                ds.items.price[slot] = p[i];
             }
             let us = u as usize;
-            if let Some(a) = &age {
-                if ds.users.age_bucket[us].is_none() && a.is_valid(i) {
-                    ds.users.age_bucket[us] = Some(a.value(i).to_string());
-                }
+            if let Some(a) = &age
+                && ds.users.age_bucket[us].is_none()
+                && a.is_valid(i)
+            {
+                ds.users.age_bucket[us] = Some(a.value(i).to_string());
             }
-            if let Some(r) = &region {
-                if ds.users.region[us].is_none() && r.is_valid(i) {
-                    ds.users.region[us] = Some(r.value(i).to_string());
-                }
+            if let Some(r) = &region
+                && ds.users.region[us].is_none()
+                && r.is_valid(i)
+            {
+                ds.users.region[us] = Some(r.value(i).to_string());
             }
         }
         let take = |s: &StringArray| -> StringArray {
@@ -841,8 +852,9 @@ fn import_users(
 /// Imports events (and optionally items and users) into the dataset at `out`, creating it when
 /// needed. Days present in the input replace the same days in the dataset; other days are kept.
 pub fn import(out: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+    // Lock first, then read: a concurrent import must not commit a view older than ours.
+    let _lock = Dataset::lock_dir(out)?;
     let mut ds = Dataset::open_or_create(out)?;
-    let _lock = ds.lock()?;
     let mut report = ImportReport::default();
     if let Some(items) = &opts.items {
         import_items(&mut ds, items, opts, &mut report.skipped)?;

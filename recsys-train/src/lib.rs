@@ -28,12 +28,16 @@
 //! # Ok::<(), recsys_train::Error>(())
 //! ```
 
+pub mod baselines;
 pub mod dataset;
 pub mod error;
+pub mod evaluate;
 pub mod features;
 pub mod generate;
 pub mod import;
 pub mod progress;
 pub mod read;
+pub mod registry;
+pub mod train;
 
 pub use error::{Error, Result};

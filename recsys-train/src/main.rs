@@ -2,10 +2,14 @@
 
 use clap::{Parser, Subcommand};
 use recsys_core::features::FeatureConfig;
+use recsys_core::model::TwoTowerConfig;
 use recsys_train::dataset::Dataset;
+use recsys_train::evaluate::{Protocol, SplitOptions};
 use recsys_train::import::{ColumnMap, EventTypeSource, ImportOptions, OnError, TsFormat};
 use recsys_train::progress::Progress;
 use recsys_train::read::InputFormat;
+use recsys_train::registry::{Gates, Registry};
+use recsys_train::train::{self, BackendKind, TrainOptions};
 use recsys_train::{Error, Result, features, generate, import};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +18,7 @@ use std::process::ExitCode;
 #[command(
     name = "recsys-train",
     version,
-    about = "techshop-recs offline pipeline: generate, import, features"
+    about = "techshop-recs offline pipeline: generate, import, features, train, evaluate, registry"
 )]
 struct Cli {
     /// No progress bars or summaries on stderr (results still go to stdout as JSON).
@@ -93,12 +97,98 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train the two-tower model, evaluate it, publish it to the registry and promote it when the
+    /// validation gates pass (a failed gate exits with status 3 and keeps the current model).
+    Train {
+        /// Dataset directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Registry directory (created when missing).
+        #[arg(long)]
+        registry: PathBuf,
+        /// Hyper-parameters as JSON (fields of TwoTowerConfig; missing ones take their defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Training backend.
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
+        /// Validation gates as JSON, or `off`; the ADR's thresholds by default.
+        #[arg(long)]
+        gates: Option<String>,
+        /// Evaluation protocol.
+        #[arg(long, value_enum, default_value_t = Protocol::TimeSplit)]
+        protocol: Protocol,
+        /// Days at the end held out by the time split (default: a seventh of the span, 1 to 14).
+        #[arg(long)]
+        test_days: Option<u32>,
+    },
+    /// Evaluate a model (and baselines) with full ranking; prints one JSON object.
+    Evaluate {
+        /// Dataset directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// A model directory, or a version (or `current`) of --registry.
+        #[arg(long)]
+        model: String,
+        /// Registry to look versions up in.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Evaluation protocol (must match the model's).
+        #[arg(long, value_enum, default_value_t = Protocol::TimeSplit)]
+        protocol: Protocol,
+        /// Baselines to evaluate beside the model: popularity, category_popularity, mf.
+        #[arg(long, value_delimiter = ',')]
+        baselines: Vec<String>,
+        /// Days at the end held out by the time split.
+        #[arg(long)]
+        test_days: Option<u32>,
+    },
+    /// Inspect and switch the model registry.
+    Registry {
+        /// Registry directory.
+        #[arg(long)]
+        registry: PathBuf,
+        #[command(subcommand)]
+        action: RegistryAction,
+    },
     /// Print a dataset's manifest summary.
     Info {
         /// Dataset directory.
         #[arg(long)]
         data: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum RegistryAction {
+    /// List the versions (JSON array).
+    List,
+    /// Verify a version's checksums and make it current.
+    Promote {
+        /// Version to promote.
+        version: String,
+    },
+    /// Switch back to the previously promoted version.
+    Rollback,
+}
+
+/// Reads a TwoTowerConfig from JSON, taking defaults for missing fields and refusing unknown ones.
+fn load_model_config(path: &std::path::Path) -> Result<TwoTowerConfig> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let given: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::data(path, e.to_string()))?;
+    let mut merged = serde_json::to_value(TwoTowerConfig::new()).map_err(|e| Error::Internal(e.to_string()))?;
+    let (Some(given), Some(target)) = (given.as_object(), merged.as_object_mut()) else {
+        return Err(Error::data(path, "expected a JSON object"));
+    };
+    for (k, v) in given {
+        if !target.contains_key(k) {
+            return Err(Error::arg("config", k, "unknown TwoTowerConfig field"));
+        }
+        target.insert(k.clone(), v.clone());
+    }
+    let cfg: TwoTowerConfig = serde_json::from_value(merged).map_err(|e| Error::data(path, e.to_string()))?;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
@@ -161,6 +251,78 @@ fn run(cli: Cli) -> Result<()> {
             print_json(&report)
         }
         Command::Info { data } => print_json(&Dataset::open(&data)?.manifest),
+        Command::Train {
+            data,
+            registry,
+            config,
+            backend,
+            gates,
+            protocol,
+            test_days,
+        } => {
+            let config = match config {
+                Some(p) => load_model_config(&p)?,
+                None => TwoTowerConfig::new(),
+            };
+            let gates = match gates.as_deref() {
+                Some("off") => None,
+                Some(p) => Some(Gates::load(std::path::Path::new(p))?),
+                None => Some(Gates::default()),
+            };
+            let split = SplitOptions {
+                protocol,
+                test_days,
+                ..Default::default()
+            };
+            let opts = TrainOptions {
+                data,
+                registry,
+                config,
+                backend,
+                gates,
+                split,
+                progress,
+            };
+            let mut outcome = train::train_and_register(&opts)?;
+            print_json(&outcome)?;
+            match outcome.gate_error.take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+        Command::Evaluate {
+            data,
+            model,
+            registry,
+            protocol,
+            baselines,
+            test_days,
+        } => {
+            let split = SplitOptions {
+                protocol,
+                test_days,
+                ..Default::default()
+            };
+            let v = train::evaluate_command(&data, &model, registry.as_deref(), &split, &baselines, progress)?;
+            print_json(&v)
+        }
+        Command::Registry { registry, action } => {
+            if !registry.is_dir() {
+                return Err(Error::arg("registry", registry.display(), "not a registry directory"));
+            }
+            let reg = Registry::open(&registry)?;
+            match action {
+                RegistryAction::List => print_json(&reg.list()?),
+                RegistryAction::Promote { version } => {
+                    reg.promote(&version)?;
+                    print_json(&serde_json::json!({ "current": reg.current()? }))
+                }
+                RegistryAction::Rollback => {
+                    let v = reg.rollback()?;
+                    print_json(&serde_json::json!({ "current": v }))
+                }
+            }
+        }
     }
 }
 
@@ -169,10 +331,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            if e.is_user_error() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
+            match e {
+                Error::GateFailed { .. } => ExitCode::from(3),
+                e if e.is_user_error() => ExitCode::from(2),
+                _ => ExitCode::from(1),
             }
         }
     }

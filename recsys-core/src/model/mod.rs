@@ -1,0 +1,367 @@
+//! The two-tower retrieval model of the ADR ("Model Architecture").
+//!
+//! * Item tower: item-id embedding + category + brand + price bucket + numeric features
+//!   (popularity, rating) → MLP → L2-normalised embedding.
+//! * User tower: demographics (age bucket, region) + the user's recent history strictly before the
+//!   prediction time, pooled twice (short term: event-type weights × recency decay; long term:
+//!   event-type weights only, also pooling the history's categories and price buckets) + aggregate
+//!   features of that history → MLP → L2-normalised embedding. There is no per-user id table: the user tower
+//!   is a function of features and history, so it serves new users and live sessions alike.
+//!
+//! Training ([`trainer`]) is generic over the burn backend (CPU `NdArray` by default, CUDA behind
+//! the `cuda` feature) with in-batch sampled softmax, logQ correction and a temperature; the id
+//! table is updated sparsely ([`sparse`]). Inference ([`inference`]) runs on plain `f32` slices with
+//! the same input construction ([`UserInputs::build`]) as training, so the two cannot skew.
+
+pub mod inference;
+pub mod net;
+pub mod sparse;
+pub mod trainer;
+
+use crate::schema::{DAY_MS, EventType};
+use burn::config::Config;
+
+/// Hyper-parameters of the two-tower model; saved with every trained model.
+#[derive(Config, Debug, PartialEq)]
+pub struct TwoTowerConfig {
+    /// Output embedding size of both towers (the ADR's 256).
+    #[config(default = 256)]
+    pub embedding_dim: usize,
+    /// Size of the item-id embedding (the sparse table).
+    #[config(default = 64)]
+    pub id_dim: usize,
+    /// Size of the category, brand, price-bucket, age and region embeddings.
+    #[config(default = 16)]
+    pub side_dim: usize,
+    /// Hidden layer width of both towers.
+    #[config(default = 256)]
+    pub hidden_dim: usize,
+    /// History length the user tower sees.
+    #[config(default = 100)]
+    pub history_len: usize,
+    /// Recency half-life in events of the short-term pooling (the newest event has weight 1).
+    /// The default is long: on next-days targets (time split) recency-weighted pooling trained
+    /// on next-event examples overfits the current session (measured: recall@20 0.376 at 10
+    /// events / 7 days vs 0.485 at 1000 / 1000 on the synthetic TechShop).
+    #[config(default = 1000.0)]
+    pub recency_half_life_events: f32,
+    /// Recency half-life in days of age before the prediction time (short-term pooling).
+    #[config(default = 30.0)]
+    pub recency_half_life_days: f32,
+    /// Pooling weight of each event type (view, click, add_to_cart, purchase).
+    #[config(default = "[1.0, 2.0, 3.0, 4.0]")]
+    pub event_weights: [f32; 4],
+    /// Softmax temperature.
+    #[config(default = 0.05)]
+    pub temperature: f32,
+    /// Subtract log(expected in-batch count) from each logit (sampling-bias correction).
+    #[config(default = true)]
+    pub logq_correction: bool,
+    /// Extra uniformly sampled negatives per batch (0: in-batch negatives only).
+    #[config(default = 0)]
+    pub uniform_negatives: usize,
+    /// Examples per batch.
+    #[config(default = 1024)]
+    pub batch_size: usize,
+    /// Passes over the training examples.
+    #[config(default = 5)]
+    pub epochs: usize,
+    /// Adam learning rate of the dense layers.
+    #[config(default = 0.002)]
+    pub learning_rate: f64,
+    /// Lazy-Adam learning rate of the id table.
+    #[config(default = 0.01)]
+    pub sparse_learning_rate: f32,
+    /// Lowest event type that makes a training target (lower ones only form history).
+    #[config(default = "EventType::Click")]
+    pub min_target_event: EventType,
+    /// Most training examples per epoch (sampled without replacement; 0 = all).
+    #[config(default = 0)]
+    pub max_examples_per_epoch: usize,
+    /// Seed of initialisation and shuffling.
+    #[config(default = 42)]
+    pub seed: u64,
+}
+
+impl TwoTowerConfig {
+    /// Checks the settings, naming the first bad one.
+    pub fn validate(&self) -> crate::Result<()> {
+        let positive = [
+            ("embedding_dim", self.embedding_dim),
+            ("id_dim", self.id_dim),
+            ("side_dim", self.side_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("history_len", self.history_len),
+            ("batch_size", self.batch_size),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(crate::Error::invalid(name, v, "must be positive"));
+            }
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(crate::Error::invalid(
+                "temperature",
+                self.temperature,
+                "must be positive",
+            ));
+        }
+        if !(self.learning_rate > 0.0 && self.sparse_learning_rate > 0.0) {
+            return Err(crate::Error::invalid(
+                "learning_rate",
+                self.learning_rate,
+                "must be positive",
+            ));
+        }
+        if self.event_weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err(crate::Error::invalid(
+                "event_weights",
+                format!("{:?}", self.event_weights),
+                "must be >= 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Number of numeric item features.
+pub const ITEM_NUMERIC: usize = 2;
+/// Number of numeric user features.
+pub const USER_NUMERIC: usize = 4;
+
+/// Vocabulary sizes of the side embeddings (index 0 of each is "unknown").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Vocab {
+    /// Items (rows of the id table).
+    pub items: usize,
+    /// Categories + 1.
+    pub categories: usize,
+    /// Brands + 1.
+    pub brands: usize,
+    /// Price buckets + 1.
+    pub price_buckets: usize,
+    /// Age buckets + 1.
+    pub ages: usize,
+    /// Regions + 1.
+    pub regions: usize,
+}
+
+/// Static item-tower inputs, indexed by dense item index; categorical codes are 0 for unknown.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ItemSide {
+    /// 1 + category index.
+    pub category: Vec<u32>,
+    /// 1 + brand index.
+    pub brand: Vec<u32>,
+    /// 1 + price bucket.
+    pub price_bucket: Vec<u32>,
+    /// `[popularity, rating]`: log1p(interactions) / log1p(max interactions), and
+    /// (avg_rating − 3) / 2 (0 when unknown).
+    pub numeric: Vec<[f32; ITEM_NUMERIC]>,
+}
+
+impl ItemSide {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.category.len()
+    }
+
+    /// True when there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.category.is_empty()
+    }
+
+    /// Checks that every column has one entry per item and codes fit the vocabulary.
+    pub fn validate(&self, vocab: &Vocab) -> crate::Result<()> {
+        let n = self.category.len();
+        if self.brand.len() != n || self.price_bucket.len() != n || self.numeric.len() != n || n != vocab.items {
+            return Err(crate::Error::invalid(
+                "item_side",
+                n,
+                "columns must have one entry per item",
+            ));
+        }
+        let check = |name: &str, v: &[u32], size: usize| match v.iter().find(|&&c| c as usize >= size) {
+            Some(c) => Err(crate::Error::invalid(
+                name,
+                c,
+                format!("code outside the vocabulary of {size}"),
+            )),
+            None => Ok(()),
+        };
+        check("category", &self.category, vocab.categories)?;
+        check("brand", &self.brand, vocab.brands)?;
+        check("price_bucket", &self.price_bucket, vocab.price_buckets)
+    }
+}
+
+/// One past interaction of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryEvent {
+    /// Dense item index.
+    pub item: u32,
+    /// What happened.
+    pub event_type: EventType,
+    /// UTC milliseconds.
+    pub ts: i64,
+}
+
+/// What the user tower knows about a user at prediction time.
+#[derive(Debug, Clone, Copy)]
+pub struct UserContext<'a> {
+    /// The user's interactions in time order (oldest first); only those strictly before `as_of`
+    /// are used.
+    pub history: &'a [HistoryEvent],
+    /// Prediction time (UTC ms).
+    pub as_of: i64,
+    /// 1 + age-bucket index (0: unknown).
+    pub age: u32,
+    /// 1 + region index (0: unknown).
+    pub region: u32,
+}
+
+/// The user tower's inputs: pooled history items with their weights (summing to 1, newest first)
+/// and numeric aggregates of that history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInputs {
+    /// History items, newest first (at most `history_len`).
+    pub items: Vec<u32>,
+    /// Short-term pooling weight per history item (event type × recency decay; sums to 1).
+    pub weights: Vec<f32>,
+    /// Long-term pooling weight per history item (event type only; sums to 1).
+    pub long_weights: Vec<f32>,
+    /// Age code.
+    pub age: u32,
+    /// Region code.
+    pub region: u32,
+    /// `[log1p(len)/log1p(history_len), share of clicks, share of carts, share of purchases]`.
+    pub numeric: [f32; USER_NUMERIC],
+}
+
+impl UserInputs {
+    /// Builds the inputs from a context: only events strictly before `as_of` count (point in time).
+    pub fn build(ctx: &UserContext<'_>, cfg: &TwoTowerConfig) -> Self {
+        let end = ctx.history.partition_point(|e| e.ts < ctx.as_of);
+        let start = end.saturating_sub(cfg.history_len);
+        let window = &ctx.history[start..end];
+        let mut items = Vec::with_capacity(window.len());
+        let mut weights = Vec::with_capacity(window.len());
+        let mut long_weights = Vec::with_capacity(window.len());
+        let mut counts = [0f32; 4];
+        let day = DAY_MS as f32;
+        for (rank, e) in window.iter().rev().enumerate() {
+            let age_days = (ctx.as_of - e.ts).max(0) as f32 / day;
+            let tw = cfg.event_weights[e.event_type as usize];
+            let w = tw
+                * (-(rank as f32) / cfg.recency_half_life_events).exp2()
+                * (-age_days / cfg.recency_half_life_days).exp2();
+            items.push(e.item);
+            weights.push(w);
+            long_weights.push(tw);
+            counts[e.event_type as usize] += 1.0;
+        }
+        normalize_weights(&mut weights);
+        normalize_weights(&mut long_weights);
+        let n = window.len().max(1) as f32;
+        UserInputs {
+            items,
+            weights,
+            long_weights,
+            age: ctx.age,
+            region: ctx.region,
+            numeric: [
+                (1.0 + window.len() as f32).ln() / (1.0 + cfg.history_len as f32).ln(),
+                counts[1] / n,
+                counts[2] / n,
+                counts[3] / n,
+            ],
+        }
+    }
+}
+
+/// Scales weights to sum 1 (uniform when they sum to 0).
+fn normalize_weights(w: &mut [f32]) {
+    let total: f32 = w.iter().sum();
+    if total > 0.0 {
+        w.iter_mut().for_each(|x| *x /= total);
+    } else if !w.is_empty() {
+        let u = 1.0 / w.len() as f32;
+        w.iter_mut().for_each(|x| *x = u);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(item: u32, t: EventType, ts: i64) -> HistoryEvent {
+        HistoryEvent {
+            item,
+            event_type: t,
+            ts,
+        }
+    }
+
+    #[test]
+    fn inputs_are_point_in_time_and_weighted() {
+        let cfg = TwoTowerConfig::new();
+        let h = [
+            ev(1, EventType::View, 0),
+            ev(2, EventType::Purchase, 1_000),
+            ev(3, EventType::Click, 2_000),
+        ];
+        let ctx = UserContext {
+            history: &h,
+            as_of: 2_000,
+            age: 1,
+            region: 0,
+        };
+        let u = UserInputs::build(&ctx, &cfg);
+        // The event at exactly as_of is not history.
+        assert_eq!(u.items, vec![2, 1]);
+        assert!((u.weights.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((u.long_weights.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        // Long-term weights ignore recency: purchase 4 vs view 1.
+        assert!((u.long_weights[0] - 0.8).abs() < 1e-6);
+        // A purchase outweighs an older view.
+        assert!(u.weights[0] > u.weights[1]);
+        assert_eq!(u.numeric[3], 0.5);
+        let empty = UserInputs::build(
+            &UserContext {
+                history: &h,
+                as_of: 0,
+                age: 0,
+                region: 0,
+            },
+            &cfg,
+        );
+        assert!(empty.items.is_empty() && empty.weights.is_empty());
+        assert_eq!(empty.numeric, [0.0; 4]);
+    }
+
+    #[test]
+    fn history_is_truncated_to_the_newest() {
+        let cfg = TwoTowerConfig::new().with_history_len(2);
+        let h: Vec<_> = (0..5).map(|i| ev(i, EventType::View, i as i64)).collect();
+        let u = UserInputs::build(
+            &UserContext {
+                history: &h,
+                as_of: 100,
+                age: 0,
+                region: 0,
+            },
+            &cfg,
+        );
+        assert_eq!(u.items, vec![4, 3]);
+    }
+
+    #[test]
+    fn config_validates_and_round_trips() {
+        let cfg = TwoTowerConfig::new().with_temperature(0.0);
+        assert!(cfg.validate().unwrap_err().to_string().contains("temperature"));
+        let cfg = TwoTowerConfig::new();
+        let json = serde_json::to_string(&cfg).unwrap();
+        let back: TwoTowerConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(cfg, back);
+    }
+}

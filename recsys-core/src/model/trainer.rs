@@ -1,0 +1,606 @@
+//! Training loop of the two-tower model, generic over the burn backend.
+//!
+//! Examples are next interactions: every event of a user at or above
+//! [`TwoTowerConfig::min_target_event`] is a target, and the user tower sees that user's history
+//! strictly before it. The loss is in-batch sampled softmax with logQ correction (Yi et al. 2019)
+//! and a temperature, optionally with extra uniform negatives. The dense layers take burn's Adam;
+//! the item-id table is gathered into a leaf tensor per batch, and only the touched rows receive
+//! a lazy-Adam update ([`SparseTable`]).
+
+use super::inference::{Dense, TwoTowerModel};
+use super::net::TwoTowerNet;
+use super::sparse::SparseTable;
+use super::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
+use crate::{Error, Result};
+use burn::module::AutodiffModule;
+use burn::nn::{Embedding, Linear};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::time::Instant;
+
+/// Per-user static inputs (codes, 0 = unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserProfile {
+    /// 1 + age bucket.
+    pub age: u32,
+    /// 1 + region.
+    pub region: u32,
+}
+
+/// Everything training needs, indexed by dense ids.
+#[derive(Debug, Clone)]
+pub struct TrainingData {
+    /// Vocabulary sizes.
+    pub vocab: Vocab,
+    /// Item inputs.
+    pub items: ItemSide,
+    /// Per-user demographics.
+    pub users: Vec<UserProfile>,
+    /// Per-user training interactions in time order.
+    pub histories: Vec<Vec<HistoryEvent>>,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainReport {
+    /// Training examples per epoch.
+    pub examples: usize,
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Mean loss per epoch.
+    pub loss_per_epoch: Vec<f32>,
+    /// Wall-clock seconds of the whole run.
+    pub seconds: f64,
+    /// Seconds of the first 20 steps (kernel compilation and autotuning on GPU backends).
+    pub warmup_seconds: f64,
+    /// Examples per second after the first 20 steps.
+    pub samples_per_second: f64,
+}
+
+/// The training examples `(user, position in history)` of a data set.
+pub fn examples(data: &TrainingData, cfg: &TwoTowerConfig) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for (u, h) in data.histories.iter().enumerate() {
+        for (p, e) in h.iter().enumerate() {
+            if e.event_type >= cfg.min_target_event {
+                out.push((u as u32, p as u32));
+            }
+        }
+    }
+    out
+}
+
+struct Batch<B: Backend> {
+    leaf: Tensor<B, 2>,
+    unique: Vec<u32>,
+    target_local: Tensor<B, 1, Int>,
+    target_cat: Tensor<B, 1, Int>,
+    target_brand: Tensor<B, 1, Int>,
+    target_price: Tensor<B, 1, Int>,
+    target_numeric: Tensor<B, 2>,
+    hist_local: Tensor<B, 1, Int>,
+    hist_cat: Tensor<B, 2, Int>,
+    hist_price: Tensor<B, 2, Int>,
+    weights: Tensor<B, 3>,
+    long_weights: Tensor<B, 3>,
+    age: Tensor<B, 1, Int>,
+    region: Tensor<B, 1, Int>,
+    user_numeric: Tensor<B, 2>,
+    correction: Tensor<B, 2>,
+    mask: Tensor<B, 2>,
+    b: usize,
+}
+
+fn ints<B: Backend, const D: usize>(v: Vec<i64>, shape: [usize; D], dev: &B::Device) -> Tensor<B, D, Int> {
+    Tensor::from_data(TensorData::new(v, shape), dev)
+}
+
+fn floats<B: Backend, const D: usize>(v: Vec<f32>, shape: [usize; D], dev: &B::Device) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(v, shape), dev)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_batch<B: AutodiffBackend>(
+    chunk: &[(u32, u32)],
+    data: &TrainingData,
+    cfg: &TwoTowerConfig,
+    table: &SparseTable,
+    log_q: &[f32],
+    local_of: &mut [u32],
+    rng: &mut impl Rng,
+    dev: &B::Device,
+) -> Batch<B> {
+    let b = chunk.len();
+    let l = cfg.history_len;
+    let n_items = data.vocab.items;
+    let mut unique: Vec<u32> = Vec::new();
+    let mut local = |item: u32, unique: &mut Vec<u32>| -> i64 {
+        let slot = &mut local_of[item as usize];
+        if *slot == u32::MAX {
+            *slot = unique.len() as u32;
+            unique.push(item);
+        }
+        *slot as i64
+    };
+    // Targets followed by uniform negatives form the item side.
+    let mut col_items: Vec<u32> = chunk
+        .iter()
+        .map(|&(u, p)| data.histories[u as usize][p as usize].item)
+        .collect();
+    for _ in 0..cfg.uniform_negatives {
+        col_items.push(rng.random_range(0..n_items as u32));
+    }
+    let target_local: Vec<i64> = col_items.iter().map(|&i| local(i, &mut unique)).collect();
+    let mut hist_items = vec![u32::MAX; b * l];
+    let mut weights = vec![0f32; b * l];
+    let mut long_weights = vec![0f32; b * l];
+    let mut hist_cat = vec![0i64; b * l];
+    let mut hist_price = vec![0i64; b * l];
+    let mut age = Vec::with_capacity(b);
+    let mut region = Vec::with_capacity(b);
+    let mut user_numeric = Vec::with_capacity(b * super::USER_NUMERIC);
+    for (k, &(u, p)) in chunk.iter().enumerate() {
+        let h = &data.histories[u as usize];
+        let profile = data.users.get(u as usize).copied().unwrap_or_default();
+        let ctx = UserContext {
+            history: &h[..p as usize],
+            as_of: h[p as usize].ts,
+            age: profile.age,
+            region: profile.region,
+        };
+        let inputs = UserInputs::build(&ctx, cfg);
+        for (j, &it) in inputs.items.iter().enumerate() {
+            hist_items[k * l + j] = it;
+            weights[k * l + j] = inputs.weights[j];
+            long_weights[k * l + j] = inputs.long_weights[j];
+            hist_cat[k * l + j] = i64::from(data.items.category[it as usize]);
+            hist_price[k * l + j] = i64::from(data.items.price_bucket[it as usize]);
+        }
+        age.push(i64::from(inputs.age.min(data.vocab.ages.saturating_sub(1) as u32)));
+        region.push(i64::from(
+            inputs.region.min(data.vocab.regions.saturating_sub(1) as u32),
+        ));
+        user_numeric.extend_from_slice(&inputs.numeric);
+    }
+    let hist_local: Vec<i64> = hist_items
+        .iter()
+        .map(|&i| if i == u32::MAX { -1 } else { local(i, &mut unique) })
+        .collect();
+    let pad = unique.len() as i64;
+    let hist_local: Vec<i64> = hist_local.into_iter().map(|x| if x < 0 { pad } else { x }).collect();
+    for &i in &unique {
+        local_of[i as usize] = u32::MAX;
+    }
+    let leaf = floats::<B, 2>(table.gather(&unique, 1), [unique.len() + 1, cfg.id_dim], dev).require_grad();
+    let cols = col_items.len();
+    let side = |f: &dyn Fn(usize) -> i64| -> Vec<i64> { col_items.iter().map(|&i| f(i as usize)).collect() };
+    let target_cat = side(&|i| i64::from(data.items.category[i]));
+    let target_brand = side(&|i| i64::from(data.items.brand[i]));
+    let target_price = side(&|i| i64::from(data.items.price_bucket[i]));
+    let target_numeric: Vec<f32> = col_items.iter().flat_map(|&i| data.items.numeric[i as usize]).collect();
+    let mut correction = vec![0f32; cols];
+    if cfg.logq_correction {
+        for (j, &i) in col_items.iter().enumerate() {
+            correction[j] = if j < b {
+                (b as f32).ln() + log_q[i as usize]
+            } else {
+                (cfg.uniform_negatives as f32 / n_items as f32).ln()
+            };
+        }
+    }
+    let mut mask = vec![0f32; b * cols];
+    for i in 0..b {
+        for j in 0..cols {
+            if j != i && col_items[j] == col_items[i] {
+                mask[i * cols + j] = -1e9;
+            }
+        }
+    }
+    Batch {
+        leaf,
+        unique,
+        target_local: ints(target_local, [cols], dev),
+        target_cat: ints(target_cat, [cols], dev),
+        target_brand: ints(target_brand, [cols], dev),
+        target_price: ints(target_price, [cols], dev),
+        target_numeric: floats(target_numeric, [cols, super::ITEM_NUMERIC], dev),
+        hist_local: ints(hist_local, [b * l], dev),
+        hist_cat: ints(hist_cat, [b, l], dev),
+        hist_price: ints(hist_price, [b, l], dev),
+        weights: floats(weights, [b, l, 1], dev),
+        long_weights: floats(long_weights, [b, l, 1], dev),
+        age: ints(age, [b], dev),
+        region: ints(region, [b], dev),
+        user_numeric: floats(user_numeric, [b, super::USER_NUMERIC], dev),
+        correction: floats(correction, [1, cols], dev),
+        mask: floats(mask, [b, cols], dev),
+        b,
+    }
+}
+
+/// Trains a two-tower model on `data` with the backend `B` on `device`. `on_step(step, total)`
+/// is called after every step (progress reporting).
+pub fn train<B: AutodiffBackend>(
+    data: &TrainingData,
+    cfg: &TwoTowerConfig,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(usize, usize, f32),
+) -> Result<(TwoTowerModel, TrainReport)> {
+    cfg.validate()?;
+    data.items.validate(&data.vocab)?;
+    if data.histories.len() != data.users.len() {
+        return Err(Error::invalid(
+            "users",
+            data.users.len(),
+            "one profile per history is required",
+        ));
+    }
+    B::seed(device, cfg.seed);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    let all = examples(data, cfg);
+    if all.is_empty() {
+        return Err(Error::invalid(
+            "training data",
+            0,
+            "no training examples (no targets at or above min_target_event)",
+        ));
+    }
+    // logQ: log of each item's frequency as a target.
+    let mut counts = vec![0f32; data.vocab.items];
+    for &(u, p) in &all {
+        counts[data.histories[u as usize][p as usize].item as usize] += 1.0;
+    }
+    let total = all.len() as f32;
+    let log_q: Vec<f32> = counts.iter().map(|&c| ((c + 0.1) / total).ln()).collect();
+
+    let mut table = SparseTable::new(data.vocab.items, cfg.id_dim, 0.05, &mut rng);
+    let mut net = TwoTowerNet::<B>::init(cfg, &data.vocab, device);
+    let mut optim = AdamConfig::new().init::<B, TwoTowerNet<B>>();
+    let per_epoch = if cfg.max_examples_per_epoch > 0 {
+        all.len().min(cfg.max_examples_per_epoch)
+    } else {
+        all.len()
+    };
+    let steps_per_epoch = per_epoch.div_ceil(cfg.batch_size);
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let mut local_of = vec![u32::MAX; data.vocab.items];
+    let mut report = TrainReport {
+        examples: per_epoch,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let mut warm_at: Option<(Instant, usize)> = None;
+    let mut order = all.clone();
+    for _epoch in 0..cfg.epochs {
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0f64;
+        let mut loss_n = 0usize;
+        for chunk in order[..per_epoch].chunks(cfg.batch_size) {
+            if chunk.len() < 2 {
+                continue;
+            }
+            let batch = make_batch::<B>(chunk, data, cfg, &table, &log_q, &mut local_of, &mut rng, device);
+            let ids = batch.leaf.clone().select(0, batch.target_local.clone());
+            let items = net.items(
+                ids,
+                batch.target_cat,
+                batch.target_brand,
+                batch.target_price,
+                batch.target_numeric,
+            );
+            let [b, l, d] = [batch.b, cfg.history_len, cfg.id_dim];
+            let hist = batch.leaf.clone().select(0, batch.hist_local).reshape([b, l, d]);
+            let users = net.users(
+                hist,
+                batch.hist_cat,
+                batch.hist_price,
+                batch.weights,
+                batch.long_weights,
+                batch.age,
+                batch.region,
+                batch.user_numeric,
+            );
+            let logits = users.matmul(items.transpose()).div_scalar(cfg.temperature) - batch.correction + batch.mask;
+            let labels = ints::<B, 2>((0..b as i64).collect(), [b, 1], device);
+            let loss = log_softmax(logits, 1).gather(1, labels).mean().neg();
+            let loss_value: f32 = loss
+                .clone()
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| Error::Internal(format!("{e:?}")))?[0];
+            if !loss_value.is_finite() {
+                return Err(Error::Internal(format!(
+                    "training diverged: loss {loss_value} at step {}",
+                    report.steps
+                )));
+            }
+            let grads = loss.backward();
+            if let Some(g) = batch.leaf.grad(&grads) {
+                let g = g
+                    .into_data()
+                    .to_vec::<f32>()
+                    .map_err(|e| Error::Internal(format!("{e:?}")))?;
+                table.adam_step(&batch.unique, &g[..batch.unique.len() * d], cfg.sparse_learning_rate);
+            }
+            let gp = GradientsParams::from_grads(grads, &net);
+            net = optim.step(cfg.learning_rate, net, gp);
+            report.steps += 1;
+            loss_sum += f64::from(loss_value);
+            loss_n += 1;
+            if report.steps == 20 {
+                B::sync(device).ok();
+                warm_at = Some((Instant::now(), report.steps));
+                report.warmup_seconds = start.elapsed().as_secs_f64();
+            }
+            on_step(report.steps, total_steps, loss_value);
+        }
+        report.loss_per_epoch.push((loss_sum / loss_n.max(1) as f64) as f32);
+    }
+    B::sync(device).ok();
+    report.seconds = start.elapsed().as_secs_f64();
+    let (t0, s0) = warm_at.unwrap_or((start, 0));
+    let steady_steps = report.steps - s0;
+    let steady = t0.elapsed().as_secs_f64();
+    report.samples_per_second = if steady_steps > 0 && steady > 0.0 {
+        (steady_steps * cfg.batch_size).min(per_epoch * cfg.epochs) as f64 / steady
+    } else {
+        (per_epoch * cfg.epochs) as f64 / report.seconds.max(1e-9)
+    };
+    let model = export(&net.valid(), table, cfg, data)?;
+    Ok((model, report))
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| Error::Internal(format!("{e:?}")))
+}
+
+fn embedding<B: Backend>(e: &Embedding<B>) -> Result<Vec<f32>> {
+    values(e.weight.val())
+}
+
+fn dense<B: Backend>(l: &Linear<B>) -> Result<Dense> {
+    let [input, output] = l.weight.val().dims();
+    let b = match &l.bias {
+        Some(b) => values(b.val())?,
+        None => vec![0.0; output],
+    };
+    Ok(Dense {
+        w: values(l.weight.val())?,
+        b,
+        input,
+        output,
+    })
+}
+
+/// Converts a trained network and id table into the plain inference model.
+pub fn export<B: Backend>(
+    net: &TwoTowerNet<B>,
+    table: SparseTable,
+    cfg: &TwoTowerConfig,
+    data: &TrainingData,
+) -> Result<TwoTowerModel> {
+    let m = TwoTowerModel {
+        config: cfg.clone(),
+        vocab: data.vocab,
+        item_side: data.items.clone(),
+        id_table: table.values,
+        category: embedding(&net.category)?,
+        brand: embedding(&net.brand)?,
+        price: embedding(&net.price)?,
+        age: embedding(&net.age)?,
+        region: embedding(&net.region)?,
+        item_in: dense(&net.item_in)?,
+        item_out: dense(&net.item_out)?,
+        user_in: dense(&net.user_in)?,
+        user_out: dense(&net.user_out)?,
+    };
+    m.check_shapes()?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::EventType;
+    use burn::backend::{Autodiff, NdArray};
+
+    fn toy(users: usize, seed: u64) -> TrainingData {
+        // 40 items in 4 categories; each user lives in one category.
+        let n_items = 40;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let items = ItemSide {
+            category: (0..n_items).map(|i| 1 + (i % 4) as u32).collect(),
+            brand: vec![0; n_items],
+            price_bucket: vec![0; n_items],
+            numeric: vec![[0.0, 0.0]; n_items],
+        };
+        let histories = (0..users)
+            .map(|u| {
+                let c = u % 4;
+                (0..12)
+                    .map(|k| HistoryEvent {
+                        item: (c + 4 * rng.random_range(0..10)) as u32,
+                        event_type: if k % 3 == 0 {
+                            EventType::Purchase
+                        } else {
+                            EventType::Click
+                        },
+                        ts: 1_000 * k as i64,
+                    })
+                    .collect()
+            })
+            .collect();
+        TrainingData {
+            vocab: Vocab {
+                items: n_items,
+                categories: 5,
+                brands: 1,
+                price_buckets: 1,
+                ages: 1,
+                regions: 1,
+            },
+            items,
+            users: vec![UserProfile::default(); users],
+            histories,
+        }
+    }
+
+    fn small() -> TwoTowerConfig {
+        TwoTowerConfig::new()
+            .with_embedding_dim(16)
+            .with_id_dim(8)
+            .with_side_dim(4)
+            .with_hidden_dim(16)
+            .with_batch_size(64)
+            .with_epochs(15)
+            .with_learning_rate(0.01)
+            .with_sparse_learning_rate(0.05)
+            .with_temperature(0.1)
+    }
+
+    #[test]
+    fn burn_forward_and_plain_inference_agree() {
+        type B = NdArray;
+        let data = toy(8, 1);
+        let cfg = small();
+        let dev = Default::default();
+        let net = TwoTowerNet::<B>::init(&cfg, &data.vocab, &dev);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let table = SparseTable::new(data.vocab.items, cfg.id_dim, 0.5, &mut rng);
+        let model = export(&net, table.clone(), &cfg, &data).unwrap();
+        // Items.
+        let items: Vec<u32> = (0..data.vocab.items as u32).collect();
+        let ids = floats::<B, 2>(table.gather(&items, 0), [items.len(), cfg.id_dim], &dev);
+        let code = |v: &[u32]| ints::<B, 1>(v.iter().map(|&c| i64::from(c)).collect(), [v.len()], &dev);
+        let numeric: Vec<f32> = data.items.numeric.iter().flatten().copied().collect();
+        let burn_items = net.items(
+            ids,
+            code(&data.items.category),
+            code(&data.items.brand),
+            code(&data.items.price_bucket),
+            floats(numeric, [items.len(), 2], &dev),
+        );
+        let burn_items = values(burn_items).unwrap();
+        let plain = model.item_embeddings();
+        for (a, b) in burn_items.iter().zip(&plain) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // One user.
+        let h = &data.histories[2];
+        let inputs = UserInputs::build(
+            &UserContext {
+                history: h,
+                as_of: 9_000,
+                age: 0,
+                region: 0,
+            },
+            &cfg,
+        );
+        let l = cfg.history_len;
+        let mut idx = vec![0u32; l];
+        let mut w = vec![0f32; l];
+        let mut wl = vec![0f32; l];
+        let mut cat = vec![0i64; l];
+        let mut price = vec![0i64; l];
+        for (j, &it) in inputs.items.iter().enumerate() {
+            idx[j] = it;
+            w[j] = inputs.weights[j];
+            wl[j] = inputs.long_weights[j];
+            cat[j] = i64::from(data.items.category[it as usize]);
+            price[j] = i64::from(data.items.price_bucket[it as usize]);
+        }
+        let hist = floats::<B, 3>(table.gather(&idx, 0), [1, l, cfg.id_dim], &dev);
+        let u = net.users(
+            hist,
+            ints(cat, [1, l], &dev),
+            ints(price, [1, l], &dev),
+            floats(w, [1, l, 1], &dev),
+            floats(wl, [1, l, 1], &dev),
+            ints(vec![0], [1], &dev),
+            ints(vec![0], [1], &dev),
+            floats(inputs.numeric.to_vec(), [1, 4], &dev),
+        );
+        let u = values(u).unwrap();
+        let mut plain_u = vec![0.0; cfg.embedding_dim];
+        model.user_embedding(&inputs, &mut plain_u).unwrap();
+        for (a, b) in u.iter().zip(&plain_u) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn training_learns_planted_categories() {
+        type B = Autodiff<NdArray>;
+        let data = toy(200, 7);
+        let (model, report) = train::<B>(&data, &small(), &Default::default(), &mut |_, _, _| {}).unwrap();
+        assert_eq!(report.loss_per_epoch.len(), 15);
+        assert!(
+            report.loss_per_epoch[14] < report.loss_per_epoch[0],
+            "{:?}",
+            report.loss_per_epoch
+        );
+        let emb = model.item_embeddings();
+        let d = model.dim();
+        let mut in_cat = 0;
+        for u in 0..40 {
+            let h = &data.histories[u];
+            let inputs = UserInputs::build(
+                &UserContext {
+                    history: h,
+                    as_of: i64::MAX,
+                    age: 0,
+                    region: 0,
+                },
+                &small(),
+            );
+            let mut e = vec![0.0; d];
+            model.user_embedding(&inputs, &mut e).unwrap();
+            let mut scores: Vec<(f32, usize)> = emb
+                .chunks(d)
+                .enumerate()
+                .map(|(i, v)| (v.iter().zip(&e).map(|(a, b)| a * b).sum(), i))
+                .collect();
+            scores.sort_by(|a, b| b.0.total_cmp(&a.0));
+            in_cat += scores[..5].iter().filter(|(_, i)| i % 4 == u % 4).count();
+        }
+        // Chance would put 25% of the top 5 in the user's category.
+        assert!(in_cat as f64 / 200.0 > 0.8, "{in_cat} of 200 in the user's category");
+    }
+
+    #[test]
+    fn model_file_round_trips_and_rejects_corruption() {
+        type B = NdArray;
+        let data = toy(4, 1);
+        let cfg = small();
+        let net = TwoTowerNet::<B>::init(&cfg, &data.vocab, &Default::default());
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let model = export(
+            &net,
+            SparseTable::new(data.vocab.items, cfg.id_dim, 0.5, &mut rng),
+            &cfg,
+            &data,
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        model.save(&mut buf).unwrap();
+        let back = TwoTowerModel::load(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, model);
+        assert!(
+            TwoTowerModel::load(&mut &buf[..buf.len() - 3])
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
+        let mut bad = buf.clone();
+        bad[0] = b'X';
+        assert!(TwoTowerModel::load(&mut bad.as_slice()).is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! Real-time features: the offline feature engine, warmed from the dataset and kept current by
+//! the events API, answering in the dataset's string ids.
+
+use crate::{Error, Result};
+use ahash::AHashMap;
+use recsys_core::features::{FeatureConfig, FeatureEngine, FeatureEvent};
+use recsys_core::schema::EventType;
+use recsys_train::dataset::Dataset;
+use recsys_train::progress::Progress;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One event as clients post it (`POST /api/v1/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventIn {
+    /// User id as imported.
+    pub user_id: String,
+    /// Item id as imported.
+    pub item_id: String,
+    /// `view | click | add_to_cart | purchase`.
+    pub event_type: String,
+    /// UTC milliseconds; the server's clock when absent.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    /// Session id.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Unit price.
+    #[serde(default)]
+    pub price: Option<f64>,
+    /// Quantity.
+    #[serde(default)]
+    pub quantity: Option<u32>,
+    /// Rating.
+    #[serde(default)]
+    pub rating: Option<f32>,
+}
+
+/// A user's features with string ids (`GET /api/v1/features/users/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserFeaturesOut {
+    /// User id.
+    pub user_id: String,
+    /// The cut-off the features were computed at (UTC ms).
+    pub as_of: i64,
+    /// Purchases in the last 30 days.
+    pub total_purchases_30d: u32,
+    /// Mean order value.
+    pub avg_order_value: Option<f64>,
+    /// Top categories.
+    pub favorite_categories: Vec<String>,
+    /// Events per day over the last 7 days.
+    pub browsing_velocity: f64,
+    /// Recent item ids, newest first.
+    pub recent_items: Vec<String>,
+}
+
+/// An item's features with string ids (`GET /api/v1/features/items/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemFeaturesOut {
+    /// Item id.
+    pub item_id: String,
+    /// The cut-off the features were computed at (UTC ms).
+    pub as_of: i64,
+    /// Decayed popularity.
+    pub popularity_score: f64,
+    /// Weighted interactions in the last hour.
+    pub trending_score_1h: f64,
+    /// Mean rating.
+    pub avg_rating: Option<f64>,
+    /// Price decile.
+    pub price_bucket: Option<u8>,
+    /// Category.
+    pub category: Option<String>,
+}
+
+/// The online feature state of a whole population.
+#[derive(Debug)]
+pub struct OnlineFeatures {
+    user_index: AHashMap<String, u32>,
+    user_ids: Vec<String>,
+    item_index: AHashMap<String, u32>,
+    item_ids: Vec<String>,
+    categories: Vec<String>,
+    engine: FeatureEngine,
+    latest_ts: i64,
+}
+
+impl OnlineFeatures {
+    /// Loads a dataset and folds all its events, exactly as `recsys-train features` does.
+    pub fn from_dataset(dir: &Path, config: FeatureConfig) -> Result<Self> {
+        let ds = Dataset::open(dir)?;
+        let end = ds.manifest.partitions.values().map(|p| p.max_ts).max().unwrap_or(0) + 1;
+        let (engine, categories, _) = recsys_train::features::build_engine(&ds, end, config, Progress::quiet())?;
+        let index = |ids: &[String]| ids.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        Ok(OnlineFeatures {
+            user_index: index(ds.users.ids.ids()),
+            user_ids: ds.users.ids.ids().to_vec(),
+            item_index: index(ds.items.ids.ids()),
+            item_ids: ds.items.ids.ids().to_vec(),
+            categories,
+            engine,
+            latest_ts: end - 1,
+        })
+    }
+
+    /// Number of known users (including users first seen online).
+    pub fn num_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    /// Checks an event against the rules of [`OnlineFeatures::ingest`] without applying it;
+    /// returns the item index, event type and timestamp it would use.
+    pub fn check(&self, ev: &EventIn, now_ms: i64) -> Result<(u32, EventType, i64)> {
+        if ev.user_id.trim().is_empty() {
+            return Err(Error::bad("user_id", &ev.user_id, "must not be empty"));
+        }
+        let item = *self
+            .item_index
+            .get(&ev.item_id)
+            .ok_or_else(|| Error::bad("item_id", &ev.item_id, "not in the catalogue"))?;
+        let event_type = EventType::parse(&ev.event_type).ok_or_else(|| {
+            Error::bad(
+                "event_type",
+                &ev.event_type,
+                "expected view, click, add_to_cart or purchase",
+            )
+        })?;
+        if let Some(p) = ev.price
+            && (!p.is_finite() || p < 0.0)
+        {
+            return Err(Error::bad("price", p, "must be a finite, non-negative number"));
+        }
+        if ev.quantity == Some(0) {
+            return Err(Error::bad("quantity", 0, "must be at least 1"));
+        }
+        if let Some(r) = ev.rating
+            && !r.is_finite()
+        {
+            return Err(Error::bad("rating", r, "must be finite"));
+        }
+        let ts = ev.timestamp.unwrap_or(now_ms);
+        if ts > now_ms + 60_000 {
+            return Err(Error::bad("timestamp", ts, "more than a minute in the future"));
+        }
+        Ok((item, event_type, ts))
+    }
+
+    /// Validates and applies one event. Unknown users are added; unknown items are refused
+    /// (the catalogue changes with a reload, not through events).
+    pub fn ingest(&mut self, ev: &EventIn, now_ms: i64) -> Result<()> {
+        let (item, event_type, ts) = self.check(ev, now_ms)?;
+        let user = match self.user_index.get(&ev.user_id) {
+            Some(&u) => u,
+            None => {
+                let u = self.user_ids.len() as u32;
+                self.user_ids.push(ev.user_id.clone());
+                self.user_index.insert(ev.user_id.clone(), u);
+                u
+            }
+        };
+        self.engine.ingest(&FeatureEvent::new(
+            user,
+            item,
+            event_type,
+            ts,
+            ev.price,
+            ev.quantity,
+            ev.session_id.as_deref(),
+            ev.rating,
+        ));
+        self.latest_ts = self.latest_ts.max(ts);
+        Ok(())
+    }
+
+    /// The cut-off for "now": after every ingested event.
+    pub fn as_of(&self, now_ms: i64) -> i64 {
+        now_ms.max(self.latest_ts + 1)
+    }
+
+    /// A user's features now.
+    pub fn user_features(&self, user_id: &str, now_ms: i64) -> Result<UserFeaturesOut> {
+        let &u = self.user_index.get(user_id).ok_or_else(|| Error::NotFound {
+            kind: "user",
+            id: user_id.to_string(),
+        })?;
+        let as_of = self.as_of(now_ms);
+        let f = self.engine.user_features(u, as_of)?;
+        Ok(UserFeaturesOut {
+            user_id: user_id.to_string(),
+            as_of,
+            total_purchases_30d: f.total_purchases_30d,
+            avg_order_value: f.avg_order_value,
+            favorite_categories: f
+                .favorite_categories
+                .iter()
+                .map(|&c| self.categories[c as usize].clone())
+                .collect(),
+            browsing_velocity: f.browsing_velocity,
+            recent_items: f.recent.iter().map(|r| self.item_ids[r.0 as usize].clone()).collect(),
+        })
+    }
+
+    /// An item's features now.
+    pub fn item_features(&self, item_id: &str, now_ms: i64) -> Result<ItemFeaturesOut> {
+        let &i = self.item_index.get(item_id).ok_or_else(|| Error::NotFound {
+            kind: "item",
+            id: item_id.to_string(),
+        })?;
+        let as_of = self.as_of(now_ms);
+        let f = self.engine.item_features(i, as_of)?;
+        Ok(ItemFeaturesOut {
+            item_id: item_id.to_string(),
+            as_of,
+            popularity_score: f.popularity_score,
+            trending_score_1h: f.trending_score_1h,
+            avg_rating: f.avg_rating,
+            price_bucket: f.price_bucket,
+            category: f.category.map(|c| self.categories[c as usize].clone()),
+        })
+    }
+}

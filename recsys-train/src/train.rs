@@ -1,0 +1,510 @@
+//! `recsys-train train`: fit the two-tower model on a split of the dataset, evaluate it, publish
+//! it to the registry and promote it when the validation gates pass.
+
+use crate::dataset::{Dataset, write_atomic};
+use crate::evaluate::{
+    EvalOptions, Metrics, Protocol, Scorer, Split, SplitOptions, TestCase, evaluate, load_interactions, split,
+};
+use crate::features::catalog_from;
+use crate::progress::Progress;
+use crate::registry::{Gates, Registry};
+use crate::{Error, Result};
+use recsys_core::model::inference::TwoTowerModel;
+use recsys_core::model::trainer::{TrainReport, TrainingData, UserProfile};
+use recsys_core::model::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Which burn backend trains the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn's `NdArray` CPU backend.
+    #[default]
+    Cpu,
+    /// burn's CUDA backend (needs the `cuda` cargo feature and an NVIDIA GPU).
+    Cuda,
+}
+
+/// String vocabularies behind the model's categorical codes (code = 1 + index; 0 = unknown).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Vocabularies {
+    /// Category names.
+    pub categories: Vec<String>,
+    /// Brand names.
+    pub brands: Vec<String>,
+    /// Age buckets.
+    pub ages: Vec<String>,
+    /// Regions.
+    pub regions: Vec<String>,
+    /// Upper bounds of the price buckets.
+    pub price_bounds: Vec<f64>,
+}
+
+fn codes(values: &[Option<String>]) -> (Vec<u32>, Vec<String>) {
+    let mut names: Vec<String> = values.iter().flatten().cloned().collect();
+    names.sort();
+    names.dedup();
+    let index: ahash::AHashMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32 + 1))
+        .collect();
+    let c = values
+        .iter()
+        .map(|v| v.as_deref().and_then(|v| index.get(v).copied()).unwrap_or(0))
+        .collect();
+    (c, names)
+}
+
+/// Builds the model inputs from a dataset and the split's training interactions (item
+/// popularity is counted on `split.train` only, so nothing from the test period leaks in).
+pub fn training_data(ds: &Dataset, split: &Split) -> (TrainingData, Vocabularies) {
+    let (catalog, _) = catalog_from(&ds.items);
+    let (category, categories) = codes(&ds.items.category);
+    let (brand, brands) = codes(&ds.items.brand);
+    let (ages_c, ages) = codes(&ds.users.age_bucket);
+    let (regions_c, regions) = codes(&ds.users.region);
+    let n_items = ds.items.len();
+    let mut counts = vec![0u32; n_items];
+    for it in &split.train {
+        counts[it.item as usize] += 1;
+    }
+    let max = counts.iter().copied().max().unwrap_or(0) as f32;
+    let numeric = (0..n_items)
+        .map(|i| {
+            let pop = if max > 0.0 {
+                (1.0 + counts[i] as f32).ln() / (1.0 + max).ln()
+            } else {
+                0.0
+            };
+            let rating = ds.items.avg_rating[i].map(|r| ((r - 3.0) / 2.0) as f32).unwrap_or(0.0);
+            [pop, rating]
+        })
+        .collect();
+    let price_bucket = ds
+        .items
+        .price
+        .iter()
+        .map(|p| p.map(|p| u32::from(catalog.price_bucket_of(p)) + 1).unwrap_or(0))
+        .collect();
+    let vocab = Vocab {
+        items: n_items,
+        categories: categories.len() + 1,
+        brands: brands.len() + 1,
+        price_buckets: catalog.price_bounds.len() + 2,
+        ages: ages.len() + 1,
+        regions: regions.len() + 1,
+    };
+    let items = ItemSide {
+        category,
+        brand,
+        price_bucket,
+        numeric,
+    };
+    let users = (0..ds.users.len())
+        .map(|u| UserProfile {
+            age: ages_c[u],
+            region: regions_c[u],
+        })
+        .collect();
+    let data = TrainingData {
+        vocab,
+        items,
+        users,
+        histories: histories(&split.train, ds.users.len()),
+    };
+    let vocabs = Vocabularies {
+        categories,
+        brands,
+        ages,
+        regions,
+        price_bounds: catalog.price_bounds.clone(),
+    };
+    (data, vocabs)
+}
+
+/// Per-user histories (time order) of a list of interactions.
+pub fn histories(interactions: &[crate::evaluate::Interaction], num_users: usize) -> Vec<Vec<HistoryEvent>> {
+    let mut h = vec![Vec::new(); num_users];
+    for it in interactions {
+        h[it.user as usize].push(HistoryEvent {
+            item: it.item,
+            event_type: it.event_type,
+            ts: it.ts,
+        });
+    }
+    h
+}
+
+/// Scores a test case with a trained two-tower model: the user embedding from the user's context
+/// history before `as_of`, against precomputed item embeddings.
+pub struct TwoTowerScorer<'a> {
+    model: &'a TwoTowerModel,
+    items: Vec<f32>,
+    contexts: Vec<Vec<HistoryEvent>>,
+    profiles: &'a [UserProfile],
+}
+
+impl<'a> TwoTowerScorer<'a> {
+    /// Precomputes item embeddings and the users' context histories.
+    pub fn new(model: &'a TwoTowerModel, split: &Split, profiles: &'a [UserProfile]) -> Self {
+        TwoTowerScorer {
+            model,
+            items: model.item_embeddings(),
+            contexts: histories(&split.context, split.num_users),
+            profiles,
+        }
+    }
+}
+
+impl Scorer for TwoTowerScorer<'_> {
+    fn score(&self, case: &TestCase, out: &mut [f32]) {
+        let p = self.profiles.get(case.user as usize).copied().unwrap_or_default();
+        let history = self.contexts.get(case.user as usize).map(Vec::as_slice).unwrap_or(&[]);
+        let ctx = UserContext {
+            history,
+            as_of: case.as_of,
+            age: p.age,
+            region: p.region,
+        };
+        let inputs = UserInputs::build(&ctx, &self.model.config);
+        let d = self.model.dim();
+        let mut u = vec![0.0; d];
+        if self.model.user_embedding(&inputs, &mut u).is_err() {
+            out.fill(0.0);
+            return;
+        }
+        for (o, e) in out.iter_mut().zip(self.items.chunks_exact(d)) {
+            *o = u.iter().zip(e).map(|(a, b)| a * b).sum();
+        }
+    }
+}
+
+/// Trains with the chosen backend.
+pub fn fit(
+    data: &TrainingData,
+    cfg: &TwoTowerConfig,
+    backend: BackendKind,
+    progress: Progress,
+) -> Result<(TwoTowerModel, TrainReport)> {
+    let bar = progress.bar(0, "train");
+    let mut on_step = |step: usize, total: usize, loss: f32| {
+        bar.set_length(total as u64);
+        bar.set_position(step as u64);
+        if step.is_multiple_of(20) {
+            bar.set_message(format!("loss {loss:.3}"));
+        }
+    };
+    let out = match backend {
+        BackendKind::Cpu => {
+            type B = burn::backend::Autodiff<burn::backend::NdArray>;
+            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step)
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            type B = burn::backend::Autodiff<burn::backend::Cuda>;
+            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step)
+        }
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => {
+            return Err(Error::arg(
+                "backend",
+                "cuda",
+                "this binary was built without the `cuda` feature",
+            ));
+        }
+    };
+    bar.finish_and_clear();
+    Ok(out?)
+}
+
+/// Files of a model version in the registry.
+pub mod files {
+    /// The weights ([`recsys_core::model::inference::TwoTowerModel::save`]).
+    pub const MODEL: &str = "model.bin";
+    /// The [`recsys_core::model::TwoTowerConfig`] as JSON.
+    pub const CONFIG: &str = "config.json";
+    /// Evaluation metrics.
+    pub const METRICS: &str = "metrics.json";
+    /// Vocabularies of the categorical inputs.
+    pub const VOCAB: &str = "vocab.json";
+    /// Data window, row counts and protocol ([`super::DataInfo`]).
+    pub const DATA: &str = "data.json";
+}
+
+/// What data a model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    /// The dataset directory.
+    pub dataset: String,
+    /// Dataset name used for per-dataset gate overrides (the directory's file name).
+    pub dataset_name: String,
+    /// Evaluation protocol.
+    pub protocol: Protocol,
+    /// Time-split cut-off (UTC ms).
+    pub cutoff_ms: Option<i64>,
+    /// Earliest training interaction.
+    pub train_min_ts: Option<i64>,
+    /// Latest training interaction.
+    pub train_max_ts: Option<i64>,
+    /// Training interactions.
+    pub train_rows: usize,
+    /// Events in the dataset.
+    pub dataset_events: u64,
+    /// Users in the dataset.
+    pub users: usize,
+    /// Items in the dataset.
+    pub items: usize,
+    /// Training report.
+    pub training: TrainReport,
+    /// Backend used.
+    pub backend: BackendKind,
+}
+
+/// Options of [`train_and_register`].
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Dataset directory.
+    pub data: PathBuf,
+    /// Registry directory.
+    pub registry: PathBuf,
+    /// Model hyper-parameters.
+    pub config: TwoTowerConfig,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Gates; `None` = off.
+    pub gates: Option<Gates>,
+    /// Split settings.
+    pub split: SplitOptions,
+    /// Progress reporting.
+    pub progress: Progress,
+}
+
+/// The JSON `recsys-train train` prints.
+#[derive(Debug, Serialize)]
+pub struct TrainOutcome {
+    /// Registry version written.
+    pub version: String,
+    /// Whether it became `current`.
+    pub promoted: bool,
+    /// Its metrics.
+    pub metrics: Metrics,
+    /// Why it was not promoted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate_failure: Option<String>,
+    /// The failed gate as an error (not serialised).
+    #[serde(skip)]
+    pub gate_error: Option<Error>,
+}
+
+fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_vec_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
+    write_atomic(path, |f| {
+        use std::io::Write;
+        f.write_all(&text).map_err(Error::io(path))
+    })
+}
+
+/// Trains, evaluates, publishes the version and promotes it when the gates pass (the previous
+/// `current` keeps serving otherwise). Keeps the last 10 versions.
+pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
+    let ds = Dataset::open(&opts.data)?;
+    let interactions = load_interactions(&ds)?;
+    let sp = split(&interactions, ds.users.len(), ds.items.len(), &opts.split)?;
+    let (data, vocabs) = training_data(&ds, &sp);
+    let (model, report) = fit(&data, &opts.config, opts.backend, opts.progress)?;
+    let scorer = TwoTowerScorer::new(&model, &sp, &data.users);
+    let metrics = evaluate(&sp, &scorer, &EvalOptions::default());
+    opts.progress.summary(format!(
+        "trained on {} examples in {:.1}s ({:.0} samples/s); recall@20 {:.4}, ndcg@20 {:.4}, auc {:.4}",
+        report.examples,
+        report.seconds,
+        report.samples_per_second,
+        metrics.get("recall@20").copied().unwrap_or(f64::NAN),
+        metrics.get("ndcg@20").copied().unwrap_or(f64::NAN),
+        metrics.get("auc").copied().unwrap_or(f64::NAN),
+    ));
+    let dataset_name = opts
+        .data
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+        .unwrap_or_default();
+    let info = DataInfo {
+        dataset: opts.data.display().to_string(),
+        dataset_name: dataset_name.clone(),
+        protocol: sp.protocol,
+        cutoff_ms: sp.cutoff_ms,
+        train_min_ts: sp.train.first().map(|i| i.ts),
+        train_max_ts: sp.train.last().map(|i| i.ts),
+        train_rows: sp.train.len(),
+        dataset_events: ds.manifest.num_events,
+        users: ds.users.len(),
+        items: ds.items.len(),
+        training: report,
+        backend: opts.backend,
+    };
+    let registry = Registry::open(&opts.registry)?;
+    let staging = tempfile_dir(&opts.registry)?;
+    let result = (|| {
+        let mpath = staging.join(files::MODEL);
+        write_atomic(&mpath, |f| {
+            let mut w = std::io::BufWriter::new(f);
+            model.save(&mut w)?;
+            use std::io::Write;
+            w.flush().map_err(Error::io(&mpath))
+        })?;
+        write_json(&staging.join(files::CONFIG), &opts.config)?;
+        write_json(&staging.join(files::METRICS), &metrics)?;
+        write_json(&staging.join(files::VOCAB), &vocabs)?;
+        write_json(&staging.join(files::DATA), &info)?;
+        let info_value = serde_json::to_value(&info).map_err(|e| Error::Internal(e.to_string()))?;
+        registry.publish(&staging, None, &metrics, info_value)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    let version = result?;
+    let current_metrics = match registry.current()? {
+        Some(v) => Some(registry.manifest(&v)?.metrics),
+        None => None,
+    };
+    let gate = match &opts.gates {
+        Some(g) => g.check(Some(&dataset_name), &metrics, current_metrics.as_ref()),
+        None => Ok(()),
+    };
+    let outcome = match gate {
+        Ok(()) => {
+            registry.promote(&version)?;
+            TrainOutcome {
+                version,
+                promoted: true,
+                metrics,
+                gate_failure: None,
+                gate_error: None,
+            }
+        }
+        Err(e @ Error::GateFailed { .. }) => TrainOutcome {
+            version,
+            promoted: false,
+            metrics,
+            gate_failure: Some(e.to_string()),
+            gate_error: Some(e),
+        },
+        Err(e) => return Err(e),
+    };
+    registry.prune(10)?;
+    Ok(outcome)
+}
+
+fn tempfile_dir(near: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(near).map_err(Error::io(near))?;
+    let p = near.join(format!(".staging-{}", crate::dataset::unique_token()));
+    std::fs::create_dir_all(&p).map_err(Error::io(&p))?;
+    Ok(p)
+}
+
+/// Loads a model version: `spec` is a directory holding `model.bin`, or a version of `registry`
+/// (`current` for the promoted one).
+pub fn load_model(spec: &str, registry: Option<&Path>) -> Result<(TwoTowerModel, DataInfo, PathBuf)> {
+    let as_path = Path::new(spec);
+    let dir = if as_path.join(files::MODEL).is_file() {
+        as_path.to_path_buf()
+    } else {
+        let root = registry.ok_or_else(|| {
+            Error::arg(
+                "model",
+                spec,
+                "not a model directory; pass --registry DIR to look up a version",
+            )
+        })?;
+        let reg = Registry::open(root)?;
+        let version = if spec == "current" {
+            reg.current()?
+                .ok_or_else(|| Error::arg("model", spec, "the registry has no current version"))?
+        } else {
+            spec.to_string()
+        };
+        reg.verify(&version)?;
+        reg.path_of(&version)
+    };
+    let mpath = dir.join(files::MODEL);
+    let f = std::fs::File::open(&mpath).map_err(Error::io(&mpath))?;
+    let model = TwoTowerModel::load(&mut std::io::BufReader::new(f)).map_err(|e| Error::data(&mpath, e.to_string()))?;
+    let dpath = dir.join(files::DATA);
+    let info: DataInfo = serde_json::from_slice(&std::fs::read(&dpath).map_err(Error::io(&dpath))?)
+        .map_err(|e| Error::data(&dpath, e.to_string()))?;
+    Ok((model, info, dir))
+}
+
+/// `recsys-train evaluate`: the model and the chosen baselines on one split, as one JSON object.
+pub fn evaluate_command(
+    data: &Path,
+    model_spec: &str,
+    registry: Option<&Path>,
+    split_opts: &SplitOptions,
+    baselines: &[String],
+    progress: Progress,
+) -> Result<serde_json::Value> {
+    let ds = Dataset::open(data)?;
+    let (model, info, _) = load_model(model_spec, registry)?;
+    if model.num_items() != ds.items.len() {
+        return Err(Error::arg(
+            "model",
+            model_spec,
+            format!(
+                "model knows {} items, the dataset {}",
+                model.num_items(),
+                ds.items.len()
+            ),
+        ));
+    }
+    let interactions = load_interactions(&ds)?;
+    let sp = split(&interactions, ds.users.len(), ds.items.len(), split_opts)?;
+    if sp.protocol != info.protocol {
+        return Err(Error::arg(
+            "protocol",
+            format!("{:?}", sp.protocol),
+            format!("the model was trained for {:?}", info.protocol),
+        ));
+    }
+    if let (Some(cut), Some(max)) = (sp.cutoff_ms, info.train_max_ts)
+        && max >= cut
+    {
+        return Err(Error::arg(
+            "model",
+            model_spec,
+            "the model was trained on events at or after the test cut-off (leakage)",
+        ));
+    }
+
+    let (data_in, _) = training_data(&ds, &sp);
+    let opts = EvalOptions::default();
+    let mut models = BTreeMap::new();
+    let scorer = TwoTowerScorer::new(&model, &sp, &data_in.users);
+    models.insert("two_tower".to_string(), evaluate(&sp, &scorer, &opts));
+    for b in baselines {
+        let m = match b.as_str() {
+            "popularity" => evaluate(&sp, &crate::baselines::Popularity::fit(&sp), &opts),
+            "category_popularity" => {
+                let cats: Vec<Option<u32>> = data_in.items.category.iter().map(|&c| c.checked_sub(1)).collect();
+                evaluate(&sp, &crate::baselines::CategoryPopularity::fit(&sp, &cats), &opts)
+            }
+            "mf" | "als" => evaluate(&sp, &crate::baselines::Als::fit(&sp, &Default::default()), &opts),
+            other => {
+                return Err(Error::arg(
+                    "baselines",
+                    other,
+                    "expected popularity, category_popularity or mf",
+                ));
+            }
+        };
+        models.insert(b.clone(), m);
+    }
+    progress.summary(format!("evaluated {} users", sp.test.len()));
+    Ok(serde_json::json!({
+        "protocol": match sp.protocol { Protocol::TimeSplit => "time-split", Protocol::LeaveOneOut => "leave-one-out" },
+        "models": models,
+        "users_evaluated": sp.test.len(),
+    }))
+}

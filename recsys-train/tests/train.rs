@@ -1,0 +1,219 @@
+//! `recsys-train train | evaluate | registry` end to end through the binary.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_recsys-train"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {text}"))
+}
+
+/// A small synthetic TechShop imported into `dir/data`.
+fn dataset(dir: &Path) -> String {
+    let raw = dir.join("raw");
+    let data = dir.join("data");
+    let out = run(&[
+        "-q",
+        "generate",
+        "--out",
+        raw.to_str().unwrap(),
+        "--users",
+        "1500",
+        "--items",
+        "300",
+        "--events-per-day",
+        "30000",
+        "--days",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "-q",
+        "import",
+        "--events",
+        raw.join("events").to_str().unwrap(),
+        "--items",
+        raw.join("items.parquet").to_str().unwrap(),
+        "--users",
+        raw.join("users.parquet").to_str().unwrap(),
+        "--map",
+        "user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity",
+        "--event-type",
+        "event_type",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    data.to_str().unwrap().to_string()
+}
+
+fn small_config(dir: &Path) -> String {
+    let p = dir.join("config.json");
+    std::fs::write(
+        &p,
+        r#"{"embedding_dim": 64, "id_dim": 32, "side_dim": 8, "hidden_dim": 64, "epochs": 3, "batch_size": 512}"#,
+    )
+    .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn train_publishes_promotes_and_gates_block_regressions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let reg = tmp.path().join("registry");
+    let reg = reg.to_str().unwrap();
+    let cfg = small_config(tmp.path());
+
+    // Gates off: the first model is promoted.
+    let out = run(&[
+        "-q",
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        reg,
+        "--config",
+        &cfg,
+        "--gates",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = json(&out);
+    assert_eq!(first["promoted"], true);
+    let v1 = first["version"].as_str().unwrap().to_string();
+    for k in ["recall@20", "ndcg@20", "hr@10", "auc", "coverage@20", "entropy@20"] {
+        assert!(first["metrics"][k].is_number(), "metric {k} missing: {first}");
+    }
+    for f in [
+        "model.bin",
+        "config.json",
+        "metrics.json",
+        "data.json",
+        "vocab.json",
+        "manifest.json",
+    ] {
+        assert!(
+            Path::new(reg).join(&v1).join(f).is_file(),
+            "{f} missing in the version directory"
+        );
+    }
+
+    // Impossible gates: the new version is published but not promoted; exit status 3 names the metric.
+    let gates = tmp.path().join("gates.json");
+    std::fs::write(&gates, r#"{"min": {"recall@20": 0.999}}"#).unwrap();
+    let out = run(&[
+        "-q",
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        reg,
+        "--config",
+        &cfg,
+        "--gates",
+        gates.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let second = json(&out);
+    assert_eq!(second["promoted"], false);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recall@20"));
+    let list = json(&run(&["registry", "--registry", reg, "list"]));
+    let current: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["current"] == true)
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["version"], v1.as_str(), "the previous model keeps serving");
+
+    // Promote the second explicitly, then roll back.
+    let v2 = second["version"].as_str().unwrap();
+    let out = run(&["registry", "--registry", reg, "promote", v2]);
+    assert!(out.status.success());
+    assert_eq!(json(&out)["current"], v2);
+    let out = run(&["registry", "--registry", reg, "rollback"]);
+    assert_eq!(json(&out)["current"], v1.as_str());
+
+    // Evaluate the current model with baselines: one JSON object, logs on stderr.
+    let out = run(&[
+        "-q",
+        "evaluate",
+        "--data",
+        &data,
+        "--registry",
+        reg,
+        "--model",
+        "current",
+        "--baselines",
+        "popularity,mf",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ev = json(&out);
+    assert_eq!(ev["protocol"], "time-split");
+    assert!(ev["users_evaluated"].as_u64().unwrap() > 100);
+    for m in ["two_tower", "popularity", "mf"] {
+        assert!(ev["models"][m]["recall@20"].is_number(), "{m}: {ev}");
+    }
+    // The two-tower model learns the planted preferences: it beats popularity.
+    let tt = ev["models"]["two_tower"]["recall@20"].as_f64().unwrap();
+    let pop = ev["models"]["popularity"]["recall@20"].as_f64().unwrap();
+    assert!(tt > pop, "two-tower {tt} vs popularity {pop}");
+
+    // A corrupt artifact is refused on promote, and current is unchanged.
+    let model = Path::new(reg).join(v2).join("model.bin");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&model, bytes).unwrap();
+    let out = run(&["registry", "--registry", reg, "promote", v2]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("model.bin"));
+    let list = json(&run(&["registry", "--registry", reg, "list"]));
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["current"] == true && v["version"] == v1.as_str())
+    );
+}
+
+#[test]
+fn bad_config_and_unknown_model_are_user_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let cfg = tmp.path().join("bad.json");
+    std::fs::write(&cfg, r#"{"temprature": 0.1}"#).unwrap();
+    let reg = tmp.path().join("r");
+    let out = run(&[
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        reg.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("temprature"));
+    let out = run(&[
+        "evaluate",
+        "--data",
+        &data,
+        "--model",
+        "9.9.9",
+        "--registry",
+        reg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

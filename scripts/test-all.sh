@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of techshop-recs: formatting, lints, Rust unit/integration/doc tests.
+# Tests that talk to Redis expect it on 127.0.0.1:6379 (.ci/run starts it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+# The README's first command, end to end, on a debug build.
+PROFILE=dev ./examples/quickstart.sh "${TMPDIR:-/tmp}/techshop-quickstart-test"
