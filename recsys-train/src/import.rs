@@ -743,6 +743,37 @@ fn column_or<'b>(batch: &'b RecordBatch, preferred: Option<&str>, canonical: &st
         .or_else(|| batch.column_by_name(canonical))
 }
 
+/// The format of an item or user table: `--format` applies unless it names an events-only format
+/// (sequences; JSON only holds item attributes).
+fn table_format(path: &Path, forced: Option<InputFormat>, json_allowed: bool) -> Result<InputFormat> {
+    match forced {
+        Some(InputFormat::Sequences) | None => InputFormat::detect(path),
+        Some(InputFormat::Json) if !json_allowed => InputFormat::detect(path),
+        Some(f) => Ok(f),
+    }
+}
+
+/// The id column of an item or user table (the mapped name, else the canonical one), checked.
+fn table_ids(
+    path: &Path,
+    batch: &RecordBatch,
+    what: &str,
+    mapped: &str,
+    canonical: &str,
+    v: &mut Validator,
+) -> Result<StringArray> {
+    let col = column_or(batch, Some(mapped), canonical).ok_or_else(|| {
+        Error::arg(
+            what,
+            path.display(),
+            format!("needs an id column (`{mapped}` or `{canonical}`)"),
+        )
+    })?;
+    let ids = as_strings(col)?;
+    check_ids(&ids, canonical, v);
+    Ok(ids)
+}
+
 /// Upserts an item catalogue file into the dataset's item table.
 fn import_items(
     ds: &mut Dataset,
@@ -751,22 +782,11 @@ fn import_items(
     skipped: &mut BTreeMap<String, u64>,
 ) -> Result<()> {
     use recsys_core::schema::columns as col;
-    let format = match opts.format {
-        Some(InputFormat::Sequences) | None => InputFormat::detect(path)?,
-        Some(f) => f,
-    };
+    let format = table_format(path, opts.format, true)?;
     let m = &opts.map;
     for_each_batch(path, format, &mut |batch, first_row| {
         let mut v = Validator::new(path, first_row, batch.num_rows());
-        let id_col = column_or(&batch, Some(&m.item), col::ITEM_ID).ok_or_else(|| {
-            Error::arg(
-                "items",
-                path.display(),
-                format!("needs an item id column (`{}` or `item_id`)", m.item),
-            )
-        })?;
-        let ids = as_strings(id_col)?;
-        check_ids(&ids, col::ITEM_ID, &mut v);
+        let ids = table_ids(path, &batch, "items", &m.item, col::ITEM_ID, &mut v)?;
         let category = optional_strings(column_or(&batch, m.category.as_deref(), col::CATEGORY))?;
         let price = column_or(&batch, m.price.as_deref(), col::PRICE)
             .map(|a| parse_numbers(a, col::PRICE, &mut v, true))
@@ -814,22 +834,11 @@ fn import_users(
     skipped: &mut BTreeMap<String, u64>,
 ) -> Result<()> {
     use recsys_core::schema::columns as col;
-    let format = match opts.format {
-        Some(InputFormat::Sequences) | Some(InputFormat::Json) | None => InputFormat::detect(path)?,
-        Some(f) => f,
-    };
+    let format = table_format(path, opts.format, false)?;
     let m = &opts.map;
     for_each_batch(path, format, &mut |batch, first_row| {
         let mut v = Validator::new(path, first_row, batch.num_rows());
-        let id_col = column_or(&batch, Some(&m.user), col::USER_ID).ok_or_else(|| {
-            Error::arg(
-                "users",
-                path.display(),
-                format!("needs a user id column (`{}` or `user_id`)", m.user),
-            )
-        })?;
-        let ids = as_strings(id_col)?;
-        check_ids(&ids, col::USER_ID, &mut v);
+        let ids = table_ids(path, &batch, "users", &m.user, col::USER_ID, &mut v)?;
         let age = optional_strings(column_or(&batch, m.age_bucket.as_deref(), col::AGE_BUCKET))?;
         let region = optional_strings(column_or(&batch, m.region.as_deref(), col::REGION))?;
         let signup = batch
