@@ -291,10 +291,20 @@ pub fn compute_features(
     cfg: FeatureConfig,
     progress: Progress,
 ) -> Result<FeaturesReport> {
-    let ds = Dataset::open(data)?;
-    let (engine, categories, used) = build_engine(&ds, as_of, cfg, progress)?;
-    let users = user_batch(&ds, &engine, &categories, as_of)?;
-    let items = item_batch(&ds, &engine, &categories, as_of)?;
+    compute_features_of(&Dataset::open(data)?, as_of, out, cfg, progress)
+}
+
+/// [`compute_features`] on an already opened dataset.
+pub fn compute_features_of(
+    ds: &Dataset,
+    as_of: i64,
+    out: &Path,
+    cfg: FeatureConfig,
+    progress: Progress,
+) -> Result<FeaturesReport> {
+    let (engine, categories, used) = build_engine(ds, as_of, cfg, progress)?;
+    let users = user_batch(ds, &engine, &categories, as_of)?;
+    let items = item_batch(ds, &engine, &categories, as_of)?;
     write_parquet(&out.join("user_features.parquet"), user_features_schema(), &[users])?;
     write_parquet(&out.join("item_features.parquet"), item_features_schema(), &[items])?;
     let report = FeaturesReport {

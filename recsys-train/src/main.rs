@@ -246,8 +246,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Features { data, as_of, out } => {
             let ds = Dataset::open(&data)?;
             let as_of = features::parse_as_of(&as_of, Some(&ds))?;
-            drop(ds);
-            let report = features::compute_features(&data, as_of, &out, FeatureConfig::default(), progress)?;
+            let report = features::compute_features_of(&ds, as_of, &out, FeatureConfig::default(), progress)?;
             print_json(&report)
         }
         Command::Info { data } => print_json(&Dataset::open(&data)?.manifest),
