@@ -104,14 +104,44 @@ impl<B: Backend> TwoTowerNet<B> {
         region: Tensor<B, 1, Int>,
         numeric: Tensor<B, 2>,
     ) -> Tensor<B, 2> {
+        let [b, _, d] = history_ids.dims();
+        let short_pooled = (history_ids.clone() * short).sum_dim(1).reshape([b, d]);
+        let long_pooled = (history_ids * long.clone()).sum_dim(1).reshape([b, d]);
+        self.users_pooled(
+            short_pooled,
+            long_pooled,
+            history_category,
+            history_price,
+            long,
+            age,
+            region,
+            numeric,
+        )
+    }
+
+    /// [`TwoTowerNet::users`] from already pooled id embeddings `[b, id_dim]` (short and long
+    /// term): the trainer pools the id table itself and back-propagates into its rows by hand,
+    /// which is far cheaper than a gather of `b × L` rows through autodiff.
+    #[allow(clippy::too_many_arguments)]
+    pub fn users_pooled(
+        &self,
+        short_pooled: Tensor<B, 2>,
+        long_pooled: Tensor<B, 2>,
+        history_category: Tensor<B, 2, Int>,
+        history_price: Tensor<B, 2, Int>,
+        long: Tensor<B, 3>,
+        age: Tensor<B, 1, Int>,
+        region: Tensor<B, 1, Int>,
+        numeric: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
         let pool = |x: Tensor<B, 3>, w: Tensor<B, 3>| {
             let [b, _, d] = x.dims();
             (x * w).sum_dim(1).reshape([b, d])
         };
         let x = Tensor::cat(
             vec![
-                pool(history_ids.clone(), short),
-                pool(history_ids, long.clone()),
+                short_pooled,
+                long_pooled,
                 pool(self.category.forward(history_category), long.clone()),
                 pool(self.price.forward(history_price), long),
                 Self::embed_1d(&self.age, age),

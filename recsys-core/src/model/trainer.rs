@@ -83,10 +83,16 @@ struct Batch<B: Backend> {
     target_brand: Tensor<B, 1, Int>,
     target_price: Tensor<B, 1, Int>,
     target_numeric: Tensor<B, 2>,
-    hist_local: Tensor<B, 1, Int>,
+    /// Local row of each history slot (`unique.len()` for padding), `b × L`.
+    hist_rows: Vec<u32>,
+    /// Short- and long-term pooling weights, `b × L`.
+    short_w: Vec<f32>,
+    long_w: Vec<f32>,
+    /// Pooled id embeddings (leaves), `[b, id_dim]`.
+    short_pooled: Tensor<B, 2>,
+    long_pooled: Tensor<B, 2>,
     hist_cat: Tensor<B, 2, Int>,
     hist_price: Tensor<B, 2, Int>,
-    weights: Tensor<B, 3>,
     long_weights: Tensor<B, 3>,
     age: Tensor<B, 1, Int>,
     region: Tensor<B, 1, Int>,
@@ -176,7 +182,28 @@ fn make_batch<B: AutodiffBackend>(
     for &i in &unique {
         local_of[i as usize] = u32::MAX;
     }
-    let leaf = floats::<B, 2>(table.gather(&unique, 1), [unique.len() + 1, cfg.id_dim], dev).require_grad();
+    let d = cfg.id_dim;
+    let rows = table.gather(&unique, 1);
+    // Pool the history rows here (and back-propagate into them by hand after the step).
+    let mut short_pooled = vec![0f32; b * d];
+    let mut long_pooled = vec![0f32; b * d];
+    for k in 0..b {
+        for j in 0..l {
+            let r = hist_local[k * l + j] as usize;
+            if r as i64 == pad {
+                continue;
+            }
+            let (ws, wl) = (weights[k * l + j], long_weights[k * l + j]);
+            let src = &rows[r * d..(r + 1) * d];
+            for (t, &v) in short_pooled[k * d..(k + 1) * d].iter_mut().zip(src) {
+                *t += ws * v;
+            }
+            for (t, &v) in long_pooled[k * d..(k + 1) * d].iter_mut().zip(src) {
+                *t += wl * v;
+            }
+        }
+    }
+    let leaf = floats::<B, 2>(rows, [unique.len() + 1, d], dev).require_grad();
     let cols = col_items.len();
     let side = |f: &dyn Fn(usize) -> i64| -> Vec<i64> { col_items.iter().map(|&i| f(i as usize)).collect() };
     let target_cat = side(&|i| i64::from(data.items.category[i]));
@@ -209,11 +236,14 @@ fn make_batch<B: AutodiffBackend>(
         target_brand: ints(target_brand, [cols], dev),
         target_price: ints(target_price, [cols], dev),
         target_numeric: floats(target_numeric, [cols, super::ITEM_NUMERIC], dev),
-        hist_local: ints(hist_local, [b * l], dev),
+        hist_rows: hist_local.iter().map(|&x| x as u32).collect(),
+        short_pooled: floats::<B, 2>(short_pooled, [b, d], dev).require_grad(),
+        long_pooled: floats::<B, 2>(long_pooled, [b, d], dev).require_grad(),
         hist_cat: ints(hist_cat, [b, l], dev),
         hist_price: ints(hist_price, [b, l], dev),
-        weights: floats(weights, [b, l, 1], dev),
-        long_weights: floats(long_weights, [b, l, 1], dev),
+        long_weights: floats(long_weights.clone(), [b, l, 1], dev),
+        short_w: weights,
+        long_w: long_weights,
         age: ints(age, [b], dev),
         region: ints(region, [b], dev),
         user_numeric: floats(user_numeric, [b, super::USER_NUMERIC], dev),
@@ -294,12 +324,11 @@ pub fn train<B: AutodiffBackend>(
                 batch.target_numeric,
             );
             let [b, l, d] = [batch.b, cfg.history_len, cfg.id_dim];
-            let hist = batch.leaf.clone().select(0, batch.hist_local).reshape([b, l, d]);
-            let users = net.users(
-                hist,
+            let users = net.users_pooled(
+                batch.short_pooled.clone(),
+                batch.long_pooled.clone(),
                 batch.hist_cat,
                 batch.hist_price,
-                batch.weights,
                 batch.long_weights,
                 batch.age,
                 batch.region,
@@ -320,13 +349,34 @@ pub fn train<B: AutodiffBackend>(
                 )));
             }
             let grads = loss.backward();
-            if let Some(g) = batch.leaf.grad(&grads) {
-                let g = g
-                    .into_data()
-                    .to_vec::<f32>()
-                    .map_err(|e| Error::Internal(format!("{e:?}")))?;
-                table.adam_step(&batch.unique, &g[..batch.unique.len() * d], cfg.sparse_learning_rate);
+            let grad_of = |t: Option<Tensor<B::InnerBackend, 2>>, len: usize| -> Result<Vec<f32>> {
+                match t {
+                    Some(g) => g
+                        .into_data()
+                        .to_vec::<f32>()
+                        .map_err(|e| Error::Internal(format!("{e:?}"))),
+                    None => Ok(vec![0.0; len]),
+                }
+            };
+            let u = batch.unique.len();
+            let mut g_rows = grad_of(batch.leaf.grad(&grads), (u + 1) * d)?;
+            let gs = grad_of(batch.short_pooled.grad(&grads), b * d)?;
+            let gl = grad_of(batch.long_pooled.grad(&grads), b * d)?;
+            // d pooled / d row = the row's pooling weight: scatter the pooled gradients back.
+            for k in 0..b {
+                for j in 0..l {
+                    let r = batch.hist_rows[k * l + j] as usize;
+                    if r >= u {
+                        continue;
+                    }
+                    let (ws, wl) = (batch.short_w[k * l + j], batch.long_w[k * l + j]);
+                    let (gsk, glk) = (&gs[k * d..(k + 1) * d], &gl[k * d..(k + 1) * d]);
+                    for (t, (&a, &c)) in g_rows[r * d..(r + 1) * d].iter_mut().zip(gsk.iter().zip(glk)) {
+                        *t += ws * a + wl * c;
+                    }
+                }
             }
+            table.adam_step(&batch.unique, &g_rows[..u * d], cfg.sparse_learning_rate);
             let gp = GradientsParams::from_grads(grads, &net);
             net = optim.step(cfg.learning_rate, net, gp);
             report.steps += 1;
