@@ -35,17 +35,23 @@ pub const FEATURE_COLUMNS: &[&str] = &[
 /// The feature engine's catalogue for an item table, and the category names by category index
 /// (sorted, so the same categories always get the same indices).
 pub fn catalog_from(items: &ItemTable) -> (ItemCatalog, Vec<String>) {
-    let mut names: Vec<String> = items.category.iter().flatten().cloned().collect();
+    let (category, names) = dictionary_codes(&items.category);
+    let catalog = ItemCatalog::new(category, items.price.clone(), items.avg_rating.clone());
+    (catalog, names)
+}
+
+/// Dictionary-codes optional strings: the distinct values sorted (so the same values always get
+/// the same codes), and each value's index among them (`None` stays `None`).
+pub fn dictionary_codes(values: &[Option<String>]) -> (Vec<Option<u32>>, Vec<String>) {
+    let mut names: Vec<String> = values.iter().flatten().cloned().collect();
     names.sort();
     names.dedup();
     let index: ahash::AHashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
-    let category = items
-        .category
+    let codes = values
         .iter()
         .map(|c| c.as_deref().and_then(|c| index.get(c).copied()))
         .collect();
-    let catalog = ItemCatalog::new(category, items.price.clone(), items.avg_rating.clone());
-    (catalog, names)
+    (codes, names)
 }
 
 /// Converts a batch with [`FEATURE_COLUMNS`] into feature events (in row order).

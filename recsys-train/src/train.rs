@@ -42,20 +42,10 @@ pub struct Vocabularies {
     pub price_bounds: Vec<f64>,
 }
 
+/// Model codes of optional strings: 1 + the dictionary index, 0 for unknown.
 fn codes(values: &[Option<String>]) -> (Vec<u32>, Vec<String>) {
-    let mut names: Vec<String> = values.iter().flatten().cloned().collect();
-    names.sort();
-    names.dedup();
-    let index: ahash::AHashMap<&str, u32> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i as u32 + 1))
-        .collect();
-    let c = values
-        .iter()
-        .map(|v| v.as_deref().and_then(|v| index.get(v).copied()).unwrap_or(0))
-        .collect();
-    (c, names)
+    let (codes, names) = crate::features::dictionary_codes(values);
+    (codes.into_iter().map(|c| c.map_or(0, |c| c + 1)).collect(), names)
 }
 
 /// Builds the model inputs from a dataset and the split's training interactions (item
@@ -487,7 +477,7 @@ pub fn evaluate_command(
         let m = match b.as_str() {
             "popularity" => evaluate(&sp, &crate::baselines::Popularity::fit(&sp), &opts),
             "category_popularity" => {
-                let cats: Vec<Option<u32>> = data_in.items.category.iter().map(|&c| c.checked_sub(1)).collect();
+                let cats = crate::baselines::item_categories(&ds.items);
                 evaluate(&sp, &crate::baselines::CategoryPopularity::fit(&sp, &cats), &opts)
             }
             "mf" | "als" => evaluate(&sp, &crate::baselines::Als::fit(&sp, &Default::default()), &opts),
