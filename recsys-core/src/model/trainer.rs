@@ -76,6 +76,7 @@ pub fn examples(data: &TrainingData, cfg: &TwoTowerConfig) -> Vec<(u32, u32)> {
 }
 
 struct Batch<B: Backend> {
+    /// Id-table rows of the target (and negative) items: the first entries of `unique`.
     leaf: Tensor<B, 2>,
     unique: Vec<u32>,
     target_local: Tensor<B, 1, Int>,
@@ -142,6 +143,8 @@ fn make_batch<B: AutodiffBackend>(
         col_items.push(rng.random_range(0..n_items as u32));
     }
     let target_local: Vec<i64> = col_items.iter().map(|&i| local(i, &mut unique)).collect();
+    // Target rows come first in `unique`; only they go through autodiff.
+    let target_rows = unique.len();
     let mut hist_items = vec![u32::MAX; b * l];
     let mut weights = vec![0f32; b * l];
     let mut long_weights = vec![0f32; b * l];
@@ -183,7 +186,7 @@ fn make_batch<B: AutodiffBackend>(
         local_of[i as usize] = u32::MAX;
     }
     let d = cfg.id_dim;
-    let rows = table.gather(&unique, 1);
+    let rows = table.gather(&unique, 0);
     // Pool the history rows here (and back-propagate into them by hand after the step).
     let mut short_pooled = vec![0f32; b * d];
     let mut long_pooled = vec![0f32; b * d];
@@ -203,7 +206,7 @@ fn make_batch<B: AutodiffBackend>(
             }
         }
     }
-    let leaf = floats::<B, 2>(rows, [unique.len() + 1, d], dev).require_grad();
+    let leaf = floats::<B, 2>(rows[..target_rows * d].to_vec(), [target_rows, d], dev).require_grad();
     let cols = col_items.len();
     let side = |f: &dyn Fn(usize) -> i64| -> Vec<i64> { col_items.iter().map(|&i| f(i as usize)).collect() };
     let target_cat = side(&|i| i64::from(data.items.category[i]));
@@ -359,7 +362,9 @@ pub fn train<B: AutodiffBackend>(
                 }
             };
             let u = batch.unique.len();
-            let mut g_rows = grad_of(batch.leaf.grad(&grads), (u + 1) * d)?;
+            let target_rows = batch.leaf.dims()[0];
+            let mut g_rows = grad_of(batch.leaf.grad(&grads), target_rows * d)?;
+            g_rows.resize(u * d, 0.0);
             let gs = grad_of(batch.short_pooled.grad(&grads), b * d)?;
             let gl = grad_of(batch.long_pooled.grad(&grads), b * d)?;
             // d pooled / d row = the row's pooling weight: scatter the pooled gradients back.
