@@ -24,6 +24,30 @@ pub enum Error {
         /// The id that was looked up.
         id: String,
     },
+    /// Reading or writing a file failed (missing file, permissions, disk full).
+    #[error("I/O error on {path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// What the operating system said.
+        message: String,
+    },
+    /// A file or stored value failed its integrity check (checksum, magic, truncated or inconsistent).
+    #[error("corrupt {what}: {reason}")]
+    Corrupt {
+        /// The file, key or artifact that was refused.
+        what: String,
+        /// Which check failed.
+        reason: String,
+    },
+    /// An external service (Redis) failed or could not be reached: retry later, not the caller's input.
+    #[error("{service} unavailable: {message}")]
+    Unavailable {
+        /// The service ("redis", ...).
+        service: &'static str,
+        /// What failed.
+        message: String,
+    },
     /// A broken invariant inside the library: a bug, not a user error.
     #[error("internal error: {0}")]
     Internal(String),
@@ -39,9 +63,30 @@ impl Error {
         }
     }
 
-    /// True when the error is the caller's fault (bad input or an unknown id).
+    /// Shorthand for [`Error::Io`]: `.map_err(Error::io(path))`.
+    pub fn io(path: impl AsRef<std::path::Path>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.as_ref().display().to_string();
+        move |e| Error::Io {
+            path,
+            message: e.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Corrupt`].
+    pub fn corrupt(what: impl ToString, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            what: what.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the error is the caller's fault (bad input, an unknown id, a corrupt file they passed);
+    /// false for the environment ([`Error::Io`], [`Error::Unavailable`]) and for bugs.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Internal(_))
+        matches!(
+            self,
+            Error::InvalidInput { .. } | Error::NotFound { .. } | Error::Corrupt { .. }
+        )
     }
 }
 

@@ -28,6 +28,9 @@
 pub mod error;
 pub mod features;
 pub mod model;
+pub mod retrieval;
 pub mod schema;
+pub mod store;
 
 pub use error::{Error, Result};
+pub use store::Scored;
