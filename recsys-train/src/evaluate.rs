@@ -45,6 +45,17 @@ pub const INTERACTION_COLUMNS: &[&str] = &[col::USER_IDX, col::ITEM_IDX, col::EV
 /// reading only [`INTERACTION_COLUMNS`].
 pub fn load_interactions(ds: &Dataset) -> Result<Vec<Interaction>> {
     let mut out: Vec<Interaction> = Vec::with_capacity(ds.manifest.num_events as usize);
+    scan_interactions(ds, |it| out.push(it))?;
+    // Partitions are days in date order and each is sorted, so this is normally a no-op check.
+    if !out.is_sorted_by_key(|x| x.ts) {
+        out.sort_by_key(|x| x.ts);
+    }
+    Ok(out)
+}
+
+/// Streams the live events of a dataset as [`Interaction`]s, partition by partition (days in date
+/// order, each sorted by time), without holding them all in memory.
+pub fn scan_interactions(ds: &Dataset, mut f: impl FnMut(Interaction)) -> Result<()> {
     ds.scan_events(None, Some(INTERACTION_COLUMNS), |_, batch| {
         let need = |name: &str| {
             batch
@@ -75,7 +86,7 @@ pub fn load_interactions(ds: &Dataset) -> Result<Vec<Interaction>> {
                 .ok()
                 .and_then(|c| type_of.get(c).copied())
                 .ok_or_else(|| Error::Internal(format!("event_type key {code} outside its dictionary")))?;
-            out.push(Interaction {
+            f(Interaction {
                 user: users.value(i),
                 item: items.value(i),
                 ts: ts.value(i),
@@ -83,12 +94,7 @@ pub fn load_interactions(ds: &Dataset) -> Result<Vec<Interaction>> {
             });
         }
         Ok(())
-    })?;
-    // Partitions are days in date order and each is sorted, so this is normally a no-op check.
-    if !out.is_sorted_by_key(|x| x.ts) {
-        out.sort_by_key(|x| x.ts);
-    }
-    Ok(out)
+    })
 }
 
 /// An offline evaluation protocol (`--protocol time-split|leave-one-out`).

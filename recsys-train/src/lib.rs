@@ -8,6 +8,10 @@
 //! | import into the canonical dataset | [`import`] (readers in [`read`]) | `recsys-train import` |
 //! | dataset layout, id dictionary, atomic commits | [`dataset`] | — |
 //! | point-in-time features | [`features`] | `recsys-train features` |
+//! | two-tower training, registration | [`train`] | `recsys-train train` |
+//! | evaluation against baselines | [`evaluate`], [`baselines`] | `recsys-train evaluate` |
+//! | versioned model registry, gates | [`registry`] | `recsys-train registry` |
+//! | batch candidates into a store | [`precompute`] | `recsys-train precompute` |
 //!
 //! ```no_run
 //! use recsys_train::{generate, import, features, progress::Progress};
@@ -35,6 +39,7 @@ pub mod evaluate;
 pub mod features;
 pub mod generate;
 pub mod import;
+pub mod precompute;
 pub mod progress;
 pub mod read;
 pub mod registry;

@@ -6,6 +6,7 @@ use recsys_core::model::TwoTowerConfig;
 use recsys_train::dataset::Dataset;
 use recsys_train::evaluate::{Protocol, SplitOptions};
 use recsys_train::import::{ColumnMap, EventTypeSource, ImportOptions, OnError, TsFormat};
+use recsys_train::precompute::{self, PrecomputeOptions};
 use recsys_train::progress::Progress;
 use recsys_train::read::InputFormat;
 use recsys_train::registry::{Gates, Registry};
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 #[command(
     name = "recsys-train",
     version,
-    about = "techshop-recs offline pipeline: generate, import, features, train, evaluate, registry"
+    about = "techshop-recs offline pipeline: generate, import, features, train, evaluate, registry, precompute"
 )]
 struct Cli {
     /// No progress bars or summaries on stderr (results still go to stdout as JSON).
@@ -151,11 +152,70 @@ enum Command {
         #[command(subcommand)]
         action: RegistryAction,
     },
+    /// Pre-compute every user's top candidates and every item's neighbours into a candidate store.
+    Precompute {
+        /// Dataset directory (histories, purchases, ids).
+        #[arg(long)]
+        data: PathBuf,
+        /// Model registry.
+        #[arg(long)]
+        registry: PathBuf,
+        /// Store URL: file:DIR, redis://HOST:PORT[/DB] or redis+cluster://HOST:PORT,HOST:PORT,...
+        #[arg(long)]
+        store: String,
+        /// Model version (default: the registry's current one).
+        #[arg(long, default_value = "current")]
+        model: String,
+        /// Candidates per user.
+        #[arg(long, default_value_t = 500)]
+        top: u32,
+        /// Similar items per item.
+        #[arg(long, default_value_t = 50)]
+        similar: u32,
+        /// This worker's share of the users and items, I/N (N workers split the work; the version
+        /// becomes active when the last one finishes).
+        #[arg(long, default_value = "0/1")]
+        shard: String,
+        /// Redis key time to live in seconds.
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        ttl: u64,
+    },
+    /// Inspect a candidate store: versions, the active one, one user's or item's list.
+    Store {
+        /// Store URL: file:DIR, redis://HOST:PORT[/DB] or redis+cluster://HOST:PORT,...
+        #[arg(long)]
+        store: String,
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Print a dataset's manifest summary.
     Info {
         /// Dataset directory.
         #[arg(long)]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// The complete versions and the active one.
+    Versions,
+    /// Make a complete version active.
+    Activate {
+        /// Version to activate.
+        version: String,
+    },
+    /// One user's candidates (--user) or one item's neighbours (--item) in the active version.
+    Get {
+        /// User id.
+        #[arg(long, conflicts_with = "item", required_unless_present = "item")]
+        user: Option<String>,
+        /// Item id.
+        #[arg(long)]
+        item: Option<String>,
+        /// How many entries to print.
+        #[arg(long, default_value_t = 20)]
+        k: usize,
     },
 }
 
@@ -304,6 +364,62 @@ fn run(cli: Cli) -> Result<()> {
             };
             let v = train::evaluate_command(&data, &model, registry.as_deref(), &split, &baselines, progress)?;
             print_json(&v)
+        }
+        Command::Precompute {
+            data,
+            registry,
+            store,
+            model,
+            top,
+            similar,
+            shard,
+            ttl,
+        } => {
+            let mut opts = PrecomputeOptions::new(data, registry, store);
+            opts.model = model;
+            opts.top = top;
+            opts.similar = similar;
+            opts.shard = recsys_core::store::Shard::parse(&shard)?;
+            opts.ttl_seconds = ttl;
+            opts.progress = progress;
+            print_json(&precompute::precompute(&opts)?)
+        }
+        Command::Store { store, action } => {
+            let store = recsys_core::store::open_store(&store)?;
+            match action {
+                StoreAction::Versions => print_json(&serde_json::json!({
+                    "active": store.active_version()?,
+                    "versions": store.versions()?,
+                })),
+                StoreAction::Activate { version } => {
+                    store.activate(&version)?;
+                    print_json(&serde_json::json!({ "active": version }))
+                }
+                StoreAction::Get { user, item, k } => {
+                    let snap = store
+                        .open_active()?
+                        .ok_or_else(|| Error::arg("store", store.url(), "no active version; run precompute first"))?;
+                    let (key, list) = match (&user, &item) {
+                        (Some(u), _) => (u, snap.candidates(u)?),
+                        (None, Some(i)) => (i, snap.similar(i)?),
+                        (None, None) => unreachable!("clap requires --user or --item"),
+                    };
+                    let list = list.ok_or_else(|| recsys_core::Error::NotFound {
+                        kind: if user.is_some() { "user" } else { "item" },
+                        id: key.clone(),
+                    })?;
+                    let items: Vec<_> = list
+                        .iter()
+                        .take(k)
+                        .map(|s| serde_json::json!({"item_id": snap.meta().items[s.item as usize], "score": s.score}))
+                        .collect();
+                    print_json(&serde_json::json!({
+                        "version": snap.meta().version,
+                        if user.is_some() { "user_id" } else { "item_id" }: key,
+                        "items": items,
+                    }))
+                }
+            }
         }
         Command::Registry { registry, action } => {
             if !registry.is_dir() {

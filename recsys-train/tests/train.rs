@@ -1,70 +1,10 @@
 //! `recsys-train train | evaluate | registry` end to end through the binary.
 
+mod common;
+
+use common::cli::{dataset, json, run, small_config};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_recsys-train"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
-}
-
-fn json(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {text}"))
-}
-
-/// A small synthetic TechShop imported into `dir/data`.
-fn dataset(dir: &Path) -> String {
-    let raw = dir.join("raw");
-    let data = dir.join("data");
-    let out = run(&[
-        "-q",
-        "generate",
-        "--out",
-        raw.to_str().unwrap(),
-        "--users",
-        "1500",
-        "--items",
-        "300",
-        "--events-per-day",
-        "30000",
-        "--days",
-        "8",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&[
-        "-q",
-        "import",
-        "--events",
-        raw.join("events").to_str().unwrap(),
-        "--items",
-        raw.join("items.parquet").to_str().unwrap(),
-        "--users",
-        raw.join("users.parquet").to_str().unwrap(),
-        "--map",
-        "user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity",
-        "--event-type",
-        "event_type",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    data.to_str().unwrap().to_string()
-}
-
-fn small_config(dir: &Path) -> String {
-    let p = dir.join("config.json");
-    std::fs::write(
-        &p,
-        r#"{"embedding_dim": 64, "id_dim": 32, "side_dim": 8, "hidden_dim": 64, "epochs": 3, "batch_size": 512}"#,
-    )
-    .unwrap();
-    p.to_str().unwrap().to_string()
-}
 
 #[test]
 fn train_publishes_promotes_and_gates_block_regressions() {

@@ -62,7 +62,7 @@ pub struct ExactIndex {
 impl ExactIndex {
     /// An index over `vectors` (row-major, `len × dim`).
     pub fn new(vectors: Vec<f32>, dim: usize) -> Result<Self> {
-        if dim == 0 || vectors.len() % dim != 0 {
+        if dim == 0 || !vectors.len().is_multiple_of(dim) {
             return Err(Error::invalid(
                 "vectors",
                 vectors.len(),
