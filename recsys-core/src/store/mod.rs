@@ -41,7 +41,7 @@ mod file;
 mod redis;
 
 pub use file::FileStore;
-pub use redis::RedisStore;
+pub use redis::{RedisOptions, RedisStore};
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
