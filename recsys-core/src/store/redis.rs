@@ -233,14 +233,14 @@ enum Backend {
 /// One pooled connection.
 enum Conn {
     Single(redis::Connection),
-    Cluster(ClusterConnection),
+    Cluster(Box<ClusterConnection>),
 }
 
 impl Conn {
     fn query<T: FromRedisValue>(&mut self, c: &Cmd) -> redis::RedisResult<T> {
         match self {
             Conn::Single(con) => c.query(con as &mut dyn ConnectionLike),
-            Conn::Cluster(con) => c.query(con as &mut dyn ConnectionLike),
+            Conn::Cluster(con) => c.query(con.as_mut() as &mut dyn ConnectionLike),
         }
     }
 
@@ -262,7 +262,7 @@ impl Conn {
                 for c in cmds {
                     p.add_command(c);
                 }
-                p.query(con)?
+                p.query(con.as_mut())?
             }
         };
         for v in &values {
@@ -304,7 +304,7 @@ impl Inner {
             Backend::Cluster(client) => {
                 let con = client.get_connection().map_err(|e| self.unavailable("connect", e))?;
                 con.set_write_timeout(io).map_err(|e| self.unavailable("connect", e))?;
-                Conn::Cluster(con)
+                Conn::Cluster(Box::new(con))
             }
         };
         Ok(conn)
