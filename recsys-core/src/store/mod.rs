@@ -22,7 +22,7 @@
 //! ```
 //! use recsys_core::store::{open_store, Scored, WritePlan};
 //!
-//! let dir = tempfile::tempdir()?;
+//! let dir = tempfile::tempdir().expect("a temporary directory");
 //! let store = open_store(&format!("file:{}", dir.path().display()))?;
 //! let items: Vec<String> = ["tv", "cable", "remote"].iter().map(|s| s.to_string()).collect();
 //! let mut w = store.writer(&WritePlan::new("1.0.0", items))?;
@@ -41,7 +41,7 @@ mod file;
 mod redis;
 
 pub use file::FileStore;
-pub use redis::RedisStore;
+pub use redis::{RedisOptions, RedisStore};
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

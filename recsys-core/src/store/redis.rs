@@ -1,48 +1,972 @@
 //! The Redis candidate store (`redis://` and `redis+cluster://`).
+//!
+//! Key layout (`NS` is the namespace, `tsr` unless the URL names one after `#`):
+//!
+//! ```text
+//! NS:c:{<user id>}:<version>      candidate list of a user   (encode_list bytes, TTL)
+//! NS:s:{<item id>}:<version>      similar items of an item    (encode_list bytes, TTL)
+//! NS:v:{<version>}:meta           VersionMeta as JSON         (TTL)
+//! NS:v:{<version>}:shards         set of completed shard indices (TTL)
+//! NS:versions                     sorted set of complete versions, scored by creation time (TTL)
+//! NS:active                       the active version (a plain string, switched by one SET)
+//! ```
+//!
+//! The braces are Redis Cluster hash tags: all versions of one user's list live in the same slot, and
+//! so do a version's meta and shard set. Ids are escaped inside the tag so that they can never break
+//! it: `%` becomes `%25`, `{` becomes `%7B`, `}` becomes `%7D` and the empty id becomes `%` (which no
+//! other id can produce), so every id is accepted and maps to exactly one key.
+//!
+//! **Writing.** A writer sends its lists in pipelines of [`RedisOptions::batch`] commands, each key
+//! with the plan's TTL. With every new key it also sets the key of the same user in the version that
+//! was active when the writer started to expire after [`RedisOptions::grace`] (same slot, same
+//! pipeline), so at most two versions of a user's list coexist for long. `finish` adds the shard to the
+//! version's shard set and, when the set is complete, switches `NS:active` (one atomic `SET`) and lets
+//! the meta of the replaced version expire after the grace period too. A writer dropped without
+//! `finish` (an error, a panic) restores the TTL of the previous version's keys it shortened and
+//! deletes the keys it wrote when its shard was not complete before, best effort: if Redis itself is
+//! gone, the previous version stays active but the lists shortened so far still expire after the
+//! grace period (without persistence they are gone anyway).
+//!
+//! **Reading.** [`CandidateStore::open_version`] reads the meta and checks that every shard is complete;
+//! the snapshot then reads only keys of its version, one `GET` per lookup over pooled connections.
+//! A snapshot of a replaced version keeps working during the grace period.
+//!
+//! Needs Redis 6.2 or newer (`SET ... GET`).
 
-use super::{CandidateStore, ShardWriter, Snapshot, WritePlan};
+use super::{
+    CandidateStore, FinishReport, Scored, Shard, ShardWriter, Snapshot, VersionMeta, WritePlan, check_list,
+    decode_list, encode_list, encoded_len, id_width, validate_version,
+};
 use crate::{Error, Result};
-use std::sync::Arc;
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, Value, cmd};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Candidate store in Redis or Redis Cluster.
-#[derive(Debug)]
-pub struct RedisStore {
+// Default key namespace.
+const DEFAULT_NAMESPACE: &str = "tsr";
+
+/// Complete versions remembered in `NS:versions` (older ones are dropped from the list).
+const KEEP_VERSIONS: isize = 16;
+
+/// Connection settings of a [`RedisStore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisOptions {
+    /// Time allowed to open a TCP connection (default 1 s).
+    pub connect_timeout: Duration,
+    /// Time allowed for a command's reply and for sending it (default 1 s).
+    pub io_timeout: Duration,
+    /// How long the keys of a replaced version stay readable (default 1 hour).
+    pub grace: Duration,
+    /// Commands per write pipeline (default 1000).
+    pub batch: usize,
+    /// Idle connections kept for reuse (default 32).
+    pub max_idle: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(1),
+            grace: Duration::from_secs(3600),
+            batch: 1000,
+            max_idle: 32,
+        }
+    }
+}
+
+/// What a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// One server: the `redis://` URL without the namespace.
+    Single(String),
+    /// A cluster: one `redis://HOST:PORT` URL per seed node.
+    Cluster(Vec<String>),
+}
+
+/// Splits a store URL into its target and namespace (see [`super::open_store`]).
+fn parse_url(url: &str) -> Result<(Target, String)> {
+    let bad = |why: &str| Error::invalid("store", redact(url), why);
+    let (base, ns) = match url.split_once('#') {
+        Some((b, ns)) => (b, ns),
+        None => (url, DEFAULT_NAMESPACE),
+    };
+    validate_namespace(ns)?;
+    if let Some(rest) = base.strip_prefix("redis+cluster://") {
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            return Err(bad(
+                "a cluster has only database 0: use redis+cluster://HOST:PORT,HOST:PORT,...",
+            ));
+        }
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let mut nodes = Vec::new();
+        for host in hosts.split(',') {
+            let host = host.trim();
+            let Some((h, p)) = host.rsplit_once(':') else {
+                return Err(bad("every cluster node needs HOST:PORT"));
+            };
+            if h.is_empty() || p.parse::<u16>().is_err() {
+                return Err(bad("every cluster node needs HOST:PORT"));
+            }
+            nodes.push(match auth {
+                Some(a) => format!("redis://{a}@{host}"),
+                None => format!("redis://{host}"),
+            });
+        }
+        return Ok((Target::Cluster(nodes), ns.to_string()));
+    }
+    let Some(rest) = base.strip_prefix("redis://") else {
+        return Err(bad("expected redis://HOST:PORT[/DB] or redis+cluster://HOST:PORT,..."));
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host.is_empty() || host.contains(',') {
+        return Err(bad("expected redis://HOST:PORT[/DB] (several nodes: redis+cluster://)"));
+    }
+    Ok((Target::Single(base.to_string()), ns.to_string()))
+}
+
+/// Namespaces are 1-64 characters of `[A-Za-z0-9._:-]`: no braces (hash tags), no spaces.
+fn validate_namespace(ns: &str) -> Result<()> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 64
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "namespace",
+            ns,
+            "use 1-64 characters of [A-Za-z0-9._:-] after '#'",
+        ))
+    }
+}
+
+/// The URL with any password hidden, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}***{}", &url[..s + 3], &url[a..]),
+        _ => url.to_string(),
+    }
+}
+
+/// Escapes an id for use inside a hash tag: `%` → `%25`, `{` → `%7B`, `}` → `%7D`, `""` → `%`.
+fn escape_id(id: &str) -> Cow<'_, str> {
+    if id.is_empty() {
+        return Cow::Borrowed("%");
+    }
+    if !id.contains(['%', '{', '}']) {
+        return Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(id.len() + 8);
+    for c in id.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Which table a list key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Candidates,
+    Similar,
+}
+
+impl Table {
+    fn tag(self) -> &'static str {
+        match self {
+            Table::Candidates => "c",
+            Table::Similar => "s",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Table::Candidates => "candidates",
+            Table::Similar => "similar-items",
+        }
+    }
+}
+
+/// Builds the keys of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    fn list(&self, table: Table, id: &str, version: &str) -> String {
+        format!("{}:{}:{{{}}}:{version}", self.ns, table.tag(), escape_id(id))
+    }
+    fn meta(&self, version: &str) -> String {
+        format!("{}:v:{{{version}}}:meta", self.ns)
+    }
+    fn shards(&self, version: &str) -> String {
+        format!("{}:v:{{{version}}}:shards", self.ns)
+    }
+    fn active(&self) -> String {
+        format!("{}:active", self.ns)
+    }
+    fn versions(&self) -> String {
+        format!("{}:versions", self.ns)
+    }
+}
+
+/// A client for one server or one cluster.
+enum Backend {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// One pooled connection.
+enum Conn {
+    Single(redis::Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Conn {
+    fn query<T: FromRedisValue>(&mut self, c: &Cmd) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(con) => c.query(con as &mut dyn ConnectionLike),
+            Conn::Cluster(con) => c.query(con.as_mut() as &mut dyn ConnectionLike),
+        }
+    }
+
+    /// Runs `cmds` as one pipeline; a server error in any reply is an error.
+    fn pipeline(&mut self, cmds: Vec<Cmd>) -> redis::RedisResult<Vec<Value>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Value> = match self {
+            Conn::Single(con) => {
+                let mut p = redis::pipe();
+                for c in cmds {
+                    p.add_command(c);
+                }
+                p.query(con as &mut dyn ConnectionLike)?
+            }
+            Conn::Cluster(con) => {
+                let mut p = redis::cluster::ClusterPipeline::with_capacity(cmds.len());
+                for c in cmds {
+                    p.add_command(c);
+                }
+                p.query(con.as_mut())?
+            }
+        };
+        for v in &values {
+            if let Value::ServerError(e) = v {
+                return Err(e.clone().into());
+            }
+        }
+        Ok(values)
+    }
+}
+
+struct Inner {
     url: String,
+    keys: Keys,
+    backend: Backend,
+    options: RedisOptions,
+    pool: Mutex<Vec<Conn>>,
+}
+
+impl Inner {
+    fn unavailable(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Unavailable {
+            service: "redis",
+            message: format!("{} ({what}): {e}", redact(&self.url)),
+        }
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let io = Some(self.options.io_timeout);
+        let conn = match &self.backend {
+            Backend::Single(client) => {
+                let con = client
+                    .get_connection_with_timeout(self.options.connect_timeout)
+                    .map_err(|e| self.unavailable("connect", e))?;
+                con.set_read_timeout(io).map_err(|e| self.unavailable("connect", e))?;
+                con.set_write_timeout(io).map_err(|e| self.unavailable("connect", e))?;
+                Conn::Single(con)
+            }
+            Backend::Cluster(client) => {
+                let con = client.get_connection().map_err(|e| self.unavailable("connect", e))?;
+                con.set_write_timeout(io).map_err(|e| self.unavailable("connect", e))?;
+                Conn::Cluster(Box::new(con))
+            }
+        };
+        Ok(conn)
+    }
+
+    /// A pooled connection, or a new one.
+    fn take(&self) -> Result<Conn> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+    }
+
+    /// Returns a healthy connection to the pool.
+    fn give(&self, conn: Conn) {
+        if let Ok(mut p) = self.pool.lock()
+            && p.len() < self.options.max_idle
+        {
+            p.push(conn);
+        }
+    }
+
+    /// Runs `f` on a pooled connection; the connection is dropped if `f` fails (it may be out of sync).
+    fn with<T>(&self, what: &str, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
+        let mut conn = self.take()?;
+        match f(&mut conn) {
+            Ok(v) => {
+                self.give(conn);
+                Ok(v)
+            }
+            Err(e) => Err(self.unavailable(what, e)),
+        }
+    }
+
+    fn query<T: FromRedisValue>(&self, what: &str, c: &Cmd) -> Result<T> {
+        self.with(what, |con| con.query(c))
+    }
+
+    fn pipeline(&self, what: &str, cmds: Vec<Cmd>) -> Result<Vec<Value>> {
+        self.with(what, |con| con.pipeline(cmds))
+    }
+
+    /// The meta of `version` and its number of completed shards; `None` when unknown.
+    fn meta(&self, version: &str) -> Result<Option<(VersionMeta, u32)>> {
+        validate_version(version)?;
+        let values = self.pipeline(
+            "read version meta",
+            vec![
+                cmd("GET").arg(self.keys.meta(version)).clone(),
+                cmd("SCARD").arg(self.keys.shards(version)).clone(),
+            ],
+        )?;
+        let (meta, done) = match <(Option<Vec<u8>>, u32)>::from_redis_value(Value::Array(values)) {
+            Ok(v) => v,
+            Err(e) => return Err(Error::corrupt(self.keys.meta(version), e.to_string())),
+        };
+        let Some(bytes) = meta else {
+            return Ok(None);
+        };
+        let meta: VersionMeta =
+            serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(self.keys.meta(version), e.to_string()))?;
+        if meta.version != version || meta.shards == 0 {
+            return Err(Error::corrupt(
+                self.keys.meta(version),
+                format!("meta of version {:?} with {} shards", meta.version, meta.shards),
+            ));
+        }
+        Ok(Some((meta, done)))
+    }
+
+    /// The meta of a complete version, `NotFound` otherwise.
+    fn complete_meta(&self, version: &str) -> Result<VersionMeta> {
+        match self.meta(version)? {
+            None => Err(Error::NotFound {
+                kind: "store version",
+                id: version.to_string(),
+            }),
+            Some((meta, done)) if done < meta.shards => Err(Error::NotFound {
+                kind: "store version (incomplete)",
+                id: format!("{version}: {done} of {} shards complete", meta.shards),
+            }),
+            Some((meta, _)) => Ok(meta),
+        }
+    }
+
+    /// Switches `NS:active` to a complete version and lists it; returns the version it replaced.
+    fn switch(&self, meta: &VersionMeta, ttl_seconds: u64) -> Result<Option<String>> {
+        let values = self.pipeline(
+            "activate",
+            vec![
+                cmd("SET").arg(self.keys.active()).arg(&meta.version).arg("GET").clone(),
+                cmd("ZADD")
+                    .arg(self.keys.versions())
+                    .arg(meta.created_at_ms)
+                    .arg(&meta.version)
+                    .clone(),
+                cmd("ZREMRANGEBYRANK")
+                    .arg(self.keys.versions())
+                    .arg(0)
+                    .arg(-KEEP_VERSIONS - 1)
+                    .clone(),
+                cmd("EXPIRE").arg(self.keys.versions()).arg(ttl_seconds.max(1)).clone(),
+            ],
+        )?;
+        let previous = values
+            .into_iter()
+            .next()
+            .map(Option::<String>::from_redis_value)
+            .transpose()
+            .map_err(|e| Error::corrupt(self.keys.active(), e.to_string()))?
+            .flatten();
+        Ok(previous.filter(|p| p != &meta.version))
+    }
+}
+
+/// Candidate store in Redis or Redis Cluster: see the [module documentation](self) for the key layout.
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &redact(&self.inner.url))
+            .field("options", &self.inner.options)
+            .finish()
+    }
 }
 
 impl RedisStore {
-    /// Connects to the server(s) named by `url`.
+    /// Connects to the server(s) named by `url` with the default [`RedisOptions`].
     pub fn open(url: &str) -> Result<Self> {
-        Err(Error::Unavailable {
-            service: "redis",
-            message: format!("{url}: not implemented yet"),
-        })
+        Self::open_with(url, RedisOptions::default())
+    }
+
+    /// Connects to the server(s) named by `url` (see [`super::open_store`]) and checks that they
+    /// answer. A bad URL is [`Error::InvalidInput`]; a server that cannot be reached within the
+    /// timeouts is [`Error::Unavailable`].
+    pub fn open_with(url: &str, options: RedisOptions) -> Result<Self> {
+        if options.connect_timeout.is_zero() || options.io_timeout.is_zero() || options.batch == 0 {
+            return Err(Error::invalid(
+                "options",
+                format!("{options:?}"),
+                "timeouts and batch must be non-zero",
+            ));
+        }
+        let (target, ns) = parse_url(url)?;
+        let bad = |e: RedisError| Error::invalid("store", redact(url), e.to_string());
+        let backend = match target {
+            Target::Single(u) => Backend::Single(redis::Client::open(u.as_str()).map_err(bad)?),
+            Target::Cluster(nodes) => Backend::Cluster(
+                ClusterClient::builder(nodes)
+                    .connection_timeout(options.connect_timeout)
+                    .response_timeout(options.io_timeout)
+                    .retries(1)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100)
+                    .build()
+                    .map_err(bad)?,
+            ),
+        };
+        let inner = Inner {
+            url: url.to_string(),
+            keys: Keys { ns },
+            backend,
+            options,
+            pool: Mutex::new(Vec::new()),
+        };
+        let mut conn = inner.connect()?;
+        let _: Option<String> = conn
+            .query(cmd("GET").arg(inner.keys.active()))
+            .map_err(|e| inner.unavailable("check", e))?;
+        inner.give(conn);
+        Ok(RedisStore { inner: Arc::new(inner) })
+    }
+
+    /// The key namespace.
+    pub fn namespace(&self) -> &str {
+        &self.inner.keys.ns
     }
 }
 
 impl CandidateStore for RedisStore {
     fn url(&self) -> String {
-        self.url.clone()
+        self.inner.url.clone()
     }
+
     fn active_version(&self) -> Result<Option<String>> {
-        Ok(None)
+        self.inner
+            .query("read the active version", cmd("GET").arg(self.inner.keys.active()))
     }
+
     fn versions(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
+        let inner = &self.inner;
+        let listed: Vec<String> =
+            inner.query("list versions", cmd("ZRANGE").arg(inner.keys.versions()).arg(0).arg(-1))?;
+        let listed: Vec<String> = listed.into_iter().filter(|v| validate_version(v).is_ok()).collect();
+        let exists = inner.pipeline(
+            "list versions",
+            listed
+                .iter()
+                .map(|v| cmd("EXISTS").arg(inner.keys.meta(v)).clone())
+                .collect(),
+        )?;
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (v, e) in listed.into_iter().zip(exists) {
+            if matches!(e, Value::Int(1)) {
+                out.push(v);
+            } else {
+                gone.push(v);
+            }
+        }
+        if !gone.is_empty() {
+            // Expired versions leave the list lazily.
+            let _: i64 = inner.query("list versions", cmd("ZREM").arg(inner.keys.versions()).arg(&gone))?;
+        }
+        Ok(out)
     }
+
     fn open_version(&self, version: &str) -> Result<Arc<dyn Snapshot>> {
-        Err(Error::NotFound {
-            kind: "version",
-            id: version.to_string(),
-        })
+        let meta = self.inner.complete_meta(version)?;
+        Ok(Arc::new(RedisSnapshot {
+            inner: self.inner.clone(),
+            width: id_width(meta.items.len()),
+            meta,
+        }))
     }
-    fn writer(&self, _plan: &WritePlan) -> Result<Box<dyn ShardWriter>> {
-        Err(Error::Internal("not implemented".into()))
+
+    fn writer(&self, plan: &WritePlan) -> Result<Box<dyn ShardWriter>> {
+        plan.validate()?;
+        let inner = &self.inner;
+        let keys = &inner.keys;
+        let ttl = plan.ttl_seconds.max(1);
+        let meta = plan.meta();
+        let json = serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.to_string()))?;
+        let values = inner.pipeline(
+            "start writer",
+            vec![
+                cmd("SET")
+                    .arg(keys.meta(&plan.version))
+                    .arg(json)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .clone(),
+                cmd("GET").arg(keys.active()).clone(),
+                cmd("SISMEMBER")
+                    .arg(keys.shards(&plan.version))
+                    .arg(plan.shard.index)
+                    .clone(),
+            ],
+        )?;
+        let (created, active, was_complete) =
+            <(Option<String>, Option<String>, bool)>::from_redis_value(Value::Array(values))
+                .map_err(|e| inner.unavailable("start writer", e))?;
+        if created.is_none() {
+            // Another shard (or an earlier run) wrote the meta: it must describe the same version.
+            let (old, _) = inner.meta(&plan.version)?.ok_or_else(|| {
+                inner.unavailable("start writer", "the version's meta expired while the writer started")
+            })?;
+            if old.items != meta.items
+                || old.shards != meta.shards
+                || old.top_candidates != meta.top_candidates
+                || old.top_similar != meta.top_similar
+            {
+                return Err(Error::invalid(
+                    "version",
+                    &plan.version,
+                    "already holds shards written with a different item dictionary, shard count or list length",
+                ));
+            }
+            let _: i64 = inner.query("start writer", cmd("EXPIRE").arg(keys.meta(&plan.version)).arg(ttl))?;
+        }
+        let previous = active.filter(|a| a != &plan.version && validate_version(a).is_ok());
+        let conn = inner.take()?;
+        Ok(Box::new(RedisShardWriter {
+            inner: inner.clone(),
+            plan: plan.clone(),
+            width: id_width(plan.items.len()),
+            ttl,
+            previous,
+            was_complete,
+            conn: Some(conn),
+            batch: Vec::with_capacity(inner.options.batch + 2),
+            buf: Vec::new(),
+            users: ahash::AHashSet::new(),
+            items: ahash::AHashSet::new(),
+            bytes: 0,
+            finished: false,
+        }))
     }
+
     fn activate(&self, version: &str) -> Result<()> {
-        Err(Error::NotFound {
-            kind: "version",
-            id: version.to_string(),
+        let inner = &self.inner;
+        let meta = inner.complete_meta(version)?;
+        let pttl: i64 = inner.query("activate", cmd("PTTL").arg(inner.keys.meta(version)))?;
+        let grace_ms = inner.options.grace.as_millis().min(i64::MAX as u128) as i64;
+        if pttl >= 0 && pttl <= grace_ms {
+            return Err(Error::invalid(
+                "version",
+                version,
+                "its keys expire within the grace period (replaced by a newer version, or at the end of \
+                 its TTL): write it again to activate it",
+            ));
+        }
+        let ttl = if pttl > 0 {
+            (pttl as u64).div_ceil(1000)
+        } else {
+            7 * 24 * 3600
+        };
+        inner.switch(&meta, ttl)?;
+        Ok(())
+    }
+}
+
+/// Writes one shard of one version into Redis.
+struct RedisShardWriter {
+    inner: Arc<Inner>,
+    plan: WritePlan,
+    width: usize,
+    ttl: u64,
+    /// The version active when the writer started (other than this one): its keys get the grace TTL.
+    previous: Option<String>,
+    /// Whether this shard was already complete before (a rerun): then a failed rerun keeps its keys.
+    was_complete: bool,
+    conn: Option<Conn>,
+    batch: Vec<Cmd>,
+    buf: Vec<u8>,
+    users: ahash::AHashSet<String>,
+    items: ahash::AHashSet<String>,
+    bytes: u64,
+    finished: bool,
+}
+
+impl RedisShardWriter {
+    fn put(&mut self, table: Table, id: &str, list: &[Scored]) -> Result<()> {
+        let plan = &self.plan;
+        if !plan.shard.owns(id) {
+            return Err(Error::invalid(
+                "key",
+                id,
+                format!(
+                    "belongs to shard {} of {}, this writer fills shard {}",
+                    Shard::of(id, plan.shard.count),
+                    plan.shard.count,
+                    plan.shard.index
+                ),
+            ));
+        }
+        let top = match table {
+            Table::Candidates => plan.top_candidates,
+            Table::Similar => plan.top_similar,
+        };
+        check_list(list, plan.items.len(), top, id)?;
+        self.buf.clear();
+        encode_list(list, self.width, &mut self.buf)?;
+        let seen = match table {
+            Table::Candidates => &mut self.users,
+            Table::Similar => &mut self.items,
+        };
+        if !seen.insert(id.to_string()) {
+            return Err(Error::invalid(
+                "key",
+                id,
+                format!("written twice to the {} table", table.name()),
+            ));
+        }
+        let keys = &self.inner.keys;
+        let key = keys.list(table, id, &plan.version);
+        self.bytes += (key.len() + self.buf.len()) as u64;
+        self.batch
+            .push(cmd("SET").arg(key).arg(&self.buf[..]).arg("EX").arg(self.ttl).clone());
+        if let Some(prev) = &self.previous {
+            self.batch.push(
+                cmd("EXPIRE")
+                    .arg(keys.list(table, id, prev))
+                    .arg(self.inner.options.grace.as_secs().max(1))
+                    .clone(),
+            );
+        }
+        if self.batch.len() >= self.inner.options.batch {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let cmds = std::mem::take(&mut self.batch);
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.inner.connect()?,
+        };
+        conn.pipeline(cmds).map_err(|e| self.inner.unavailable("write", e))?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Best-effort cleanup of an unfinished writer: restores the TTL of the previous version's keys
+    /// and deletes this run's keys unless the shard was complete before.
+    fn abandon(&mut self) -> Result<()> {
+        self.batch.clear();
+        if self.users.is_empty() && self.items.is_empty() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let keys = &inner.keys;
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => inner.connect()?,
+        };
+        let unavailable = |e| inner.unavailable("clean up an unfinished writer", e);
+        let restore: Option<(&str, i64)> = match &self.previous {
+            Some(prev) => {
+                let pttl: i64 = conn.query(cmd("PTTL").arg(keys.meta(prev))).map_err(unavailable)?;
+                (pttl != -2).then_some((prev.as_str(), pttl))
+            }
+            None => None,
+        };
+        let mut cmds = Vec::new();
+        let ids = self
+            .users
+            .iter()
+            .map(|u| (Table::Candidates, u))
+            .chain(self.items.iter().map(|i| (Table::Similar, i)));
+        for (table, id) in ids {
+            if let Some((prev, pttl)) = restore {
+                let old = keys.list(table, id, prev);
+                cmds.push(if pttl < 0 {
+                    cmd("PERSIST").arg(old).clone()
+                } else {
+                    cmd("PEXPIRE").arg(old).arg(pttl.max(1)).clone()
+                });
+            }
+            if !self.was_complete {
+                cmds.push(cmd("DEL").arg(keys.list(table, id, &self.plan.version)).clone());
+            }
+            if cmds.len() >= inner.options.batch {
+                conn.pipeline(std::mem::take(&mut cmds)).map_err(unavailable)?;
+            }
+        }
+        conn.pipeline(cmds).map_err(unavailable)?;
+        inner.give(conn);
+        Ok(())
+    }
+}
+
+impl ShardWriter for RedisShardWriter {
+    fn put_candidates(&mut self, user_id: &str, list: &[Scored]) -> Result<()> {
+        self.put(Table::Candidates, user_id, list)
+    }
+
+    fn put_similar(&mut self, item_id: &str, list: &[Scored]) -> Result<()> {
+        self.put(Table::Similar, item_id, list)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<FinishReport> {
+        self.flush()?;
+        let inner = self.inner.clone();
+        let keys = &inner.keys;
+        let version = self.plan.version.clone();
+        let values = {
+            let mut conn = self
+                .conn
+                .take()
+                .ok_or_else(|| Error::Internal("writer without connection".into()))?;
+            let values = conn
+                .pipeline(vec![
+                    cmd("SADD")
+                        .arg(keys.shards(&version))
+                        .arg(self.plan.shard.index)
+                        .clone(),
+                    cmd("EXPIRE").arg(keys.shards(&version)).arg(self.ttl).clone(),
+                    cmd("EXPIRE").arg(keys.meta(&version)).arg(self.ttl).clone(),
+                    cmd("SCARD").arg(keys.shards(&version)).clone(),
+                ])
+                .map_err(|e| inner.unavailable("finish shard", e))?;
+            inner.give(conn);
+            values
+        };
+        let (_, _, meta_alive, done) = <(i64, i64, i64, u32)>::from_redis_value(Value::Array(values))
+            .map_err(|e| inner.unavailable("finish shard", e))?;
+        // The shard is complete from here on: nothing to clean up if the activation fails.
+        self.finished = true;
+        if meta_alive != 1 {
+            return Err(Error::NotFound {
+                kind: "store version (meta expired while writing)",
+                id: version,
+            });
+        }
+        let meta = self.plan.meta();
+        let complete = done >= meta.shards;
+        if complete {
+            // The stored meta carries the creation time of the first writer.
+            let stored = inner.complete_meta(&version)?;
+            if let Some(prev) = inner.switch(&stored, self.ttl)? {
+                let grace = inner.options.grace.as_secs().max(1);
+                inner.pipeline(
+                    "expire the replaced version",
+                    vec![
+                        cmd("EXPIRE").arg(keys.meta(&prev)).arg(grace).clone(),
+                        cmd("EXPIRE").arg(keys.shards(&prev)).arg(grace).clone(),
+                    ],
+                )?;
+            }
+        }
+        Ok(FinishReport {
+            version,
+            shard: self.plan.shard,
+            users: self.users.len() as u64,
+            items: self.items.len() as u64,
+            bytes: self.bytes,
+            activated: complete,
         })
+    }
+}
+
+impl Drop for RedisShardWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.abandon();
+        }
+    }
+}
+
+/// A version pinned for reading.
+struct RedisSnapshot {
+    inner: Arc<Inner>,
+    meta: VersionMeta,
+    width: usize,
+}
+
+impl RedisSnapshot {
+    fn get(&self, table: Table, id: &str) -> Result<Option<Vec<Scored>>> {
+        let key = self.inner.keys.list(table, id, &self.meta.version);
+        let bytes: Option<Vec<u8>> = self.inner.query("read", cmd("GET").arg(&key))?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let n = if bytes.len() >= 2 {
+            usize::from(u16::from_le_bytes([bytes[0], bytes[1]]))
+        } else {
+            0
+        };
+        if bytes.len() != encoded_len(n, self.width) {
+            return Err(Error::corrupt(
+                &key,
+                format!(
+                    "{} bytes, a list of {n} entries has {}",
+                    bytes.len(),
+                    encoded_len(n, self.width)
+                ),
+            ));
+        }
+        let list = decode_list(&bytes, self.width, &key)?;
+        if let Some(bad) = list.iter().find(|s| s.item as usize >= self.meta.items.len()) {
+            return Err(Error::corrupt(
+                &key,
+                format!("item {} outside the dictionary of {}", bad.item, self.meta.items.len()),
+            ));
+        }
+        Ok(Some(list))
+    }
+}
+
+impl Snapshot for RedisSnapshot {
+    fn meta(&self) -> &VersionMeta {
+        &self.meta
+    }
+
+    fn candidates(&self, user_id: &str) -> Result<Option<Vec<Scored>>> {
+        self.get(Table::Candidates, user_id)
+    }
+
+    fn similar(&self, item_id: &str) -> Result<Option<Vec<Scored>>> {
+        self.get(Table::Similar, item_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_targets_and_namespaces() {
+        assert_eq!(
+            parse_url("redis://127.0.0.1:6379").unwrap(),
+            (Target::Single("redis://127.0.0.1:6379".into()), "tsr".into())
+        );
+        assert_eq!(
+            parse_url("redis://h:1/2#shop-a").unwrap(),
+            (Target::Single("redis://h:1/2".into()), "shop-a".into())
+        );
+        assert_eq!(
+            parse_url("redis+cluster://a:1, b:2,c:3#x").unwrap(),
+            (
+                Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into(), "redis://c:3".into()]),
+                "x".into()
+            )
+        );
+        assert_eq!(
+            parse_url("redis+cluster://u:p@a:1,b:2").unwrap().0,
+            Target::Cluster(vec!["redis://u:p@a:1".into(), "redis://u:p@b:2".into()])
+        );
+        for bad in [
+            "redis://",
+            "redis://a:1,b:2",
+            "redis://h:1#",
+            "redis://h:1#a{b}",
+            "redis://h:1#a b",
+            "redis+cluster://a:1/0",
+            "redis+cluster://a,b:2",
+            "redis+cluster://a:x",
+            "redis+cluster://",
+            "http://h:1",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidInput { .. }), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(redact("redis://u:secret@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+        let e = parse_url("redis+cluster://u:secret@a:1/0").unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn keys_share_a_hash_tag_that_ids_cannot_break() {
+        let k = Keys { ns: "tsr".into() };
+        assert_eq!(k.list(Table::Candidates, "u1", "1.0.0"), "tsr:c:{u1}:1.0.0");
+        assert_eq!(k.list(Table::Similar, "tv", "1.0.0"), "tsr:s:{tv}:1.0.0");
+        assert_eq!(k.meta("1.0.0"), "tsr:v:{1.0.0}:meta");
+        assert_eq!(k.shards("1.0.0"), "tsr:v:{1.0.0}:shards");
+        assert_eq!(k.active(), "tsr:active");
+        assert_eq!(k.versions(), "tsr:versions");
+        assert_eq!(k.list(Table::Candidates, "a{b}c", "1"), "tsr:c:{a%7Bb%7Dc}:1");
+        assert_eq!(k.list(Table::Candidates, "", "1"), "tsr:c:{%}:1");
+        // Escaping is injective: distinct ids, distinct keys, one brace pair each.
+        let ids = ["", "%", "%25", "{", "%7B", "}", "a{", "a%7B", "}{", "x"];
+        let keys: std::collections::HashSet<String> = ids.iter().map(|i| k.list(Table::Candidates, i, "1")).collect();
+        assert_eq!(keys.len(), ids.len());
+        for key in &keys {
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+            assert_eq!(key.matches('}').count(), 1, "{key}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_and_options_are_invalid_input_without_connecting() {
+        for url in ["redis://h:1#{x}", "redis+cluster://a:1/3", "mongodb://x"] {
+            let e = RedisStore::open(url).unwrap_err();
+            assert!(matches!(e, Error::InvalidInput { .. }), "{url}: {e}");
+        }
+        let opts = RedisOptions {
+            batch: 0,
+            ..RedisOptions::default()
+        };
+        let e = RedisStore::open_with("redis://127.0.0.1:1", opts).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
     }
 }

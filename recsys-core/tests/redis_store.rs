@@ -1,0 +1,674 @@
+//! The Redis candidate store against real servers: the one on 127.0.0.1:6379 (`.ci/run` starts it),
+//! throwaway `redis-server` processes for the failure tests, and a three-node Redis Cluster.
+//!
+//! Every test uses its own namespace and deletes its keys at the end (also on panic).
+
+use recsys_core::Error;
+use recsys_core::store::{
+    CandidateStore, FinishReport, RedisOptions, RedisStore, Scored, Shard, WritePlan, open_store,
+};
+use redis::ConnectionLike;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "redis://127.0.0.1:6379";
+/// The default grace period of replaced versions, in seconds.
+const GRACE: i64 = 3600;
+
+fn unique_ns(what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "tsrtest-{what}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deletes the keys of a namespace on the single server when dropped.
+struct Namespace {
+    ns: String,
+}
+
+impl Namespace {
+    fn new(what: &str) -> Self {
+        Namespace { ns: unique_ns(what) }
+    }
+    fn url(&self) -> String {
+        format!("{SERVER}#{}", self.ns)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let Ok(mut con) = redis::Client::open(SERVER).and_then(|c| c.get_connection()) else {
+            return;
+        };
+        let pattern = format!("{}:*", self.ns);
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut con)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query(&mut con);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// A plain connection to the server(s) of a store URL, for checks behind the store's back.
+fn raw(url: &str) -> Box<dyn ConnectionLike> {
+    let base = url.split('#').next().unwrap();
+    if let Some(nodes) = base.strip_prefix("redis+cluster://") {
+        let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+        Box::new(
+            redis::cluster::ClusterClient::new(nodes)
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+    } else {
+        Box::new(redis::Client::open(base).unwrap().get_connection().unwrap())
+    }
+}
+
+fn ns_of(url: &str) -> &str {
+    url.split_once('#').map_or("tsr", |(_, ns)| ns)
+}
+
+fn ttl(con: &mut dyn ConnectionLike, key: &str) -> i64 {
+    redis::cmd("TTL").arg(key).query(con).unwrap()
+}
+
+fn items(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("item-{i}")).collect()
+}
+
+fn list(user: usize, len: usize) -> Vec<Scored> {
+    (0..len)
+        .map(|k| Scored {
+            item: ((user * 7 + k * 13) % 100) as u32,
+            score: 1.0 - k as f32 / len as f32,
+        })
+        .collect()
+}
+
+/// Users of the tests: numbered ones plus ids that would break a hash tag if not escaped.
+fn users(n: usize) -> Vec<String> {
+    let mut out: Vec<String> = (0..n).map(|u| format!("user-{u}")).collect();
+    out.extend(["", "{", "}", "a}b{c", "%7B", "%", "ü{x}"].map(String::from));
+    out
+}
+
+fn plan(version: &str, index: u32, count: u32) -> WritePlan {
+    let mut plan = WritePlan::new(version, items(100));
+    plan.shard = Shard { index, count };
+    plan.top_candidates = 20;
+    plan.top_similar = 5;
+    plan
+}
+
+fn write_shard(store: &dyn CandidateStore, version: &str, index: u32, count: u32, n_users: usize) -> FinishReport {
+    let plan = plan(version, index, count);
+    let mut w = store.writer(&plan).unwrap();
+    for (u, key) in users(n_users).iter().enumerate() {
+        if plan.shard.owns(key) {
+            w.put_candidates(key, &list(u, 1 + u % 20)).unwrap();
+        }
+    }
+    for i in 0..100 {
+        let key = format!("item-{i}");
+        if plan.shard.owns(&key) {
+            w.put_similar(&key, &list(i, 5)).unwrap();
+        }
+    }
+    w.finish().unwrap()
+}
+
+fn write_version(store: &dyn CandidateStore, version: &str, shards: u32, n_users: usize) -> Vec<FinishReport> {
+    (0..shards)
+        .map(|index| write_shard(store, version, index, shards, n_users))
+        .collect()
+}
+
+fn assert_reads(store: &dyn CandidateStore, version: &str, n_users: usize) {
+    let snap = store.open_version(version).unwrap();
+    assert_eq!(snap.meta().version, version);
+    for (u, key) in users(n_users).iter().enumerate() {
+        let got = snap
+            .candidates(key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{key:?} missing"));
+        let want = list(u, 1 + u % 20);
+        assert_eq!(
+            got.iter().map(|s| s.item).collect::<Vec<_>>(),
+            want.iter().map(|s| s.item).collect::<Vec<_>>(),
+            "{key:?}"
+        );
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a.score - b.score).abs() <= 1.0 / 510.0 + 1e-6,
+                "{key:?}: {a:?} vs {b:?}"
+            );
+        }
+    }
+    for i in 0..100 {
+        let got = snap.similar(&format!("item-{i}")).unwrap().unwrap();
+        assert_eq!(
+            got.iter().map(|s| s.item).collect::<Vec<_>>(),
+            list(i, 5).iter().map(|s| s.item).collect::<Vec<_>>()
+        );
+    }
+    assert!(snap.candidates(&format!("user-{n_users}")).unwrap().is_none());
+    assert!(snap.candidates("{user-1}").unwrap().is_none());
+    assert!(snap.similar("nope").unwrap().is_none());
+}
+
+fn assert_not_found<T>(r: Result<T, Error>, what: &str) {
+    match r {
+        Err(Error::NotFound { .. }) => {}
+        Err(e) => panic!("{what}: expected NotFound, got {e}"),
+        Ok(_) => panic!("{what}: expected NotFound, got Ok"),
+    }
+}
+
+/// The round trip, activation and expiry contract; run against one server and against a cluster.
+fn round_trip_and_activation(url: &str) {
+    let store = open_store(url).unwrap();
+    let ns = ns_of(url).to_string();
+    let mut con = raw(url);
+    let n = 300;
+    assert!(store.active_version().unwrap().is_none());
+    assert!(store.open_active().unwrap().is_none());
+    assert!(store.versions().unwrap().is_empty());
+
+    // Three shards: the version is activated by the last one only.
+    let mut reports = Vec::new();
+    for index in 0..3 {
+        reports.push(write_shard(store.as_ref(), "1.0.0", index, 3, n));
+        if index < 2 {
+            assert!(store.active_version().unwrap().is_none(), "after shard {index}");
+            assert!(store.versions().unwrap().is_empty(), "after shard {index}");
+            assert_not_found(store.open_version("1.0.0"), "incomplete open");
+            assert_not_found(store.activate("1.0.0"), "incomplete activate");
+        }
+    }
+    assert_eq!(
+        reports.iter().map(|r| r.activated).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    assert_eq!(reports.iter().map(|r| r.users).sum::<u64>(), users(n).len() as u64);
+    assert_eq!(reports.iter().map(|r| r.items).sum::<u64>(), 100);
+    assert!(reports.iter().all(|r| r.bytes > 0));
+    assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.0"));
+    assert_eq!(store.versions().unwrap(), ["1.0.0"]);
+    assert_reads(store.as_ref(), "1.0.0", n);
+    assert_eq!(store.open_active().unwrap().unwrap().meta().version, "1.0.0");
+    let old_key = format!("{ns}:c:{{user-1}}:1.0.0");
+    let t = ttl(con.as_mut(), &old_key);
+    assert!(t > GRACE, "a fresh key has the plan's TTL, got {t}");
+
+    // Unknown and incomplete versions are refused; nothing changes.
+    assert_not_found(store.activate("9.9.9"), "unknown activate");
+    assert_not_found(store.open_version("9.9.9"), "unknown open");
+    write_shard(store.as_ref(), "2.0.0", 0, 2, n);
+    assert_not_found(store.activate("2.0.0"), "half-written activate");
+    assert_not_found(store.open_version("2.0.0"), "half-written open");
+    let e = store.activate("../x").unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.0"));
+    assert_eq!(store.versions().unwrap(), ["1.0.0"]);
+
+    // A writer dropped without finish: nothing activated, the old keys keep their TTL, its own
+    // keys are gone.
+    {
+        let p = plan("3.0.0", 0, 1);
+        let mut w = store.writer(&p).unwrap();
+        for u in 0..n {
+            w.put_candidates(&format!("user-{u}"), &list(u, 3)).unwrap();
+        }
+    }
+    assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.0"));
+    assert_eq!(store.versions().unwrap(), ["1.0.0"]);
+    assert_not_found(store.open_version("3.0.0"), "dropped writer's version");
+    let t = ttl(con.as_mut(), &old_key);
+    assert!(t > GRACE, "the dropped writer restored the old key's TTL, got {t}");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(format!("{ns}:c:{{user-1}}:3.0.0"))
+        .query(con.as_mut())
+        .unwrap();
+    assert_eq!(exists, 0, "the dropped writer's keys are deleted");
+    assert_reads(store.as_ref(), "1.0.0", n);
+
+    // A new version: activated by its last shard; the old keys now expire within the grace period.
+    let old = store.open_active().unwrap().unwrap();
+    let reports = write_version(store.as_ref(), "1.0.1", 2, n);
+    assert_eq!(reports.iter().map(|r| r.activated).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.1"));
+    assert_eq!(store.versions().unwrap(), ["1.0.0", "1.0.1"]);
+    assert_reads(store.as_ref(), "1.0.1", n);
+    for key in [
+        old_key.clone(),
+        format!("{ns}:s:{{item-3}}:1.0.0"),
+        format!("{ns}:c:{{a%7Db%7Bc}}:1.0.0"),
+        format!("{ns}:v:{{1.0.0}}:meta"),
+    ] {
+        let t = ttl(con.as_mut(), &key);
+        assert!(t > 0 && t <= GRACE, "{key}: TTL {t}");
+    }
+    let t = ttl(con.as_mut(), &format!("{ns}:c:{{user-1}}:1.0.1"));
+    assert!(t > GRACE, "new key TTL {t}");
+    // The old snapshot keeps reading its own version during the grace period.
+    assert_eq!(old.meta().version, "1.0.0");
+    assert_eq!(
+        old.candidates("user-7").unwrap().unwrap().len(),
+        8,
+        "user-7 has 1 + 7 % 20 candidates"
+    );
+    // A replaced version that is about to expire cannot be made active again.
+    let e = store.activate("1.0.0").unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    store.activate("1.0.1").unwrap();
+
+    // Rerunning a shard rewrites it cleanly and (the version being complete) activates it again.
+    let again = write_shard(store.as_ref(), "1.0.1", 0, 2, n);
+    assert!(again.activated);
+    assert_eq!(again.users, reports[0].users);
+    assert_reads(store.as_ref(), "1.0.1", n);
+    assert_eq!(store.versions().unwrap(), ["1.0.0", "1.0.1"]);
+
+    // A second plan for a version must match the first.
+    let mut other = plan("1.0.1", 0, 3);
+    other.shard = Shard { index: 0, count: 3 };
+    let e = store.writer(&other).err().unwrap();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+}
+
+/// A reader thread checks that every snapshot is one version while a writer publishes new ones.
+fn no_mixed_versions(url: &str) {
+    let store: Arc<dyn CandidateStore> = open_store(url).unwrap();
+    let publish = |store: &dyn CandidateStore, k: u32| {
+        for index in 0..2 {
+            let mut plan = WritePlan::new(format!("1.0.{k}"), items(100));
+            plan.shard = Shard { index, count: 2 };
+            plan.top_candidates = 2;
+            plan.top_similar = 1;
+            let mut w = store.writer(&plan).unwrap();
+            for u in 0..200 {
+                let key = format!("user-{u}");
+                if plan.shard.owns(&key) {
+                    w.put_candidates(&key, &[Scored { item: k, score: 1.0 }, Scored { item: 99, score: 0.0 }])
+                        .unwrap();
+                }
+            }
+            w.finish().unwrap();
+        }
+    };
+    publish(store.as_ref(), 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut checks = 0;
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                let snap = store.open_active().unwrap().unwrap();
+                let want: u32 = snap.meta().version.rsplit('.').next().unwrap().parse().unwrap();
+                for u in 0..200 {
+                    let got = snap.candidates(&format!("user-{u}")).unwrap().unwrap();
+                    assert_eq!(got[0].item, want, "user-{u} in version {}", snap.meta().version);
+                }
+                seen.insert(want);
+                checks += 1;
+            }
+            (checks, seen.len())
+        })
+    };
+    for k in 1..12 {
+        publish(store.as_ref(), k);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (checks, _versions_seen) = reader.join().unwrap();
+    assert!(checks > 0);
+    assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.11"));
+}
+
+#[test]
+fn round_trip_activation_and_expiry_on_one_server() {
+    let ns = Namespace::new("rt");
+    round_trip_and_activation(&ns.url());
+}
+
+#[test]
+fn a_reader_never_sees_a_mixed_version_while_a_writer_publishes() {
+    let ns = Namespace::new("mix");
+    no_mixed_versions(&ns.url());
+}
+
+#[test]
+fn bad_writes_are_refused_with_the_key_named() {
+    let ns = Namespace::new("bad");
+    let store = RedisStore::open(&ns.url()).unwrap();
+    let mut plan = WritePlan::new("1.0.0", items(10));
+    plan.top_candidates = 3;
+    let mut w = store.writer(&plan).unwrap();
+    let e = w.put_candidates("u", &list(0, 4)).unwrap_err();
+    assert!(e.to_string().contains("u:"), "{e}");
+    let e = w.put_candidates("u", &[Scored { item: 10, score: 1.0 }]).unwrap_err();
+    assert!(e.to_string().contains("outside the dictionary"), "{e}");
+    let e = w
+        .put_candidates("u", &[Scored { item: 1, score: 0.1 }, Scored { item: 2, score: 0.9 }])
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    w.put_candidates("u", &[Scored { item: 9, score: 1.0 }]).unwrap();
+    let e = w.put_candidates("u", &[Scored { item: 9, score: 1.0 }]).unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
+    // The same id may have a candidate list and a similar-items list.
+    w.put_similar("u", &[Scored { item: 9, score: 1.0 }]).unwrap();
+    drop(w);
+    assert!(store.versions().unwrap().is_empty());
+    assert!(store.open_active().unwrap().is_none());
+
+    let mut sharded = WritePlan::new("1.0.0", items(10));
+    sharded.shard = Shard { index: 0, count: 2 };
+    let e = store.writer(&sharded).err().unwrap();
+    assert!(
+        e.to_string().contains("different"),
+        "the meta of 1.0.0 says 1 shard: {e}"
+    );
+    sharded.version = "1.0.1".into();
+    let mut w = store.writer(&sharded).unwrap();
+    let foreign = (0..100)
+        .map(|i| format!("k{i}"))
+        .find(|k| !sharded.shard.owns(k))
+        .unwrap();
+    let e = w.put_candidates(&foreign, &[]).unwrap_err();
+    assert!(e.to_string().contains("belongs to shard 1"), "{e}");
+    let mut bad = WritePlan::new("a b", items(10));
+    assert!(matches!(store.writer(&bad).err().unwrap(), Error::InvalidInput { .. }));
+    bad.version = "1.0.2".into();
+    bad.items.clear();
+    assert!(matches!(store.writer(&bad).err().unwrap(), Error::InvalidInput { .. }));
+}
+
+#[test]
+fn corrupt_values_are_refused_on_read() {
+    let ns = Namespace::new("corrupt");
+    let store = open_store(&ns.url()).unwrap();
+    write_version(store.as_ref(), "1.0.0", 1, 10);
+    let mut con = raw(&ns.url());
+    let key = format!("{}:c:{{user-3}}:1.0.0", ns.ns);
+    let good: Vec<u8> = redis::cmd("GET").arg(&key).query(con.as_mut()).unwrap();
+    let snap = store.open_active().unwrap().unwrap();
+    for bad in [
+        good[..good.len() - 1].to_vec(),
+        [good.clone(), vec![0]].concat(),
+        vec![1],
+    ] {
+        let _: () = redis::cmd("SET").arg(&key).arg(bad).query(con.as_mut()).unwrap();
+        let e = snap.candidates("user-3").unwrap_err();
+        assert!(
+            matches!(e, Error::Corrupt { .. }) && e.to_string().contains("user-3"),
+            "{e}"
+        );
+    }
+    // An item index outside the dictionary (100 items, 2-byte ids).
+    let mut bad = good.clone();
+    bad[10] = 0xff;
+    let _: () = redis::cmd("SET").arg(&key).arg(bad).query(con.as_mut()).unwrap();
+    assert!(matches!(snap.candidates("user-3").unwrap_err(), Error::Corrupt { .. }));
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:v:{{1.0.0}}:meta", ns.ns))
+        .arg("{not json")
+        .query(con.as_mut())
+        .unwrap();
+    assert!(matches!(
+        store.open_version("1.0.0").err().unwrap(),
+        Error::Corrupt { .. }
+    ));
+}
+
+#[test]
+fn an_unreachable_or_silent_server_is_unavailable() {
+    for url in [
+        "redis://127.0.0.1:1",
+        "redis://127.0.0.1:1/0#x",
+        "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+    ] {
+        let e = open_store(url).err().unwrap();
+        assert!(matches!(e, Error::Unavailable { service: "redis", .. }), "{url}: {e}");
+        assert!(!e.is_user_error());
+    }
+    // A server that accepts connections and never answers: the I/O timeout ends the wait.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let opts = RedisOptions {
+        io_timeout: Duration::from_millis(200),
+        ..RedisOptions::default()
+    };
+    let e = RedisStore::open_with(&url, opts).unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+}
+
+// ---- Throwaway servers ---------------------------------------------------------------------------
+
+/// A free loopback port whose cluster bus port (+10000) is free too.
+fn free_port(taken: &[u16]) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if port < 55000 && !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `redis-server` processes killed when dropped (also when a test panics).
+struct Servers {
+    procs: Vec<(u16, Child)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Servers {
+    fn start(count: usize, cluster: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut procs = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..count {
+            let port = free_port(&ports);
+            ports.push(port);
+            let mut c = Command::new("redis-server");
+            c.args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--daemonize", "no", "--dir"])
+            .arg(dir.path());
+            if cluster {
+                c.args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                    .arg(dir.path().join(format!("nodes-{port}.conf")));
+            }
+            let child = c
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (apt-get install redis-server)");
+            procs.push((port, child));
+        }
+        let servers = Servers { procs, _dir: dir };
+        for &port in &ports {
+            wait_for(&format!("redis-server on port {port}"), || {
+                redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                    .is_ok()
+            });
+        }
+        servers
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.procs.iter().map(|(p, _)| *p).collect()
+    }
+
+    fn signal(&self, index: usize, signal: &str) {
+        let pid = self.procs[index].1.id().to_string();
+        let ok = Command::new("kill").args([signal, &pid]).status().unwrap().success();
+        assert!(ok, "kill {signal} {pid}");
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.procs {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(30), "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_cluster() -> Servers {
+    let servers = Servers::start(3, true);
+    let nodes: Vec<String> = servers.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli must be installed");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for port in servers.ports() {
+        wait_for(&format!("cluster_state:ok on port {port}"), || {
+            redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        });
+    }
+    servers
+}
+
+fn cluster_url(servers: &Servers, ns: &str) -> String {
+    let nodes: Vec<String> = servers.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    format!("redis+cluster://{}#{ns}", nodes.join(","))
+}
+
+#[test]
+fn round_trip_activation_and_expiry_on_a_cluster() {
+    let servers = start_cluster();
+    round_trip_and_activation(&cluster_url(&servers, "rt"));
+    no_mixed_versions(&cluster_url(&servers, "mix"));
+    // A user's keys of every version share one slot; the lists are spread over the nodes.
+    let mut con = raw(&cluster_url(&servers, "rt"));
+    let slot = |con: &mut dyn ConnectionLike, key: &str| -> i64 {
+        redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(con).unwrap()
+    };
+    assert_eq!(
+        slot(con.as_mut(), "rt:c:{user-1}:1.0.0"),
+        slot(con.as_mut(), "rt:c:{user-1}:1.0.1")
+    );
+    for port in servers.ports() {
+        let mut node = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let keys: i64 = redis::cmd("DBSIZE").query(&mut node).unwrap();
+        assert!(keys > 50, "port {port} holds {keys} keys");
+    }
+    drop(servers);
+}
+
+#[test]
+fn a_server_that_dies_mid_write_fails_the_writer_and_activates_nothing() {
+    let servers = Servers::start(1, false);
+    let url = format!("redis://127.0.0.1:{}#dies", servers.ports()[0]);
+    let opts = RedisOptions {
+        io_timeout: Duration::from_millis(300),
+        batch: 50,
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::open_with(&url, opts.clone()).unwrap();
+    write_version(&store, "1.0.0", 1, 100);
+
+    // Frozen mid-write (SIGSTOP): the writer times out, and after it thaws the old version is
+    // still the active, complete and readable one.
+    let mut w = store.writer(&plan("1.0.1", 0, 1)).unwrap();
+    for u in 0..30 {
+        w.put_candidates(&format!("user-{u}"), &list(u, 3)).unwrap();
+    }
+    servers.signal(0, "-STOP");
+    let err = (30..2000)
+        .map(|u| w.put_candidates(&format!("user-{u}"), &list(u, 3)))
+        .find_map(Result::err)
+        .expect("writes to a frozen server fail");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    drop(w);
+    servers.signal(0, "-CONT");
+    assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.0"));
+    assert_eq!(store.versions().unwrap(), ["1.0.0"]);
+    assert_not_found(store.open_version("1.0.1"), "frozen writer's version");
+    assert_reads(&store, "1.0.0", 100);
+
+    // Killed mid-write (SIGKILL): the writer fails at once, nothing was activated before.
+    let mut w = store.writer(&plan("1.0.2", 0, 1)).unwrap();
+    for u in 0..30 {
+        w.put_candidates(&format!("user-{u}"), &list(u, 3)).unwrap();
+    }
+    assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.0"));
+    servers.signal(0, "-KILL");
+    let failed = (30..2000)
+        .map(|u| w.put_candidates(&format!("user-{u}"), &list(u, 3)))
+        .find_map(Result::err);
+    let result = match failed {
+        Some(e) => Err(e),
+        None => w.finish().map(|_| ()),
+    };
+    match result {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let e = store.active_version().unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+    let e = RedisStore::open_with(&url, opts).unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+    drop(servers);
+}
