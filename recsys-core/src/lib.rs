@@ -25,10 +25,14 @@
 //! # Ok::<(), recsys_core::Error>(())
 //! ```
 
+pub mod diversify;
 pub mod error;
 pub mod features;
 pub mod model;
+pub mod pipeline;
+pub mod rerank;
 pub mod retrieval;
+pub mod rules;
 pub mod schema;
 pub mod store;
 

@@ -1,0 +1,767 @@
+//! Stage 2 of the online pipeline: re-rank the retrieval candidates (e.g. 500 → 100) with a small
+//! learned model.
+//!
+//! Each candidate gets a fixed vector of [`RerankFeatures`] built from the fresh user embedding, the
+//! retrieval score, item popularity/trending, price fit and the current session; a [`Reranker`]
+//! (standardisation + logistic regression, learned offline by [`Reranker::fit`]) turns it into a click
+//! probability, and [`Reranker::rerank`] keeps the best `keep` candidates.
+//!
+//! Everything here is pure (no I/O apart from the explicit [`Reranker::save`] / [`Reranker::load`]),
+//! deterministic and allocation-light: scoring a candidate is a dozen multiply-adds.
+//!
+//! ```
+//! use recsys_core::rerank::{FitConfig, RerankFeatures, Reranker};
+//! use recsys_core::Scored;
+//!
+//! let f = |similarity: f32| RerankFeatures { similarity, ..Default::default() };
+//! let examples = vec![(f(0.9), true), (f(0.8), true), (f(0.7), false), (f(0.1), false), (f(0.2), false), (f(0.85), false)];
+//! let model = Reranker::fit(&examples, &FitConfig::default())?;
+//! let candidates = [Scored { item: 7, score: 0.5 }, Scored { item: 3, score: 0.9 }];
+//! let ranked = model.rerank(&candidates, &[f(0.9), f(0.1)], 10)?;
+//! assert_eq!(ranked[0].item, 7);
+//! # Ok::<(), recsys_core::Error>(())
+//! ```
+
+use crate::features::{ItemCatalog, ItemFeatures};
+use crate::schema::EventType;
+use crate::store::Scored;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::path::Path;
+
+/// Number of re-ranking features (the length of [`RerankFeatures::to_array`]).
+pub const NUM_FEATURES: usize = 8;
+
+/// Names of the features, in [`RerankFeatures::to_array`] order (for logs and model reports).
+pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
+    "similarity",
+    "retrieval_score",
+    "log_popularity",
+    "log_trending",
+    "price_fit",
+    "price_unknown",
+    "session_category_share",
+    "category_recency",
+];
+
+/// The re-ranking features of one candidate for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RerankFeatures {
+    /// Dot product of the fresh (session-aware) user embedding and the item embedding.
+    pub similarity: f32,
+    /// The pre-computed retrieval score of the candidate ([`Scored::score`]).
+    pub retrieval_score: f32,
+    /// `ln(1 + popularity_score)` of the item.
+    pub popularity: f32,
+    /// `ln(1 + trending_score_1h)` of the item.
+    pub trending: f32,
+    /// `-|ln(price / avg_order_value)|`: 0 is a perfect fit, and also the value when unknown.
+    pub price_fit: f32,
+    /// 1 when the price or the user's average order value is unknown, else 0.
+    pub price_unknown: f32,
+    /// Share of the current session's events that fall in the item's category (0 when none).
+    pub session_category_share: f32,
+    /// `2^(-age / half_life)` of the user's last interaction with the item's category (1 = just now,
+    /// 0 = never or unknown category).
+    pub category_recency: f32,
+}
+
+impl RerankFeatures {
+    /// The features as a vector, in [`FEATURE_NAMES`] order.
+    pub fn to_array(&self) -> [f32; NUM_FEATURES] {
+        [
+            self.similarity,
+            self.retrieval_score,
+            self.popularity,
+            self.trending,
+            self.price_fit,
+            self.price_unknown,
+            self.session_category_share,
+            self.category_recency,
+        ]
+    }
+
+    /// The inverse of [`RerankFeatures::to_array`].
+    pub fn from_array(a: [f32; NUM_FEATURES]) -> Self {
+        RerankFeatures {
+            similarity: a[0],
+            retrieval_score: a[1],
+            popularity: a[2],
+            trending: a[3],
+            price_fit: a[4],
+            price_unknown: a[5],
+            session_category_share: a[6],
+            category_recency: a[7],
+        }
+    }
+
+    /// Computes the features of one candidate; the same function serves training-example
+    /// generation and online serving, so the two cannot skew.
+    ///
+    /// `item_embedding` must have the user embedding's dimension; `price` is the item's current price.
+    pub fn compute(
+        candidate: Scored,
+        item_embedding: &[f32],
+        item: &ItemFeatures,
+        price: Option<f64>,
+        user: &RerankUser<'_>,
+    ) -> Result<Self> {
+        if item_embedding.len() != user.embedding.len() {
+            return Err(Error::invalid(
+                "item_embedding",
+                item_embedding.len(),
+                format!("dimension must equal the user embedding's {}", user.embedding.len()),
+            ));
+        }
+        let similarity = dot(user.embedding, item_embedding);
+        let (price_fit, price_unknown) = match (price, user.avg_order_value) {
+            (Some(p), Some(aov)) if p > 0.0 && aov > 0.0 && p.is_finite() && aov.is_finite() => {
+                (-((p / aov).ln().abs()) as f32, 0.0)
+            }
+            _ => (0.0, 1.0),
+        };
+        let (session_category_share, category_recency) = match item.category {
+            None => (0.0, 0.0),
+            Some(c) => {
+                let share = if user.session_categories.is_empty() {
+                    0.0
+                } else {
+                    let n = user.session_categories.iter().filter(|&&s| s == c).count();
+                    n as f32 / user.session_categories.len() as f32
+                };
+                let recency = match user.last_category_ms.iter().find(|(k, _)| *k == c) {
+                    Some(&(_, ts)) if user.recency_half_life_ms > 0 => {
+                        let age = (user.now_ms - ts).max(0) as f64;
+                        (-age / user.recency_half_life_ms as f64).exp2() as f32
+                    }
+                    _ => 0.0,
+                };
+                (share, recency)
+            }
+        };
+        Ok(RerankFeatures {
+            similarity,
+            retrieval_score: candidate.score,
+            popularity: item.popularity_score.max(0.0).ln_1p() as f32,
+            trending: item.trending_score_1h.max(0.0).ln_1p() as f32,
+            price_fit,
+            price_unknown,
+            session_category_share,
+            category_recency,
+        })
+    }
+}
+
+/// The per-request user side of [`RerankFeatures::compute`], built once per request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RerankUser<'a> {
+    /// The fresh user embedding (the user tower on the live session).
+    pub embedding: &'a [f32],
+    /// The user's average order value ([`crate::features::UserFeatures::avg_order_value`]).
+    pub avg_order_value: Option<f64>,
+    /// The category of every event of the current session (repeats count).
+    pub session_categories: &'a [u32],
+    /// (category, time of the user's last interaction with it), see [`last_category_times`].
+    pub last_category_ms: &'a [(u32, i64)],
+    /// The request time (UTC ms).
+    pub now_ms: i64,
+    /// Half-life of [`RerankFeatures::category_recency`].
+    pub recency_half_life_ms: i64,
+}
+
+/// The time of the user's last interaction per category, from a newest-first history
+/// ([`crate::features::UserFeatures::recent`]); items without a category are skipped.
+pub fn last_category_times(recent: &[(u32, EventType, i64)], catalog: &ItemCatalog) -> Vec<(u32, i64)> {
+    let mut out: Vec<(u32, i64)> = Vec::new();
+    for &(item, _, ts) in recent {
+        if let Some(c) = catalog.category.get(item as usize).copied().flatten() {
+            match out.iter_mut().find(|(k, _)| *k == c) {
+                Some(e) => e.1 = e.1.max(ts),
+                None => out.push((c, ts)),
+            }
+        }
+    }
+    out
+}
+
+/// Inner product of two equally long vectors (the shorter length is used otherwise).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One re-ranked candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    /// Item index (as in [`Scored::item`]).
+    pub item: u32,
+    /// Ranking score, higher is better (the re-ranker's click probability, possibly boosted later).
+    pub score: f32,
+    /// Position of the candidate in the input list (to find its features again).
+    pub candidate: u32,
+}
+
+/// The total order of every ranked list: score descending (NaN last), then item ascending, then
+/// input position ascending.
+pub fn rank_order(a: &Ranked, b: &Ranked) -> Ordering {
+    let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    key(b.score)
+        .total_cmp(&key(a.score))
+        .then(a.item.cmp(&b.item))
+        .then(a.candidate.cmp(&b.candidate))
+}
+
+/// Sorts `list` by [`rank_order`] and keeps the best `keep` (partial selection: O(n + keep log keep)).
+pub fn top_in_place(list: &mut Vec<Ranked>, keep: usize) {
+    if keep == 0 {
+        list.clear();
+        return;
+    }
+    if list.len() > keep {
+        list.select_nth_unstable_by(keep - 1, rank_order);
+        list.truncate(keep);
+    }
+    list.sort_unstable_by(rank_order);
+}
+
+/// Hyper-parameters of [`Reranker::fit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FitConfig {
+    /// L2 penalty on the (standardised) weights, not the bias: loss = mean log-loss + l2/2 · |w|².
+    pub l2: f64,
+    /// Most Newton iterations.
+    pub max_iter: usize,
+    /// Stop when the largest parameter update is below this.
+    pub tolerance: f64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            l2: 1e-3,
+            max_iter: 50,
+            tolerance: 1e-7,
+        }
+    }
+}
+
+impl FitConfig {
+    /// Refuses a negative or non-finite `l2`, a zero `max_iter` and a non-positive `tolerance`.
+    pub fn validate(&self) -> Result<()> {
+        if !self.l2.is_finite() || self.l2 < 0.0 {
+            return Err(Error::invalid("l2", self.l2, "must be finite and >= 0"));
+        }
+        if self.max_iter == 0 {
+            return Err(Error::invalid("max_iter", 0, "must be positive"));
+        }
+        if !self.tolerance.is_finite() || self.tolerance <= 0.0 {
+            return Err(Error::invalid("tolerance", self.tolerance, "must be finite and > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// Logistic regression over standardised [`RerankFeatures`]:
+/// `p(click) = σ(bias + Σ weights[i] · (x[i] - means[i]) / stds[i])`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reranker {
+    /// One weight per feature, in [`FEATURE_NAMES`] order (on standardised features).
+    pub weights: [f32; NUM_FEATURES],
+    /// Intercept.
+    pub bias: f32,
+    /// Feature means subtracted before weighting.
+    pub means: [f32; NUM_FEATURES],
+    /// Feature standard deviations divided by before weighting (> 0).
+    pub stds: [f32; NUM_FEATURES],
+}
+
+impl Default for Reranker {
+    /// A hand-set **fallback only**, for a deployment that has no fitted re-ranker yet: it ranks
+    /// mostly by the two embedding scores, nudged by popularity, price fit and the session.
+    /// Production models come from [`Reranker::fit`] on logged impressions.
+    fn default() -> Self {
+        Reranker {
+            weights: [1.0, 1.0, 0.1, 0.1, 0.3, 0.0, 0.5, 0.3],
+            bias: 0.0,
+            means: [0.0; NUM_FEATURES],
+            stds: [1.0; NUM_FEATURES],
+        }
+    }
+}
+
+impl Reranker {
+    /// Refuses non-finite weights, bias or means and non-positive or non-finite stds.
+    pub fn validate(&self) -> Result<()> {
+        let check = |name: &str, v: &[f32], positive: bool| -> Result<()> {
+            for (i, x) in v.iter().enumerate() {
+                if !x.is_finite() || (positive && *x <= 0.0) {
+                    let why = if positive {
+                        "must be finite and > 0"
+                    } else {
+                        "must be finite"
+                    };
+                    return Err(Error::invalid(format!("{name}[{i}] ({})", FEATURE_NAMES[i]), x, why));
+                }
+            }
+            Ok(())
+        };
+        check("weights", &self.weights, false)?;
+        check("means", &self.means, false)?;
+        check("stds", &self.stds, true)?;
+        if !self.bias.is_finite() {
+            return Err(Error::invalid("bias", self.bias, "must be finite"));
+        }
+        Ok(())
+    }
+
+    /// The logit `bias + Σ w·(x-m)/s` (monotone in [`Reranker::score`], one `exp` cheaper).
+    pub fn logit(&self, features: &RerankFeatures) -> f32 {
+        let x = features.to_array();
+        let terms = x.iter().zip(&self.weights).zip(self.means.iter().zip(&self.stds));
+        terms.fold(self.bias, |z, ((x, w), (m, s))| z + w * (x - m) / s)
+    }
+
+    /// The predicted click probability of a candidate, in (0, 1).
+    pub fn score(&self, features: &RerankFeatures) -> f32 {
+        sigmoid(self.logit(features))
+    }
+
+    /// Scores every candidate and returns the best `keep`, sorted by [`rank_order`] (ties: lower item
+    /// first). `features[i]` belongs to `candidates[i]`.
+    pub fn rerank(&self, candidates: &[Scored], features: &[RerankFeatures], keep: usize) -> Result<Vec<Ranked>> {
+        if candidates.len() != features.len() {
+            return Err(Error::invalid(
+                "features",
+                features.len(),
+                format!("need one feature row per candidate ({})", candidates.len()),
+            ));
+        }
+        let mut out: Vec<Ranked> = candidates
+            .iter()
+            .zip(features)
+            .enumerate()
+            .map(|(i, (c, f))| Ranked {
+                item: c.item,
+                score: self.score(f),
+                candidate: i as u32,
+            })
+            .collect();
+        top_in_place(&mut out, keep);
+        Ok(out)
+    }
+
+    /// Fits the model on `(features, clicked)` examples: standardisation from the examples, then
+    /// L2-regularised logistic regression by Newton's method with step halving (9 parameters, so each
+    /// iteration is one pass over the data plus a 9×9 solve).
+    ///
+    /// Refuses an empty input, a single class, non-finite features and a bad [`FitConfig`].
+    #[allow(clippy::needless_range_loop)] // index loops read best in the small dense linear algebra
+    pub fn fit(examples: &[(RerankFeatures, bool)], config: &FitConfig) -> Result<Reranker> {
+        config.validate()?;
+        if examples.is_empty() {
+            return Err(Error::invalid("examples", 0, "need at least one example"));
+        }
+        let positives = examples.iter().filter(|e| e.1).count();
+        if positives == 0 || positives == examples.len() {
+            let class = if positives == 0 { "not clicked" } else { "clicked" };
+            return Err(Error::invalid(
+                "examples",
+                format!("{} examples, all {class}", examples.len()),
+                "need both clicked and not-clicked examples",
+            ));
+        }
+        const P: usize = NUM_FEATURES + 1;
+        let n = examples.len() as f64;
+        let mut mean = [0f64; NUM_FEATURES];
+        for (j, (f, _)) in examples.iter().enumerate() {
+            for (i, v) in f.to_array().into_iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(Error::invalid(
+                        format!("examples[{j}].{}", FEATURE_NAMES[i]),
+                        v,
+                        "must be finite",
+                    ));
+                }
+                mean[i] += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = [0f64; NUM_FEATURES];
+        for (f, _) in examples {
+            for (i, v) in f.to_array().into_iter().enumerate() {
+                var[i] += (f64::from(v) - mean[i]).powi(2);
+            }
+        }
+        let std: [f64; NUM_FEATURES] = std::array::from_fn(|i| {
+            let s = (var[i] / n).sqrt();
+            if s > 1e-9 { s } else { 1.0 }
+        });
+        // Row of the design matrix: standardised features, then 1 for the bias.
+        let row = |f: &RerankFeatures| -> [f64; P] {
+            let a = f.to_array();
+            std::array::from_fn(|i| {
+                if i < NUM_FEATURES {
+                    (f64::from(a[i]) - mean[i]) / std[i]
+                } else {
+                    1.0
+                }
+            })
+        };
+        let loss = |theta: &[f64; P]| -> f64 {
+            let mut l = 0.0;
+            for (f, y) in examples {
+                let x = row(f);
+                let z: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
+                // log(1 + e^z) - y z, computed stably.
+                l += z.max(0.0) + (-z.abs()).exp().ln_1p() - if *y { z } else { 0.0 };
+            }
+            l / n + 0.5 * config.l2 * theta[..NUM_FEATURES].iter().map(|w| w * w).sum::<f64>()
+        };
+        let mut theta = [0f64; P];
+        let prior = positives as f64 / n;
+        theta[NUM_FEATURES] = (prior / (1.0 - prior)).ln();
+        let mut current = loss(&theta);
+        for _ in 0..config.max_iter {
+            let mut grad = [0f64; P];
+            let mut hess = [[0f64; P]; P];
+            for (f, y) in examples {
+                let x = row(f);
+                let z: f64 = x.iter().zip(&theta).map(|(a, b)| a * b).sum();
+                let p = 1.0 / (1.0 + (-z).exp());
+                let r = p - if *y { 1.0 } else { 0.0 };
+                let w = p * (1.0 - p);
+                for a in 0..P {
+                    grad[a] += r * x[a];
+                    let wa = w * x[a];
+                    for b in 0..=a {
+                        hess[a][b] += wa * x[b];
+                    }
+                }
+            }
+            for a in 0..P {
+                grad[a] /= n;
+                for b in 0..=a {
+                    hess[a][b] /= n;
+                    hess[b][a] = hess[a][b];
+                }
+                let reg = if a < NUM_FEATURES { config.l2 } else { 0.0 };
+                grad[a] += reg * theta[a];
+                hess[a][a] += reg + 1e-10;
+            }
+            let step = solve_spd(hess, grad).ok_or_else(|| Error::Internal("re-ranker Hessian is singular".into()))?;
+            let mut t = 1.0;
+            let mut accepted = false;
+            for _ in 0..30 {
+                let cand: [f64; P] = std::array::from_fn(|i| theta[i] - t * step[i]);
+                let l = loss(&cand);
+                if l <= current {
+                    theta = cand;
+                    current = l;
+                    accepted = true;
+                    break;
+                }
+                t *= 0.5;
+            }
+            let largest = step.iter().fold(0f64, |m, s| m.max((t * s).abs()));
+            if !accepted || largest < config.tolerance {
+                break;
+            }
+        }
+        let model = Reranker {
+            weights: std::array::from_fn(|i| theta[i] as f32),
+            bias: theta[NUM_FEATURES] as f32,
+            means: mean.map(|m| m as f32),
+            stds: std.map(|s| s as f32),
+        };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// The model as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a Reranker always serialises")
+    }
+
+    /// Parses and validates a model written by [`Reranker::to_json`].
+    pub fn from_json(json: &str) -> Result<Self> {
+        let m: Reranker = serde_json::from_str(json).map_err(|e| Error::corrupt("re-ranker JSON", e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Writes the model as JSON to `path`.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        std::fs::write(path.as_ref(), self.to_json()).map_err(Error::io(path.as_ref()))
+    }
+
+    /// Reads a model saved by [`Reranker::save`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let text = std::fs::read_to_string(path.as_ref()).map_err(Error::io(path.as_ref()))?;
+        Reranker::from_json(&text)
+    }
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Solves `a x = b` for a symmetric positive-definite `a` by Cholesky; `None` when not SPD.
+#[allow(clippy::needless_range_loop)] // textbook index form of Cholesky and the two triangular solves
+fn solve_spd<const P: usize>(mut a: [[f64; P]; P], b: [f64; P]) -> Option<[f64; P]> {
+    for j in 0..P {
+        let mut d = a[j][j];
+        for k in 0..j {
+            d -= a[j][k] * a[j][k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j][j] = d;
+        for i in j + 1..P {
+            let mut s = a[i][j];
+            for k in 0..j {
+                s -= a[i][k] * a[j][k];
+            }
+            a[i][j] = s / d;
+        }
+    }
+    let mut y = [0f64; P];
+    for i in 0..P {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= a[i][k] * y[k];
+        }
+        y[i] = s / a[i][i];
+    }
+    let mut x = [0f64; P];
+    for i in (0..P).rev() {
+        let mut s = y[i];
+        for k in i + 1..P {
+            s -= a[k][i] * x[k];
+        }
+        x[i] = s / a[i][i];
+    }
+    Some(x)
+}
+
+/// Area under the ROC curve of `scores` against `labels` (ties count half); 0.5 when a class is missing.
+pub fn auc(scores: &[f32], labels: &[bool]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len().min(labels.len())).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let (mut rank_sum, mut pos) = (0f64, 0f64);
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            if labels[k] {
+                rank_sum += avg_rank;
+                pos += 1.0;
+            }
+        }
+        i = j + 1;
+    }
+    let neg = idx.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return 0.5;
+    }
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    fn synthetic(n: usize, seed: u64) -> Vec<(RerankFeatures, bool)> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let similarity: f32 = rng.random_range(-1.0..1.0);
+                let session: f32 = rng.random_range(0.0..1.0);
+                // Retrieval score: a weak, noisy proxy of similarity.
+                let retrieval_score = 0.3 * similarity + rng.random_range(-1.0..1.0);
+                let popularity: f32 = rng.random_range(0.0..5.0);
+                let f = RerankFeatures {
+                    similarity,
+                    retrieval_score,
+                    popularity,
+                    session_category_share: session,
+                    ..Default::default()
+                };
+                // True model: logit = 3·similarity + 2·session - 1.5 (popularity is noise).
+                let z = 3.0 * similarity + 2.0 * session - 1.5;
+                let clicked = rng.random_range(0.0..1.0) < sigmoid(z);
+                (f, clicked)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fit_recovers_signs_and_order_and_beats_retrieval_only() {
+        let train = synthetic(20_000, 1);
+        let model = Reranker::fit(&train, &FitConfig::default()).unwrap();
+        // Raw-scale weights: w / std.
+        let raw: Vec<f32> = (0..NUM_FEATURES).map(|i| model.weights[i] / model.stds[i]).collect();
+        assert!((raw[0] - 3.0).abs() < 0.4, "similarity weight {raw:?}");
+        assert!((raw[6] - 2.0).abs() < 0.4, "session weight {raw:?}");
+        assert!(raw[0] > raw[6] && raw[6] > 0.0);
+        for i in [1, 2] {
+            assert!(raw[i].abs() < 0.15, "noise feature {} got {}", FEATURE_NAMES[i], raw[i]);
+        }
+        let test = synthetic(5_000, 2);
+        let labels: Vec<bool> = test.iter().map(|e| e.1).collect();
+        let learned: Vec<f32> = test.iter().map(|e| model.score(&e.0)).collect();
+        let retrieval: Vec<f32> = test.iter().map(|e| e.0.retrieval_score).collect();
+        let (a_model, a_retrieval) = (auc(&learned, &labels), auc(&retrieval, &labels));
+        assert!(
+            a_model > a_retrieval + 0.1,
+            "model {a_model} vs retrieval {a_retrieval}"
+        );
+        assert!(a_model > 0.75, "{a_model}");
+    }
+
+    #[test]
+    fn fit_refuses_empty_single_class_and_nan() {
+        let f = RerankFeatures::default();
+        let err = Reranker::fit(&[], &FitConfig::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { field, .. } if field == "examples"),
+            "{err}"
+        );
+        let err = Reranker::fit(&[(f, true), (f, true)], &FitConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("all clicked"), "{err}");
+        let nan = RerankFeatures {
+            trending: f32::NAN,
+            ..f
+        };
+        let err = Reranker::fit(&[(f, true), (nan, false)], &FitConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("examples[1].log_trending"), "{err}");
+        let cfg = FitConfig {
+            l2: -1.0,
+            ..Default::default()
+        };
+        let err = Reranker::fit(&[(f, true), (f, false)], &cfg).unwrap_err();
+        assert!(
+            err.to_string().contains("`l2`") && err.to_string().contains("-1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fit_on_separable_data_stays_finite() {
+        let f = |s: f32| RerankFeatures {
+            similarity: s,
+            ..Default::default()
+        };
+        let model = Reranker::fit(&[(f(1.0), true), (f(-1.0), false)], &FitConfig::default()).unwrap();
+        assert!(model.weights[0] > 0.0 && model.weights.iter().all(|w| w.is_finite()));
+    }
+
+    #[test]
+    fn rerank_orders_by_score_then_item_and_keeps() {
+        let m = Reranker::default();
+        let f = |s: f32| RerankFeatures {
+            similarity: s,
+            ..Default::default()
+        };
+        let cands = [
+            Scored { item: 9, score: 0.0 },
+            Scored { item: 4, score: 0.0 },
+            Scored { item: 2, score: 0.0 },
+            Scored { item: 7, score: 0.0 },
+        ];
+        let feats = [f(0.5), f(0.9), f(0.5), f(0.1)];
+        let out = m.rerank(&cands, &feats, 3).unwrap();
+        let items: Vec<u32> = out.iter().map(|r| r.item).collect();
+        assert_eq!(items, vec![4, 2, 9]);
+        assert_eq!(out[0].candidate, 1);
+        assert!(m.rerank(&cands, &feats[..2], 3).is_err());
+        assert!(m.rerank(&cands, &feats, 0).unwrap().is_empty());
+        assert_eq!(m.rerank(&cands, &feats, 10).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn serde_round_trip_and_nan_weights_refused() {
+        let m = Reranker::fit(&synthetic(2_000, 3), &FitConfig::default()).unwrap();
+        let back = Reranker::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reranker.json");
+        m.save(&path).unwrap();
+        assert_eq!(Reranker::load(&path).unwrap(), m);
+
+        let mut bad = Reranker::default();
+        bad.weights[3] = f32::NAN;
+        let err = bad.validate().unwrap_err();
+        assert!(err.to_string().contains("weights[3] (log_trending)") && err.to_string().contains("NaN"));
+        let mut bad = Reranker::default();
+        bad.stds[0] = 0.0;
+        assert!(bad.validate().unwrap_err().to_string().contains("stds[0]"));
+        assert!(matches!(Reranker::from_json("{}"), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn compute_features_by_hand() {
+        let catalog = ItemCatalog::new(vec![Some(1), Some(2), None], vec![None; 3], vec![None; 3]);
+        let recent = [
+            (0, EventType::View, 5_000),
+            (1, EventType::View, 4_000),
+            (0, EventType::Click, 3_000),
+            (2, EventType::View, 2_000),
+        ];
+        let last = last_category_times(&recent, &catalog);
+        assert_eq!(last, vec![(1, 5_000), (2, 4_000)]);
+        let user = RerankUser {
+            embedding: &[1.0, 2.0],
+            avg_order_value: Some(100.0),
+            session_categories: &[1, 1, 2, 1],
+            last_category_ms: &last,
+            now_ms: 7_000,
+            recency_half_life_ms: 2_000,
+        };
+        let item = ItemFeatures {
+            item: 0,
+            popularity_score: std::f64::consts::E - 1.0,
+            avg_rating: None,
+            price_bucket: None,
+            trending_score_1h: 0.0,
+            category: Some(1),
+        };
+        let f =
+            RerankFeatures::compute(Scored { item: 0, score: 0.25 }, &[0.5, 0.5], &item, Some(50.0), &user).unwrap();
+        assert_eq!(f.similarity, 1.5);
+        assert_eq!(f.retrieval_score, 0.25);
+        assert!((f.popularity - 1.0).abs() < 1e-6);
+        assert_eq!(f.trending, 0.0);
+        assert!((f.price_fit + std::f32::consts::LN_2).abs() < 1e-6);
+        assert_eq!(f.price_unknown, 0.0);
+        assert_eq!(f.session_category_share, 0.75);
+        assert_eq!(f.category_recency, 0.5);
+        let none = ItemFeatures { category: None, ..item };
+        let g = RerankFeatures::compute(Scored { item: 2, score: 0.0 }, &[0.0, 0.0], &none, None, &user).unwrap();
+        assert_eq!(
+            (
+                g.price_fit,
+                g.price_unknown,
+                g.session_category_share,
+                g.category_recency
+            ),
+            (0.0, 1.0, 0.0, 0.0)
+        );
+        assert!(RerankFeatures::compute(Scored { item: 0, score: 0.0 }, &[1.0], &item, None, &user).is_err());
+        assert_eq!(RerankFeatures::from_array(f.to_array()), f);
+    }
+
+    #[test]
+    fn auc_by_hand() {
+        assert_eq!(auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), 0.75);
+        assert_eq!(auc(&[0.5, 0.5], &[false, true]), 0.5);
+    }
+}
