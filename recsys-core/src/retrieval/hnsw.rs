@@ -25,6 +25,15 @@ pub enum Quantization {
 }
 
 impl Quantization {
+    /// The inner product behind a usearch IP distance: `1 − dot`, where the `i8` kernel's dot is
+    /// over the ±127-scaled integers.
+    fn score(self, distance: f32) -> f32 {
+        match self {
+            Quantization::F32 | Quantization::F16 => 1.0 - distance,
+            Quantization::I8 => (1.0 - distance) / (127.0 * 127.0),
+        }
+    }
+
     fn scalar_kind(self) -> ScalarKind {
         match self {
             Quantization::F32 => ScalarKind::F32,
@@ -415,7 +424,7 @@ impl HnswIndex {
             if filter.allows(item) {
                 out.push(Scored {
                     item,
-                    score: 1.0 - distance,
+                    score: self.quantization.score(distance),
                 });
             }
         }
@@ -551,7 +560,10 @@ mod tests {
         let err = new.save(&path).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("items.usearch")]);
         assert_eq!(HnswIndex::open(&path, &HnswConfig::default()).unwrap().len(), 50);
     }
