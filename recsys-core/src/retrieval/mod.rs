@@ -1,9 +1,44 @@
 //! Item retrieval: the top-k items for a query embedding, exactly or approximately (HNSW).
 //!
-//! (Stub: the API precompute and serving code against; the implementation lands with issue 4.)
+//! Two indexes answer the same [`ItemIndex`] queries (inner product, higher is better, best
+//! first, ties broken towards the lower item index):
+//!
+//! - [`ExactIndex`]: a full scan, as a blocked matrix product (a block of queries × the item
+//!   matrix transposed, through `ndarray`) followed by a partial selection (a bounded heap, or
+//!   `select_nth_unstable_by` for large k); multi-threaded over query blocks by
+//!   [`ExactIndex::search_batch`]. Used for small catalogues and as ground truth.
+//! - [`HnswIndex`]: an approximate HNSW graph (usearch), built in parallel, saved atomically and
+//!   opened memory-mapped; tuned by [`HnswConfig`].
+//!
+//! [`AnyIndex::build`] picks between the two by catalogue size ([`EXACT_MAX_ITEMS`]).
+//!
+//! Queries can carry a [`Filter`]: excluded, out-of-stock and other-category items are never
+//! returned, and `k` results still come back whenever at least `k` items pass.
+//!
+//! ```
+//! use recsys_core::retrieval::{ExactIndex, Filter, ItemIndex};
+//!
+//! // Three 2-d items.
+//! let index = ExactIndex::new(vec![1.0, 0.0, 0.6, 0.8, 0.0, 1.0], 2)?;
+//! let best = index.search(&[0.8, 0.6], 2, &Filter::default())?;
+//! assert_eq!(best.iter().map(|s| s.item).collect::<Vec<_>>(), vec![1, 0]);
+//! // Item 1 already bought: never returned, and k results still come back.
+//! let best = index.search(&[0.8, 0.6], 2, &Filter { exclude: &[1], ..Filter::default() })?;
+//! assert_eq!(best.iter().map(|s| s.item).collect::<Vec<_>>(), vec![0, 2]);
+//! # Ok::<(), recsys_core::Error>(())
+//! ```
+
+mod hnsw;
+
+pub use hnsw::{HnswConfig, HnswIndex, Quantization};
 
 use crate::store::Scored;
 use crate::{Error, Result};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView1, ArrayView2};
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// Query-time restrictions on which items may be returned.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,6 +71,59 @@ impl Filter<'_> {
         }
         true
     }
+
+    /// Whether the filter lets every item through (no exclusions, no category, no stock flags).
+    pub fn is_trivial(&self) -> bool {
+        self.exclude.is_empty() && self.category.is_none() && self.in_stock.is_none()
+    }
+
+    /// Checks the filter against an index of `items` items: `exclude` sorted ascending,
+    /// `categories` present when `category` is set, and `categories` / `in_stock` holding one
+    /// entry per item. Every search runs this first and refuses a bad filter with
+    /// [`Error::InvalidInput`] naming the field.
+    pub fn validate(&self, items: usize) -> Result<()> {
+        if let Some(w) = self.exclude.windows(2).find(|w| w[0] > w[1]) {
+            return Err(Error::invalid(
+                "filter.exclude",
+                format!("{} before {}", w[0], w[1]),
+                "must be sorted ascending",
+            ));
+        }
+        if self.category.is_some() && self.categories.is_none() {
+            return Err(Error::invalid(
+                "filter.categories",
+                "none",
+                "needed when filter.category is set",
+            ));
+        }
+        if let Some(c) = self.categories
+            && c.len() != items
+        {
+            return Err(Error::invalid(
+                "filter.categories",
+                c.len(),
+                format!("expected one category code per item ({items})"),
+            ));
+        }
+        if let Some(s) = self.in_stock
+            && s.len() != items
+        {
+            return Err(Error::invalid(
+                "filter.in_stock",
+                s.len(),
+                format!("expected one flag per item ({items})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many of the items `0..items` pass the filter.
+    pub fn count_allowed(&self, items: usize) -> usize {
+        if self.is_trivial() {
+            return items;
+        }
+        (0..items as u32).filter(|&i| self.allows(i)).count()
+    }
 }
 
 /// An index over item embeddings answering inner-product top-k queries.
@@ -52,6 +140,93 @@ pub trait ItemIndex: Send + Sync {
     fn search(&self, query: &[f32], k: usize, filter: &Filter<'_>) -> Result<Vec<Scored>>;
 }
 
+/// Ranking order of results: higher score first, then the lower item index.
+pub(crate) fn by_rank(a: &Scored, b: &Scored) -> Ordering {
+    b.score.total_cmp(&a.score).then(a.item.cmp(&b.item))
+}
+
+/// Refuses a query of the wrong size or with non-finite values.
+pub(crate) fn check_query(query: &[f32], dim: usize) -> Result<()> {
+    if query.len() != dim {
+        return Err(Error::invalid(
+            "query",
+            query.len(),
+            format!("expected {dim} dimensions"),
+        ));
+    }
+    if let Some(i) = query.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid("query", query[i], format!("non-finite value at {i}")));
+    }
+    Ok(())
+}
+
+/// Refuses a batch of queries that is not a whole number of `dim`-vectors, or has non-finite values.
+pub(crate) fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
+    if dim == 0 || !queries.len().is_multiple_of(dim) {
+        return Err(Error::invalid(
+            "queries",
+            queries.len(),
+            format!("not a multiple of dim {dim}"),
+        ));
+    }
+    if let Some(i) = queries.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            "queries",
+            queries[i],
+            format!("non-finite value in query {} at {}", i / dim, i % dim),
+        ));
+    }
+    Ok(queries.len() / dim)
+}
+
+/// Refuses item vectors that are not a whole number of `dim`-vectors, have non-finite values or
+/// more items than `u32` can index. Returns the number of items.
+pub(crate) fn check_vectors(vectors: &[f32], dim: usize) -> Result<usize> {
+    if dim == 0 || !vectors.len().is_multiple_of(dim) {
+        return Err(Error::invalid(
+            "vectors",
+            vectors.len(),
+            format!("not a multiple of dim {dim}"),
+        ));
+    }
+    if let Some(i) = vectors.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            "vectors",
+            vectors[i],
+            format!("non-finite value in item {} at {}", i / dim, i % dim),
+        ));
+    }
+    let n = vectors.len() / dim;
+    if n > u32::MAX as usize {
+        return Err(Error::invalid("vectors", n, "more items than u32 indices"));
+    }
+    Ok(n)
+}
+
+/// The filter of each of `n` queries: `filters` empty (no filter), one filter (for every query)
+/// or one per query. Validates each against `items` items.
+pub(crate) fn filters_for<'f, 'a>(
+    filters: &'f [Filter<'a>],
+    n: usize,
+    items: usize,
+) -> Result<impl Fn(usize) -> Filter<'a> + Sync + 'f> {
+    if filters.len() > 1 && filters.len() != n {
+        return Err(Error::invalid(
+            "filters",
+            filters.len(),
+            format!("expected 0, 1 or one per query ({n})"),
+        ));
+    }
+    for f in filters {
+        f.validate(items)?;
+    }
+    Ok(move |q: usize| match filters.len() {
+        0 => Filter::default(),
+        1 => filters[0],
+        _ => filters[q],
+    })
+}
+
 /// Exact top-k by a full inner-product scan.
 #[derive(Debug, Clone)]
 pub struct ExactIndex {
@@ -59,18 +234,121 @@ pub struct ExactIndex {
     dim: usize,
 }
 
+/// Largest score block (queries × items) one thread holds at a time, in floats (16 MiB).
+const SCORE_BLOCK_FLOATS: usize = 1 << 22;
+/// Most queries in one matrix-product block.
+const MAX_QUERY_BLOCK: usize = 64;
+
 impl ExactIndex {
-    /// An index over `vectors` (row-major, `len × dim`).
+    /// An index over `vectors` (row-major, `len × dim`). Refuses a length that is not a multiple
+    /// of `dim` and non-finite values.
     pub fn new(vectors: Vec<f32>, dim: usize) -> Result<Self> {
-        if dim == 0 || !vectors.len().is_multiple_of(dim) {
-            return Err(Error::invalid(
-                "vectors",
-                vectors.len(),
-                format!("not a multiple of dim {dim}"),
-            ));
-        }
+        check_vectors(&vectors, dim)?;
         Ok(ExactIndex { vectors, dim })
     }
+
+    /// The item vectors, row-major `len × dim`.
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors
+    }
+
+    /// The `k` best items for each of many queries (`queries` row-major, `n × dim`), best first,
+    /// computed block by block (up to 64 queries × all items per matrix product) in parallel
+    /// over blocks with rayon.
+    ///
+    /// `filters` holds no filter (nothing filtered), one filter applied to every query, or one
+    /// filter per query.
+    pub fn search_batch(&self, queries: &[f32], k: usize, filters: &[Filter<'_>]) -> Result<Vec<Vec<Scored>>> {
+        let (n, d) = (self.len(), self.dim);
+        let nq = check_queries(queries, d)?;
+        let filter_of = filters_for(filters, nq, n)?;
+        if k == 0 || n == 0 {
+            return Ok(vec![Vec::new(); nq]);
+        }
+        let items = self.matrix()?;
+        let block = (SCORE_BLOCK_FLOATS / n).clamp(1, MAX_QUERY_BLOCK);
+        let blocks: Vec<Vec<Vec<Scored>>> = queries
+            .par_chunks(block * d)
+            .enumerate()
+            .map(|(b, qs)| {
+                let rows = qs.len() / d;
+                let q = ArrayView2::from_shape((rows, d), qs).map_err(|e| Error::Internal(e.to_string()))?;
+                let mut scores = Array2::<f32>::zeros((rows, n));
+                general_mat_mul(1.0, &q, &items.t(), 0.0, &mut scores);
+                let out = scores
+                    .rows()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, s)| {
+                        let s = s.to_slice().ok_or_else(|| Error::Internal("score row not contiguous".into()))?;
+                        Ok(top_k(s, k, &filter_of(b * block + r)))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        Ok(blocks.into_iter().flatten().collect())
+    }
+
+    fn matrix(&self) -> Result<ArrayView2<'_, f32>> {
+        ArrayView2::from_shape((self.len(), self.dim), &self.vectors).map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+/// A result ordered by rank, worst greatest: a max-heap of them keeps the worst on top.
+#[derive(PartialEq)]
+struct Ranked(Scored);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        by_rank(&self.0, &other.0)
+    }
+}
+
+/// The `k` best of `scores` (indexed by item) passing `filter`, best first.
+///
+/// For `k` small next to the catalogue: one pass with a bounded heap (no copy of the scores, and
+/// the filter is only asked about items good enough to enter it). For large `k`: the passing
+/// items, `select_nth_unstable_by` for the `k`-th, then a sort of the `k`.
+fn top_k(scores: &[f32], k: usize, filter: &Filter<'_>) -> Vec<Scored> {
+    if k.saturating_mul(8) >= scores.len() {
+        let mut all: Vec<Scored> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &score)| Scored { item: i as u32, score })
+            .filter(|s| filter.is_trivial() || filter.allows(s.item))
+            .collect();
+        if all.len() > k {
+            all.select_nth_unstable_by(k - 1, by_rank);
+            all.truncate(k);
+        }
+        all.sort_unstable_by(by_rank);
+        return all;
+    }
+    let mut heap = BinaryHeap::with_capacity(k.min(scores.len()));
+    let trivial = filter.is_trivial();
+    for (i, &score) in scores.iter().enumerate() {
+        let s = Scored { item: i as u32, score };
+        if heap.len() < k {
+            if trivial || filter.allows(s.item) {
+                heap.push(Ranked(s));
+            }
+        } else if let Some(mut worst) = heap.peek_mut()
+            && by_rank(&s, &worst.0) == Ordering::Less
+            && (trivial || filter.allows(s.item))
+        {
+            *worst = Ranked(s);
+        }
+    }
+    heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
 }
 
 impl ItemIndex for ExactIndex {
@@ -81,25 +359,87 @@ impl ItemIndex for ExactIndex {
         self.vectors.len() / self.dim
     }
     fn search(&self, query: &[f32], k: usize, filter: &Filter<'_>) -> Result<Vec<Scored>> {
-        if query.len() != self.dim {
-            return Err(Error::invalid(
-                "query",
-                query.len(),
-                format!("expected {} dimensions", self.dim),
-            ));
+        check_query(query, self.dim)?;
+        filter.validate(self.len())?;
+        if k == 0 || self.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut all: Vec<Scored> = self
-            .vectors
-            .chunks_exact(self.dim)
-            .enumerate()
-            .filter(|(i, _)| filter.allows(*i as u32))
-            .map(|(i, v)| Scored {
-                item: i as u32,
-                score: v.iter().zip(query).map(|(a, b)| a * b).sum(),
-            })
-            .collect();
-        all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-        all.truncate(k);
-        Ok(all)
+        let scores = self.matrix()?.dot(&ArrayView1::from(query));
+        let scores = scores
+            .as_slice()
+            .ok_or_else(|| Error::Internal("score vector not contiguous".into()))?;
+        Ok(top_k(scores, k, filter))
     }
+}
+
+/// Catalogues below this many items get an [`ExactIndex`] from [`AnyIndex::build`], larger ones an
+/// [`HnswIndex`].
+///
+/// An exact scan of 20,000 256-d items is 5 M multiply-adds per query (about 1 ms on one core):
+/// fast enough for serving and batch precompute, exact, and with no build step. Above it the scan
+/// grows linearly while HNSW stays logarithmic; at the ADR's 100,000 items HNSW answers top-500
+/// queries several times faster at recall@500 ≥ 0.95 (`benches/ann_vs_faiss.sh`).
+pub const EXACT_MAX_ITEMS: usize = 20_000;
+
+/// An exact or HNSW index, chosen by catalogue size.
+#[derive(Debug)]
+pub enum AnyIndex {
+    /// Full scan (small catalogues).
+    Exact(ExactIndex),
+    /// Approximate HNSW graph (large catalogues).
+    Hnsw(HnswIndex),
+}
+
+impl AnyIndex {
+    /// An [`ExactIndex`] for fewer than [`EXACT_MAX_ITEMS`] items, an [`HnswIndex`] built with
+    /// `config` otherwise.
+    pub fn build(vectors: Vec<f32>, dim: usize, config: &HnswConfig) -> Result<Self> {
+        let n = check_vectors(&vectors, dim)?;
+        if n < EXACT_MAX_ITEMS {
+            Ok(AnyIndex::Exact(ExactIndex::new(vectors, dim)?))
+        } else {
+            Ok(AnyIndex::Hnsw(HnswIndex::build(&vectors, dim, config)?))
+        }
+    }
+
+    /// The `k` best items for each of many queries; see [`ExactIndex::search_batch`].
+    pub fn search_batch(&self, queries: &[f32], k: usize, filters: &[Filter<'_>]) -> Result<Vec<Vec<Scored>>> {
+        match self {
+            AnyIndex::Exact(i) => i.search_batch(queries, k, filters),
+            AnyIndex::Hnsw(i) => i.search_batch(queries, k, filters),
+        }
+    }
+}
+
+impl ItemIndex for AnyIndex {
+    fn dim(&self) -> usize {
+        match self {
+            AnyIndex::Exact(i) => i.dim(),
+            AnyIndex::Hnsw(i) => i.dim(),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            AnyIndex::Exact(i) => i.len(),
+            AnyIndex::Hnsw(i) => i.len(),
+        }
+    }
+    fn search(&self, query: &[f32], k: usize, filter: &Filter<'_>) -> Result<Vec<Scored>> {
+        match self {
+            AnyIndex::Exact(i) => i.search(query, k, filter),
+            AnyIndex::Hnsw(i) => i.search(query, k, filter),
+        }
+    }
+}
+
+/// Recall of `found` against `truth`: the share of the true top-k items that were returned
+/// (1.0 when `truth` is empty).
+pub fn recall(found: &[Scored], truth: &[Scored]) -> f64 {
+    if truth.is_empty() {
+        return 1.0;
+    }
+    let mut t: Vec<u32> = truth.iter().map(|s| s.item).collect();
+    t.sort_unstable();
+    let hits = found.iter().filter(|s| t.binary_search(&s.item).is_ok()).count();
+    hits as f64 / truth.len() as f64
 }

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Item retrieval at the ADR's scale: our exact scan and HNSW index (recsys-core::retrieval) vs
+# faiss's IndexFlatIP and IndexHNSWFlat, top-500 by inner product, on the SAME vectors: the item
+# embeddings of a two-tower model trained on synthetic TechShop data (100,000 items, 500,000
+# users, one day of 10M events) and user-embedding queries (a seeded sample of users, embedded from
+# their whole history: what the batch precompute queries with). Same thread count on both sides.
+#
+#   usage: benches/ann_vs_faiss.sh
+#   env:   BENCH_DIR (cache; default ~/.cache/techshop-recs/bench), USERS, ITEMS, EVENTS_PER_DAY,
+#          THREADS (2), QUERIES (2000), K (500), M (16), EF_ADD (128), EF (search sweep),
+#          QUANT (f32[,f16,i8]: ours only), TARGET_RECALL (0.95),
+#          MAX_EXAMPLES (cap on the training examples of the one epoch; default 0 = all)
+#
+# Generated data, the imported dataset, the trained model and the faiss venv are cached under
+# BENCH_DIR and reused, so a rerun only re-measures. The split is leave-one-out: with one day of
+# events the default time split (hold out the last day) leaves nothing to train on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_DIR=${BENCH_DIR:-$HOME/.cache/techshop-recs/bench}
+USERS=${USERS:-500000}
+ITEMS=${ITEMS:-100000}
+EVENTS=${EVENTS_PER_DAY:-10000000}
+THREADS=${THREADS:-2}
+QUERIES=${QUERIES:-2000}
+K=${K:-500}
+M=${M:-16}
+EF_ADD=${EF_ADD:-128}
+EF=${EF:-500,600,800,1000,1500}
+QUANT=${QUANT:-f32}
+TARGET_RECALL=${TARGET_RECALL:-0.95}
+MAX_EXAMPLES=${MAX_EXAMPLES:-0}
+WORK="$BENCH_DIR/ann-u$USERS-i$ITEMS-e$EVENTS"
+MODEL_DIR="$WORK/model-x$MAX_EXAMPLES"
+OUT="$MODEL_DIR/out"
+VENV="$BENCH_DIR/venv-faiss"
+export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+mkdir -p "$WORK"
+
+cargo build --release -q -p recsys-train
+BIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
+stamp() { [ -f "$WORK/$1.done" ]; }
+
+if ! stamp raw; then
+  echo "== generate: $USERS users, $ITEMS items, $EVENTS events, 1 day" >&2
+  rm -rf "$WORK/raw"
+  /usr/bin/time -f "   %es, %MKB" "$BIN" -q generate --out "$WORK/raw" --users "$USERS" --items "$ITEMS" \
+    --events-per-day "$EVENTS" --days 1
+  touch "$WORK/raw.done"
+fi
+if ! stamp data; then
+  echo "== import" >&2
+  rm -rf "$WORK/data"
+  /usr/bin/time -f "   %es, %MKB" "$BIN" -q import \
+    --events "$WORK/raw/events" --items "$WORK/raw/items.parquet" --users "$WORK/raw/users.parquet" \
+    --map user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page \
+    --event-type event_type --out "$WORK/data"
+  touch "$WORK/data.done"
+fi
+if [ ! -f "$MODEL_DIR/done" ]; then
+  echo "== train: one epoch (leave-one-out split; max_examples_per_epoch $MAX_EXAMPLES)" >&2
+  rm -rf "$MODEL_DIR"; mkdir -p "$MODEL_DIR"
+  echo "{\"epochs\": 1, \"max_examples_per_epoch\": $MAX_EXAMPLES}" >"$MODEL_DIR/config.json"
+  /usr/bin/time -f "   %es, %MKB" "$BIN" train --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+    --config "$MODEL_DIR/config.json" --gates off --protocol leave-one-out | tee "$MODEL_DIR/train.json"
+  touch "$MODEL_DIR/done"
+fi
+
+mkdir -p "$OUT"
+echo "== ours: exact and HNSW (RAYON_NUM_THREADS=$THREADS)" >&2
+cargo bench -q -p recsys-train --bench ann -- --data "$WORK/data" --registry "$MODEL_DIR/registry" --out "$OUT" \
+  --queries "$QUERIES" --k "$K" --m "$M" --ef-add "$EF_ADD" --ef "$EF" --quant "$QUANT" | tee "$OUT/ours.jsonl"
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import faiss, numpy" 2>/dev/null; then
+  echo "== venv: faiss-cpu, numpy" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q faiss-cpu numpy
+fi
+echo "== faiss: IndexFlatIP and IndexHNSWFlat (omp threads $THREADS)" >&2
+"$VENV/bin/python" benches/python/faiss_ann.py "$OUT" --threads "$THREADS" --m "$M" --ef-construction "$EF_ADD" \
+  --ef "$EF" | tee "$OUT/faiss.jsonl"
+
+python3 - "$OUT" "$TARGET_RECALL" <<'EOF'
+import json, sys
+out, target = sys.argv[1], float(sys.argv[2])
+rows = [json.loads(l) for f in ("ours.jsonl", "faiss.jsonl") for l in open(f"{out}/{f}") if l.startswith("{")]
+meta = json.load(open(f"{out}/meta.json"))
+k = meta["k"]
+print(f"\n{meta['items']:,} items x {meta['dim']}-d, {meta['queries']:,} user queries, top-{k}, "
+      f"{rows[0]['threads']} threads")
+print(f"| engine | index | quant | M | ef_add | ef_search | build s | queries/s | recall@{k} |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    hnsw = r["index"] == "hnsw"
+    print(f"| {r['engine']} | {r['index']} | {r.get('quantization', '-')} | {r.get('m', '-')} | "
+          f"{r.get('ef_add', '-')} | {r.get('ef', '-')} | {r['build_s']:.1f} | " if hnsw else
+          f"| {r['engine']} | {r['index']} | - | - | - | - | - | ", end="")
+    print(f"{r['qps']:,.0f} | {r['recall']:.4f} |")
+
+def best(engine, index, quant="f32", at=target):
+    ok = [r for r in rows if r["engine"] == engine and r["index"] == index
+          and r.get("quantization", "f32") == quant and r["recall"] >= at]
+    return max(ok, key=lambda r: r["qps"]) if ok else None
+
+oe, fe = best("ours", "exact"), best("faiss", "exact")
+print()
+if oe and fe:
+    print(f"our exact / faiss IndexFlatIP: {oe['qps']:,.0f} / {fe['qps']:,.0f} queries/s = {oe['qps']/fe['qps']:.2f}x")
+for at in sorted({target, 0.99}):
+    oh, fh = best("ours", "hnsw", at=at), best("faiss", "hnsw", at=at)
+    if oh and fh:
+        print(f"our HNSW / faiss HNSW at recall@{k} >= {at}: {oh['qps']:,.0f} (ef {oh['ef']}, recall {oh['recall']:.4f})"
+              f" / {fh['qps']:,.0f} (ef {fh['ef']}, recall {fh['recall']:.4f}) = {oh['qps']/fh['qps']:.2f}x")
+    else:
+        print(f"recall@{k} >= {at}: ours {'reached' if oh else 'not reached'}, faiss {'reached' if fh else 'not reached'}")
+    if oh and oe:
+        verdict = "meets" if oh["qps"] >= 5 * oe["qps"] else "misses"
+        print(f"our HNSW / our exact at recall@{k} >= {at}: {oh['qps']/oe['qps']:.1f}x ({verdict} the >= 5x target)")
+EOF

@@ -1,0 +1,81 @@
+"""faiss side of benches/ann_vs_faiss.sh: exact (IndexFlatIP) and HNSW (IndexHNSWFlat, inner
+product) top-k on the vector files our bench wrote (items.f32, queries.f32: little-endian f32,
+row-major; truth.u32: our exact top-k ids), with the same thread count. Prints one JSON object per
+measurement, like ours.
+
+    python faiss_ann.py DIR [--threads 2] [--m 16] [--ef-construction 128] [--ef 500,600,800]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import faiss
+import numpy as np
+
+
+def mean_recall(found, truth):
+    k = truth.shape[1]
+    hits = 0
+    for f, t in zip(found, truth):
+        hits += np.intersect1d(f[f >= 0], t, assume_unique=False).size
+    return hits / (k * truth.shape[0])
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("dir")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--m", default="16")
+    p.add_argument("--ef-construction", default="128")
+    p.add_argument("--ef", default="500,600,800,1000")
+    a = p.parse_args()
+
+    meta = json.load(open(os.path.join(a.dir, "meta.json")))
+    d, k, nq = meta["dim"], meta["k"], meta["queries"]
+    xb = np.fromfile(os.path.join(a.dir, "items.f32"), dtype="<f4").reshape(-1, d)
+    xq = np.fromfile(os.path.join(a.dir, "queries.f32"), dtype="<f4").reshape(-1, d)
+    truth = np.fromfile(os.path.join(a.dir, "truth.u32"), dtype="<u4").reshape(nq, k).astype(np.int64)
+    xb, xq = np.ascontiguousarray(xb), np.ascontiguousarray(xq)
+    faiss.omp_set_num_threads(a.threads)
+    print(f"faiss {faiss.__version__}: {xb.shape[0]} items, {nq} queries, {d}-d, k={k}, "
+          f"{a.threads} threads", file=sys.stderr)
+
+    flat = faiss.IndexFlatIP(d)
+    flat.add(xb)
+    flat.search(xq[:10], k)  # warm up
+    t = time.perf_counter()
+    _, ids = flat.search(xq, k)
+    secs = time.perf_counter() - t
+    emit({"engine": "faiss", "index": "exact", "items": xb.shape[0], "queries": nq, "k": k,
+          "threads": a.threads, "search_s": secs, "qps": nq / secs,
+          "recall": mean_recall(ids, truth)})
+
+    for m in [int(x) for x in a.m.split(",")]:
+        for efc in [int(x) for x in a.ef_construction.split(",")]:
+            index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = efc
+            t = time.perf_counter()
+            index.add(xb)
+            build_s = time.perf_counter() - t
+            index.hnsw.efSearch = 500
+            index.search(xq[:10], k)  # warm up
+            for ef in [int(x) for x in a.ef.split(",")]:
+                index.hnsw.efSearch = ef
+                t = time.perf_counter()
+                _, ids = index.search(xq, k)
+                secs = time.perf_counter() - t
+                emit({"engine": "faiss", "index": "hnsw", "quantization": "f32", "m": m,
+                      "ef_add": efc, "ef": ef, "build_s": build_s, "queries": nq, "k": k,
+                      "threads": a.threads, "search_s": secs, "qps": nq / secs,
+                      "recall": mean_recall(ids, truth)})
+
+
+if __name__ == "__main__":
+    main()
