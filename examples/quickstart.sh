@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # techshop-recs end to end on the embedded defaults: build, generate a small synthetic TechShop
-# export, import it into a dataset, compute point-in-time features.
-#   usage: examples/quickstart.sh [OUT_DIR]        (default out/quickstart; PROFILE=dev for a debug build)
+# export, import it into a dataset, compute point-in-time features, train and register the
+# two-tower model, evaluate it against baselines, pre-compute candidates into the embedded store
+# and read one user's recommendations back.
+#   usage: examples/quickstart.sh [OUT_DIR]        (default out/quickstart)
+#   PROFILE=release (default) | test (the optimised-dependencies build `cargo test` already made) | dev
+#   TRAIN_CONFIG=FILE: TwoTowerConfig JSON for `train` (default: the model's defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/quickstart}
 PROFILE=${PROFILE:-release}
-if [ "$PROFILE" = release ]; then flag=--release; dir=release; else flag=; dir=debug; fi
-cargo build $flag -q -p recsys-train
+case "$PROFILE" in
+  release) dir=release ;;
+  dev | test) dir=debug ;;
+  *) echo "PROFILE must be release, test or dev, not $PROFILE" >&2; exit 2 ;;
+esac
+cargo build --profile "$PROFILE" -q -p recsys-train
 BIN="${CARGO_TARGET_DIR:-target}/$dir/recsys-train"
 rm -rf "$OUT"
 
@@ -23,4 +31,16 @@ echo "== import: warehouse export -> canonical dataset" >&2
 echo "== features: as of the end of the data" >&2
 "$BIN" features --data "$OUT/data" --as-of end --out "$OUT/features" >/dev/null
 ls -l "$OUT/features" >&2
-echo "done: dataset in $OUT/data, features in $OUT/features" >&2
+
+echo "== train: two-tower, time split, gates from examples/gates.json, registry in $OUT/registry" >&2
+"$BIN" train --data "$OUT/data" --registry "$OUT/registry" --gates examples/gates.json ${TRAIN_CONFIG:+--config "$TRAIN_CONFIG"}
+
+echo "== evaluate: the current model beside popularity and matrix factorisation" >&2
+"$BIN" evaluate --data "$OUT/data" --registry "$OUT/registry" --model current --baselines popularity,mf
+
+echo "== precompute: top-500 candidates per user and 50 similar items per item, embedded store" >&2
+"$BIN" precompute --data "$OUT/data" --registry "$OUT/registry" --store "file:$OUT/store"
+
+echo "== store: recommendations for user U0000007" >&2
+"$BIN" store --store "file:$OUT/store" get --user U0000007 --k 5
+echo "done: dataset in $OUT/data, features in $OUT/features, models in $OUT/registry, candidates in $OUT/store" >&2

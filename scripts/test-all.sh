@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-# The README's first command, end to end, on a debug build.
-PROFILE=dev ./examples/quickstart.sh "${TMPDIR:-/tmp}/techshop-quickstart-test"
+# The README's first command, end to end, with the binary `cargo test` just built (test profile)
+# and 2 training epochs instead of 5 (the gates in examples/gates.json still apply).
+PROFILE=test TRAIN_CONFIG=examples/quick-train.json ./examples/quickstart.sh "${TMPDIR:-/tmp}/techshop-quickstart-test"

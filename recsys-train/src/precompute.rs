@@ -22,9 +22,9 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
-use recsys_core::retrieval::{Filter, ItemIndex};
+use recsys_core::retrieval::{AnyIndex, Filter, HnswConfig, HnswIndex};
 use recsys_core::schema::EventType;
-use recsys_core::store::{Scored, Shard, WritePlan, open_store};
+use recsys_core::store::{Shard, WritePlan, open_store};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -160,12 +160,24 @@ fn codes_in(values: &[Option<String>], vocab: &[String]) -> Vec<u32> {
         .collect()
 }
 
-/// The item index of a model version: the HNSW index saved with the version when there is one,
-/// otherwise one built now (exact for small catalogues).
-fn item_index(embeddings: Vec<f32>, dim: usize, _version_dir: &Path) -> Result<(Box<dyn ItemIndex>, &'static str)> {
-    let index = recsys_core::retrieval::ExactIndex::new(embeddings, dim)?;
-    Ok((Box::new(index), "exact"))
+/// The item index of a model version: the HNSW index saved with the version (`items.hnsw`) when
+/// there is one, otherwise one built now: exact below [`recsys_core::retrieval::EXACT_MAX_ITEMS`] items, HNSW above.
+fn item_index(embeddings: Vec<f32>, dim: usize, version_dir: &Path) -> Result<(AnyIndex, &'static str)> {
+    let saved = version_dir.join(HNSW_FILE);
+    let config = HnswConfig::default();
+    if saved.is_file() {
+        return Ok((AnyIndex::Hnsw(HnswIndex::open(&saved, &config)?), "hnsw"));
+    }
+    let index = AnyIndex::build(embeddings, dim, &config)?;
+    let kind = match index {
+        AnyIndex::Exact(_) => "exact",
+        AnyIndex::Hnsw(_) => "hnsw",
+    };
+    Ok((index, kind))
 }
+
+/// File name of an HNSW item index saved beside a model version.
+pub const HNSW_FILE: &str = "items.hnsw";
 
 /// Runs the pre-computation for one shard (see the module docs). Nothing becomes visible to
 /// readers until the last shard of the version finishes; a failure leaves the previous version active.
@@ -231,24 +243,22 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
     let users: Vec<u32> = (0..user_ids.len() as u32).filter(|&u| selected[u as usize]).collect();
     let bar = progress.bar(users.len() as u64, "candidates");
     let users_started = Instant::now();
-    for chunk in users.chunks(4096) {
-        let lists: Vec<Result<Vec<Scored>>> = chunk
+    for chunk in users.chunks(2048) {
+        let queries: Vec<Result<Vec<f32>>> = chunk
             .par_iter()
-            .map(|&u| {
-                user_candidates(
-                    &model,
-                    index.as_ref(),
-                    &hist,
-                    u,
-                    ages[u as usize],
-                    regions[u as usize],
-                    as_of,
-                    opts.top,
-                )
+            .map(|&u| user_embedding(&model, &hist, u, ages[u as usize], regions[u as usize], as_of))
+            .collect();
+        let queries: Vec<f32> = queries.into_iter().collect::<Result<Vec<_>>>()?.concat();
+        let filters: Vec<Filter<'_>> = chunk
+            .iter()
+            .map(|&u| Filter {
+                exclude: &hist.purchased[u as usize],
+                ..Default::default()
             })
             .collect();
+        let lists = index.search_batch(&queries, opts.top as usize, &filters)?;
         for (&u, list) in chunk.iter().zip(lists) {
-            writer.put_candidates(&user_ids[u as usize], &list?)?;
+            writer.put_candidates(&user_ids[u as usize], &list)?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -259,21 +269,23 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
         .filter(|&i| opts.shard.owns(&ds.items.ids.ids()[i as usize]))
         .collect();
     let bar = progress.bar(items.len() as u64, "similar");
-    for chunk in items.chunks(4096) {
-        let lists: Vec<Result<Vec<Scored>>> = chunk
-            .par_iter()
-            .map(|&i| {
-                let q = &embeddings[i as usize * dim..(i as usize + 1) * dim];
-                let exclude = [i];
-                let filter = Filter {
-                    exclude: &exclude,
-                    ..Default::default()
-                };
-                Ok(index.search(q, opts.similar as usize, &filter)?)
+    for chunk in items.chunks(2048) {
+        let queries: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&i| &embeddings[i as usize * dim..(i as usize + 1) * dim])
+            .copied()
+            .collect();
+        let excludes: Vec<[u32; 1]> = chunk.iter().map(|&i| [i]).collect();
+        let filters: Vec<Filter<'_>> = excludes
+            .iter()
+            .map(|e| Filter {
+                exclude: e,
+                ..Default::default()
             })
             .collect();
+        let lists = index.search_batch(&queries, opts.similar as usize, &filters)?;
         for (&i, list) in chunk.iter().zip(lists) {
-            writer.put_similar(&ds.items.ids.ids()[i as usize], &list?)?;
+            writer.put_similar(&ds.items.ids.ids()[i as usize], &list)?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -317,18 +329,15 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
     })
 }
 
-/// The top-`top` items of one user, purchased items excluded.
-#[allow(clippy::too_many_arguments)]
-fn user_candidates(
+/// One user's embedding from demographics and history before `as_of`.
+fn user_embedding(
     model: &TwoTowerModel,
-    index: &dyn ItemIndex,
     hist: &Histories,
     u: u32,
     age: u32,
     region: u32,
     as_of: i64,
-    top: u32,
-) -> Result<Vec<Scored>> {
+) -> Result<Vec<f32>> {
     let ctx = UserContext {
         history: &hist.recent[u as usize],
         as_of,
@@ -338,9 +347,5 @@ fn user_candidates(
     let inputs = UserInputs::build(&ctx, &model.config);
     let mut emb = vec![0.0; model.dim()];
     model.user_embedding(&inputs, &mut emb)?;
-    let filter = Filter {
-        exclude: &hist.purchased[u as usize],
-        ..Default::default()
-    };
-    Ok(index.search(&emb, top as usize, &filter)?)
+    Ok(emb)
 }

@@ -140,6 +140,34 @@ fn sharded_precompute_fills_the_file_store_with_the_models_exact_top_items() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user"));
     let out = run(&["store", "--store", &url, "versions"]);
     assert_eq!(json(&out)["active"], "1.0.0");
+
+    // The same job into the real Redis (127.0.0.1:6379, started by .ci/run) gives the same lists.
+    let redis = format!("redis://127.0.0.1:6379/0#tsr-test-precompute-{}", std::process::id());
+    let out = run(&[
+        "-q",
+        "precompute",
+        "--data",
+        &data,
+        "--registry",
+        &reg,
+        "--store",
+        &redis,
+        "--top",
+        "40",
+        "--similar",
+        "10",
+        "--ttl",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["activated"], true);
+    let rsnap = open_store(&redis).unwrap().open_active().unwrap().unwrap();
+    assert_eq!(rsnap.meta().items, snap.meta().items);
+    for u in (0..ds.users.len()).step_by(131) {
+        let id = ds.users.ids.id(u as u32).unwrap();
+        assert_eq!(rsnap.candidates(id).unwrap(), snap.candidates(id).unwrap(), "user {id}");
+    }
+    assert_eq!(rsnap.similar(iid).unwrap(), snap.similar(iid).unwrap());
 }
 
 #[test]

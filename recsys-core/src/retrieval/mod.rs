@@ -280,7 +280,9 @@ impl ExactIndex {
                     .into_iter()
                     .enumerate()
                     .map(|(r, s)| {
-                        let s = s.to_slice().ok_or_else(|| Error::Internal("score row not contiguous".into()))?;
+                        let s = s
+                            .to_slice()
+                            .ok_or_else(|| Error::Internal("score row not contiguous".into()))?;
                         Ok(top_k(s, k, &filter_of(b * block + r)))
                     })
                     .collect::<Result<Vec<_>>>()?;
