@@ -22,7 +22,7 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
-use recsys_core::retrieval::{AnyIndex, ExactIndex, Filter};
+use recsys_core::retrieval::{ExactIndex, Filter};
 use recsys_core::schema::EventType;
 use recsys_core::store::{Shard, WritePlan, open_store};
 use serde::Serialize;
@@ -160,14 +160,6 @@ fn codes_in(values: &[Option<String>], vocab: &[String]) -> Vec<u32> {
         .collect()
 }
 
-/// The item index for batch pre-computation: the exact, batched scan. Measured at the ADR's scale
-/// (100k items, 256-d, top-500; `benches/ann_vs_faiss.sh`), HNSW needs efSearch 2000 to reach
-/// recall@500 0.95 and then answers 0.34x as many queries per second as the batched exact scan, so
-/// the batch job uses the exact path (recall 1.0); HNSW serves small-k online queries.
-fn item_index(embeddings: Vec<f32>, dim: usize) -> Result<(AnyIndex, &'static str)> {
-    Ok((AnyIndex::Exact(ExactIndex::new(embeddings, dim)?), "exact"))
-}
-
 /// Runs the pre-computation for one shard (see the module docs). Nothing becomes visible to
 /// readers until the last shard of the version finishes; a failure leaves the previous version active.
 pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
@@ -225,8 +217,13 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
     let as_of = opts.as_of.unwrap_or_else(|| hist.last_ts.map_or(0, |t| t + 1));
 
     let dim = model.dim();
-    let embeddings = model.item_embeddings();
-    let (index, index_kind) = item_index(embeddings.clone(), dim)?;
+    // The batched exact scan, not HNSW: measured at the ADR's scale (100k items, 256-d, top-500;
+    // `benches/ann_vs_faiss.sh`), HNSW needs efSearch 2000 to reach recall@500 0.95 and then answers
+    // 0.34x as many queries per second, so the batch job uses the exact path (recall 1.0) and HNSW
+    // serves small-k online queries. The index owns the item embeddings; the similar-items step
+    // reads them back from it rather than keeping a second copy.
+    let index = ExactIndex::new(model.item_embeddings(), dim)?;
+    let embeddings = index.vectors();
     let mut writer = store.writer(&plan)?;
 
     let users: Vec<u32> = (0..user_ids.len() as u32).filter(|&u| selected[u as usize]).collect();
@@ -301,7 +298,7 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
         items: fin.items,
         top: opts.top,
         as_of_ms: as_of,
-        index: index_kind.to_string(),
+        index: "exact".to_string(),
         seconds,
         users_per_second: if users_seconds > 0.0 {
             fin.users as f64 / users_seconds
