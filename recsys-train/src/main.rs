@@ -232,25 +232,6 @@ enum RegistryAction {
     Rollback,
 }
 
-/// Reads a TwoTowerConfig from JSON, taking defaults for missing fields and refusing unknown ones.
-fn load_model_config(path: &std::path::Path) -> Result<TwoTowerConfig> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-    let given: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::data(path, e.to_string()))?;
-    let mut merged = serde_json::to_value(TwoTowerConfig::new()).map_err(|e| Error::Internal(e.to_string()))?;
-    let (Some(given), Some(target)) = (given.as_object(), merged.as_object_mut()) else {
-        return Err(Error::data(path, "expected a JSON object"));
-    };
-    for (k, v) in given {
-        if !target.contains_key(k) {
-            return Err(Error::arg("config", k, "unknown TwoTowerConfig field"));
-        }
-        target.insert(k.clone(), v.clone());
-    }
-    let cfg: TwoTowerConfig = serde_json::from_value(merged).map_err(|e| Error::data(path, e.to_string()))?;
-    cfg.validate()?;
-    Ok(cfg)
-}
-
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let s = serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))?;
     println!("{s}");
@@ -320,7 +301,7 @@ fn run(cli: Cli) -> Result<()> {
             test_days,
         } => {
             let config = match config {
-                Some(p) => load_model_config(&p)?,
+                Some(p) => train::load_model_config(&p)?,
                 None => TwoTowerConfig::new(),
             };
             let gates = match gates.as_deref() {
@@ -387,37 +368,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Store { store, action } => {
             let store = recsys_core::store::open_store(&store)?;
             match action {
-                StoreAction::Versions => print_json(&serde_json::json!({
-                    "active": store.active_version()?,
-                    "versions": store.versions()?,
-                })),
+                StoreAction::Versions => print_json(&precompute::store_versions(store.as_ref())?),
                 StoreAction::Activate { version } => {
                     store.activate(&version)?;
                     print_json(&serde_json::json!({ "active": version }))
                 }
                 StoreAction::Get { user, item, k } => {
-                    let snap = store
-                        .open_active()?
-                        .ok_or_else(|| Error::arg("store", store.url(), "no active version; run precompute first"))?;
-                    let (key, list) = match (&user, &item) {
-                        (Some(u), _) => (u, snap.candidates(u)?),
-                        (None, Some(i)) => (i, snap.similar(i)?),
+                    let key = match (&user, &item) {
+                        (Some(u), _) => precompute::StoreKey::User(u),
+                        (None, Some(i)) => precompute::StoreKey::Item(i),
                         (None, None) => unreachable!("clap requires --user or --item"),
                     };
-                    let list = list.ok_or_else(|| recsys_core::Error::NotFound {
-                        kind: if user.is_some() { "user" } else { "item" },
-                        id: key.clone(),
-                    })?;
-                    let items: Vec<_> = list
-                        .iter()
-                        .take(k)
-                        .map(|s| serde_json::json!({"item_id": snap.meta().items[s.item as usize], "score": s.score}))
-                        .collect();
-                    print_json(&serde_json::json!({
-                        "version": snap.meta().version,
-                        if user.is_some() { "user_id" } else { "item_id" }: key,
-                        "items": items,
-                    }))
+                    print_json(&precompute::store_get(store.as_ref(), key, k)?)
                 }
             }
         }

@@ -24,7 +24,7 @@ use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
 use recsys_core::retrieval::{ExactIndex, Filter};
 use recsys_core::schema::EventType;
-use recsys_core::store::{Shard, WritePlan, open_store};
+use recsys_core::store::{CandidateStore, Shard, WritePlan, open_store};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -334,4 +334,47 @@ fn user_embedding(
     let mut emb = vec![0.0; model.dim()];
     model.user_embedding(&inputs, &mut emb)?;
     Ok(emb)
+}
+
+/// Which list [`store_get`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKey<'a> {
+    /// A user's candidates.
+    User(&'a str),
+    /// An item's neighbours.
+    Item(&'a str),
+}
+
+/// `recsys-train store get`: the first `k` entries of a user's candidates or an item's neighbours in
+/// the store's active version, as `{"version", "user_id"|"item_id", "items": [{"item_id", "score"}]}`.
+pub fn store_get(store: &dyn CandidateStore, key: StoreKey<'_>, k: usize) -> Result<serde_json::Value> {
+    let snap = store
+        .open_active()?
+        .ok_or_else(|| Error::arg("store", store.url(), "no active version; run precompute first"))?;
+    let (field, id, list) = match key {
+        StoreKey::User(u) => ("user_id", u, snap.candidates(u)?),
+        StoreKey::Item(i) => ("item_id", i, snap.similar(i)?),
+    };
+    let list = list.ok_or_else(|| recsys_core::Error::NotFound {
+        kind: if field == "user_id" { "user" } else { "item" },
+        id: id.to_string(),
+    })?;
+    let items: Vec<_> = list
+        .iter()
+        .take(k)
+        .map(|s| serde_json::json!({"item_id": snap.meta().items[s.item as usize], "score": s.score}))
+        .collect();
+    Ok(serde_json::json!({
+        "version": snap.meta().version,
+        field: id,
+        "items": items,
+    }))
+}
+
+/// `recsys-train store versions`: `{"active": VERSION|null, "versions": [...]}`.
+pub fn store_versions(store: &dyn CandidateStore) -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
+        "active": store.active_version()?,
+        "versions": store.versions()?,
+    }))
 }

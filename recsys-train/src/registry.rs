@@ -620,17 +620,32 @@ impl Gates {
         let text = fs::read(path).map_err(Error::io(path))?;
         let gates: Gates =
             serde_json::from_slice(&text).map_err(|e| Error::data(path, format!("not a gates file: {e}")))?;
-        let thresholds = gates.min.iter().chain(gates.overrides.values().flatten());
+        gates.validate().map_err(|m| Error::data(path, m))?;
+        Ok(gates)
+    }
+
+    /// Gates from a JSON object (a Python dict, say); the same rules as [`Gates::load`], errors name
+    /// the argument `gates`.
+    pub fn from_json(value: serde_json::Value) -> Result<Self> {
+        let text = value.to_string();
+        let gates: Gates = serde_json::from_value(value).map_err(|e| Error::arg("gates", &text, e.to_string()))?;
+        gates.validate().map_err(|m| Error::arg("gates", &text, m))?;
+        Ok(gates)
+    }
+
+    /// Finite thresholds and a finite, non-negative `max_regression`.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let thresholds = self.min.iter().chain(self.overrides.values().flatten());
         if let Some((metric, t)) = thresholds.into_iter().find(|(_, t)| !t.is_finite()) {
-            return Err(Error::data(path, format!("threshold of `{metric}` is not finite: {t}")));
+            return Err(format!("threshold of `{metric}` is not finite: {t}"));
         }
-        if !(gates.max_regression.is_finite() && gates.max_regression >= 0.0) {
-            return Err(Error::data(
-                path,
-                format!("max_regression must be finite and >= 0, got {}", gates.max_regression),
+        if !(self.max_regression.is_finite() && self.max_regression >= 0.0) {
+            return Err(format!(
+                "max_regression must be finite and >= 0, got {}",
+                self.max_regression
             ));
         }
-        Ok(gates)
+        Ok(())
     }
 
     /// The minimums that apply to `dataset`: `min` with that data set's overrides applied.

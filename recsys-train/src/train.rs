@@ -272,6 +272,32 @@ pub struct TrainOptions {
     pub progress: Progress,
 }
 
+/// Builds a [`TwoTowerConfig`] from a JSON object of its fields (`--config FILE`, or a Python dict):
+/// missing fields take their defaults, unknown fields and invalid values are refused.
+/// `origin` names the source in errors (a file path, or `config` for an API argument).
+pub fn model_config_from_json(given: &serde_json::Value, origin: &Path) -> Result<TwoTowerConfig> {
+    let mut merged = serde_json::to_value(TwoTowerConfig::new()).map_err(|e| Error::Internal(e.to_string()))?;
+    let (Some(given), Some(target)) = (given.as_object(), merged.as_object_mut()) else {
+        return Err(Error::data(origin, "expected a JSON object"));
+    };
+    for (k, v) in given {
+        if !target.contains_key(k) {
+            return Err(Error::arg("config", k, "unknown TwoTowerConfig field"));
+        }
+        target.insert(k.clone(), v.clone());
+    }
+    let cfg: TwoTowerConfig = serde_json::from_value(merged).map_err(|e| Error::data(origin, e.to_string()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Reads a [`TwoTowerConfig`] from a JSON file (see [`model_config_from_json`]).
+pub fn load_model_config(path: &Path) -> Result<TwoTowerConfig> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let given: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::data(path, e.to_string()))?;
+    model_config_from_json(&given, path)
+}
+
 /// The JSON `recsys-train train` prints.
 #[derive(Debug, Serialize)]
 pub struct TrainOutcome {
