@@ -1,0 +1,122 @@
+"""Type stubs of techshop_recs (the Python binding of techshop-recs)."""
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+PathLike = Union[str, os.PathLike[str]]
+Report = Dict[str, Any]
+
+__version__: str
+
+def generate(
+    out: PathLike,
+    *,
+    users: int = 5000,
+    items: int = 1000,
+    events_per_day: int = 40000,
+    days: int = 14,
+    seed: int = 42,
+    start: str = "2025-10-01",
+    quiet: bool = False,
+) -> Report:
+    """Writes a synthetic TechShop export into ``out``; returns ``{"config", "events", "purchases", "files"}``."""
+
+def import_events(
+    events: Union[PathLike, Sequence[Any], Any],
+    out: PathLike,
+    map: Union[str, Mapping[str, str]],
+    *,
+    items: Union[PathLike, Any, None] = None,
+    users: Union[PathLike, Any, None] = None,
+    ts_format: str = "rfc3339",
+    event_type: Optional[str] = None,
+    on_error: str = "fail",
+    format: Optional[str] = None,
+    quiet: bool = False,
+) -> Report:
+    """Imports event files, DataFrames or pyarrow Tables into the dataset ``out``; returns the import report."""
+
+def compute_features(data: PathLike, out: PathLike, *, as_of: str = "end", quiet: bool = False) -> Report:
+    """Point-in-time user and item features of ``data`` into ``out``; returns the features report."""
+
+def train(
+    data: PathLike,
+    registry: PathLike,
+    *,
+    config: Union[Mapping[str, Any], PathLike, None] = None,
+    gates: Union[Mapping[str, Any], PathLike, None] = None,
+    backend: str = "cpu",
+    protocol: str = "time-split",
+    test_days: Optional[int] = None,
+    quiet: bool = False,
+) -> Report:
+    """Trains, evaluates, publishes and (when the gates pass) promotes; returns ``{"version", "promoted", "metrics", "gate_failure"?}``."""
+
+def evaluate(
+    data: PathLike,
+    *,
+    model: str = "current",
+    registry: Optional[PathLike] = None,
+    protocol: str = "time-split",
+    baselines: Sequence[str] = (),
+    test_days: Optional[int] = None,
+    quiet: bool = False,
+) -> Report:
+    """Full-ranking evaluation of a model and baselines; returns ``{"protocol", "models", "users_evaluated"}``."""
+
+def precompute(
+    data: PathLike,
+    registry: PathLike,
+    store: str,
+    *,
+    model: str = "current",
+    top: int = 500,
+    similar: int = 50,
+    shard: str = "0/1",
+    ttl: int = 604800,
+    quiet: bool = False,
+) -> Report:
+    """Every user's candidates and every item's neighbours into the store ``store`` (a URL); returns the report."""
+
+def dataset_info(data: PathLike) -> Report:
+    """The dataset's manifest summary."""
+
+def model_item_embeddings(registry: PathLike, version: str = "current") -> npt.NDArray[np.float32]:
+    """The model's item embeddings, shape ``(items, dim)``, float32."""
+
+class Registry:
+    """A model registry directory."""
+
+    def __init__(self, path: PathLike) -> None: ...
+    @property
+    def path(self) -> str: ...
+    def list(self) -> List[Report]:
+        """The versions, each ``{"version", "created_at_ms", "metrics", "current"}``."""
+    def current(self) -> Optional[str]:
+        """The current version, or None."""
+    def manifest(self, version: str) -> Report:
+        """A version's manifest."""
+    def promote(self, version: str) -> Optional[str]:
+        """Verifies and promotes ``version``; returns the current version."""
+    def rollback(self) -> str:
+        """Switches back to the previous version and returns it."""
+
+class CandidateStore:
+    """A candidate store (``file:DIR``, ``redis://...``)."""
+
+    def __init__(self, url: str) -> None: ...
+    @property
+    def url(self) -> str: ...
+    def versions(self) -> Report:
+        """``{"active", "versions"}``."""
+    def active_version(self) -> Optional[str]:
+        """The active version, or None."""
+    def activate(self, version: str) -> None:
+        """Makes a complete version active."""
+    def get_user(self, user_id: str, k: int = 20) -> List[Dict[str, Any]]:
+        """The user's first ``k`` candidates, ``[{"item_id", "score"}, ...]``."""
+    def get_item(self, item_id: str, k: int = 20) -> List[Dict[str, Any]]:
+        """The item's first ``k`` neighbours, ``[{"item_id", "score"}, ...]``."""
