@@ -78,3 +78,27 @@ def test_second_model_rollback_and_gates(data: pathlib.Path, tmp_path: pathlib.P
     assert reg.promote(second["version"]) == second["version"]
     assert reg.rollback() == first["version"]
     assert reg.current() == first["version"]
+
+
+def test_long_calls_release_the_gil(tmp_path: pathlib.Path) -> None:
+    import threading
+    import time
+
+    done = threading.Event()
+    ticks = []
+
+    def work() -> None:
+        try:
+            tr.generate(tmp_path, users=2000, items=300, events_per_day=60_000, days=2, quiet=True)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work)
+    start = time.perf_counter()
+    worker.start()
+    while not done.is_set():  # runs only while the worker does not hold the GIL
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+    worker.join()
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.05 or len(ticks) > 10, (elapsed, len(ticks))

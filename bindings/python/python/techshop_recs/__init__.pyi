@@ -1,6 +1,7 @@
 """Type stubs of techshop_recs (the Python binding of techshop-recs)."""
 
 import os
+import pathlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -92,7 +93,7 @@ class Registry:
 
     def __init__(self, path: PathLike) -> None: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
     def list(self) -> List[Report]:
         """The versions, each ``{"version", "created_at_ms", "metrics", "current"}``."""
     def current(self) -> Optional[str]:
