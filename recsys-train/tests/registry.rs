@@ -629,3 +629,23 @@ fn gates_load() {
     assert!(Gates::load(&negative).is_err());
     assert!(Gates::load(&tmp.path().join("absent.json")).is_err());
 }
+
+#[test]
+fn gates_from_json_follow_the_file_rules_and_name_the_argument() {
+    assert_eq!(Gates::from_json(serde_json::json!({})).unwrap(), Gates::default());
+    let g = Gates::from_json(serde_json::json!({"min": {"auc": 0.7}, "max_regression": 0.02})).unwrap();
+    assert_eq!(g.min, m(&[("auc", 0.7)]));
+    assert_eq!(g.regression_metrics, Gates::default().regression_metrics);
+
+    for bad in [
+        serde_json::json!({"max_regresion": 0.02}),
+        serde_json::json!({"max_regression": -0.1}),
+        serde_json::json!([1, 2]),
+    ] {
+        let err = Gates::from_json(bad.clone()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { name, .. } if name == "gates"),
+            "{bad}: {err:?}"
+        );
+    }
+}
