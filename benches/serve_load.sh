@@ -67,13 +67,6 @@ if ! stamp "$MODEL_DIR/store.done"; then
   touch "$MODEL_DIR/store.done"
 fi
 VERSION=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$MODEL_DIR/registry/CURRENT.json")
-RURL="$REDIS#bench"
-if [ "$("$TRAIN" store --store "$RURL" versions 2>/dev/null | grep -c "${VERSION:-none}" || true)" = 0 ]; then
-  echo "== precompute into Redis ($RURL)" >&2
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
-    --store "$RURL" --ttl 86400 | tee "$MODEL_DIR/precompute-redis.json"
-fi
-
 run_library() {
   echo "== library call: $1" >&2
   "$LOAD" library --registry "$MODEL_DIR/registry" --data "$WORK/data" --store "$2" --requests 20000 \
@@ -94,7 +87,15 @@ run_http() {
 }
 : >"$OUT/results.jsonl"
 run_library file "file:$MODEL_DIR/store"
-run_library redis "$RURL"
 run_http file "file:$MODEL_DIR/store"
+[ "${SKIP_REDIS:-0}" = 1 ] && exit 0
+RURL="$REDIS#bench"
+if [ "$("$TRAIN" store --store "$RURL" versions 2>/dev/null | grep -c "${VERSION:-none}" || true)" = 0 ]; then
+  echo "== precompute into Redis ($RURL)" >&2
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+    --store "$RURL" --ttl 86400 | tee "$MODEL_DIR/precompute-redis.json"
+fi
+
+run_library redis "$RURL"
 run_http redis "$RURL"
 echo "results: $OUT/results.jsonl" >&2

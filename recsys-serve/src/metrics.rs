@@ -43,7 +43,7 @@ pub struct CacheLabel {
 /// Label: why a fallback was taken.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FallbackLabel {
-    /// `store_error`, `store_miss`, `session_error`, `popular`.
+    /// `store_error`, `store_miss`, `session_error`, `store_skipped` (circuit open), `popular`.
     pub reason: &'static str,
 }
 

@@ -32,6 +32,7 @@ use recsys_core::store::{
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -248,6 +249,22 @@ struct Inner {
     exposure_log: Option<ExposureLog>,
     reloads: Mutex<(u64, Option<String>)>,
     reload_lock: Mutex<()>,
+    /// Circuit breaker: until this time (UTC ms) the shared store and session state are not asked,
+    /// after a failure, so a down or frozen Redis costs one time budget per second, not per request.
+    store_down_until: AtomicI64,
+}
+
+/// How long the store is skipped after a failure.
+const STORE_BACKOFF_MS: i64 = 1_000;
+
+impl Inner {
+    fn store_skipped(&self, now: i64) -> bool {
+        now < self.store_down_until.load(Ordering::Relaxed)
+    }
+
+    fn store_failed(&self, now: i64) {
+        self.store_down_until.store(now + STORE_BACKOFF_MS, Ordering::Relaxed);
+    }
 }
 
 /// The online recommender: cheap to clone (one shared state), safe to call from many threads.
@@ -434,6 +451,7 @@ impl Recommender {
             exposure_log,
             reloads: Mutex::new((0, None)),
             reload_lock: Mutex::new(()),
+            store_down_until: AtomicI64::new(0),
             options,
         });
         let rec = Recommender { inner };
@@ -560,12 +578,19 @@ impl Recommender {
         };
 
         let t = Instant::now();
-        let session = match inner.sessions.recent(user_id) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("session read failed, serving without the live session: {e}");
-                m.fallback("session_error");
-                Vec::new()
+        let skip_store = inner.store_skipped(now_ms());
+        let session = if skip_store {
+            m.fallback("store_skipped");
+            Vec::new()
+        } else {
+            match inner.sessions.recent(user_id) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("session read failed, serving without the live session: {e}");
+                    m.fallback("session_error");
+                    inner.store_failed(now_ms());
+                    Vec::new()
+                }
             }
         };
         m.stage("session", t.elapsed());
@@ -650,13 +675,14 @@ impl Recommender {
         };
         let mut source = "store";
         let mut candidates: Option<Vec<Scored>> = None;
-        if !anonymous && inner.store.is_some() {
+        if !anonymous && inner.store.is_some() && !skip_store {
             match model.stored_candidates(user_id) {
                 Ok(Some(list)) => candidates = Some(list),
                 Ok(None) => m.fallback("store_miss"),
                 Err(e) => {
                     tracing::warn!("candidate store failed, answering from the model: {e}");
                     m.fallback("store_error");
+                    inner.store_failed(now_ms());
                 }
             }
         }
@@ -856,12 +882,18 @@ impl Recommender {
         })?;
         let serving = inner.serving.load_full();
         let model = &serving.control;
-        let stored = match model.stored_similar(item_id) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("candidate store failed, answering from the model: {e}");
-                inner.metrics.fallback("store_error");
-                None
+        let stored = if inner.store_skipped(now_ms()) {
+            inner.metrics.fallback("store_skipped");
+            None
+        } else {
+            match model.stored_similar(item_id) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("candidate store failed, answering from the model: {e}");
+                    inner.metrics.fallback("store_error");
+                    inner.store_failed(now_ms());
+                    None
+                }
             }
         };
         let in_stock = f.in_stock();

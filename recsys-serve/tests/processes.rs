@@ -191,7 +191,7 @@ fn killing_redis_mid_test_falls_back_without_errors() {
         .into_string()
         .unwrap();
     assert!(
-        metrics.contains("recsys_fallbacks_total{reason=\"store_error\"}"),
+        metrics.contains("recsys_fallbacks_total{reason=\"store_skipped\"}"),
         "{metrics}"
     );
     assert!(
