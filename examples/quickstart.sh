@@ -2,7 +2,8 @@
 # techshop-recs end to end on the embedded defaults: build, generate a small synthetic TechShop
 # export, import it into a dataset, compute point-in-time features, train and register the
 # two-tower model, evaluate it against baselines, pre-compute candidates into the embedded store
-# and read one user's recommendations back.
+# and read one user's recommendations back, then serve them over HTTP (recsys-serve) and query the
+# recommendation, similar-items and events endpoints.
 #   usage: examples/quickstart.sh [OUT_DIR]        (default out/quickstart)
 #   PROFILE=release (default) | test (the optimised-dependencies build `cargo test` already made) | dev
 #   TRAIN_CONFIG=FILE: TwoTowerConfig JSON for `train` (default: the model's defaults)
@@ -15,8 +16,9 @@ case "$PROFILE" in
   dev | test) dir=debug ;;
   *) echo "PROFILE must be release, test or dev, not $PROFILE" >&2; exit 2 ;;
 esac
-cargo build --profile "$PROFILE" -q -p recsys-train
+cargo build --profile "$PROFILE" -q -p recsys-train -p recsys-serve --bins
 BIN="${CARGO_TARGET_DIR:-target}/$dir/recsys-train"
+SERVE="${CARGO_TARGET_DIR:-target}/$dir/recsys-serve"
 rm -rf "$OUT"
 
 echo "== generate: synthetic TechShop export (5,000 users, 1,000 items, 14 days)" >&2
@@ -43,4 +45,35 @@ echo "== precompute: top-500 candidates per user and 50 similar items per item, 
 
 echo "== store: recommendations for user U0000007" >&2
 "$BIN" store --store "file:$OUT/store" get --user U0000007 --k 5
-echo "done: dataset in $OUT/data, features in $OUT/features, models in $OUT/registry, candidates in $OUT/store" >&2
+
+echo "== serve: recsys-serve on the registry and the store (PORT=${PORT:-0}: 0 picks a free port)" >&2
+"$SERVE" --registry "$OUT/registry" --store "file:$OUT/store" --listen "127.0.0.1:${PORT:-0}" \
+  --admin-token quickstart >"$OUT/serve.out" 2>"$OUT/serve.err" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  grep -q "listening on" "$OUT/serve.out" 2>/dev/null && break
+  kill -0 $SERVER 2>/dev/null || { cat "$OUT/serve.err" >&2; exit 1; }
+  sleep 0.2
+done
+URL=$(sed -n 's/^listening on //p' "$OUT/serve.out")
+fetch() { # method path [json body]: prints the body, fails on an HTTP error
+  python3 - "$@" <<'PY'
+import json, sys, urllib.request
+method, url = sys.argv[1], sys.argv[2]
+data = sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=30) as r:
+    print(json.dumps(json.load(r)))
+PY
+}
+echo "-- GET /api/v1/recommendations?user_id=U0000007&k=5" >&2
+fetch GET "$URL/api/v1/recommendations?user_id=U0000007&k=5"
+echo "-- GET /api/v1/similar?item_id=P000001&k=5" >&2
+fetch GET "$URL/api/v1/similar?item_id=P000001&k=5"
+echo "-- POST /api/v1/events (U0000007 views P000001), then the recommendations again" >&2
+fetch POST "$URL/api/v1/events" '{"user_id": "U0000007", "item_id": "P000001", "event_type": "view"}'
+fetch GET "$URL/api/v1/recommendations?user_id=U0000007&k=5"
+kill $SERVER; wait $SERVER 2>/dev/null || true
+trap - EXIT
+echo "done: dataset in $OUT/data, features in $OUT/features, models in $OUT/registry, candidates in $OUT/store; served by recsys-serve" >&2

@@ -24,6 +24,15 @@ pub enum Error {
         /// The id.
         id: String,
     },
+    /// A request body over the size limit.
+    #[error("request body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An admin route without the right bearer token.
+    #[error("admin token missing or wrong")]
+    Unauthorized,
     /// Loading the offline data failed.
     #[error(transparent)]
     Train(#[from] recsys_train::Error),
@@ -48,7 +57,7 @@ impl Error {
     /// True when the client is at fault.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::BadRequest { .. } | Error::NotFound { .. } => true,
+            Error::BadRequest { .. } | Error::NotFound { .. } | Error::Unauthorized | Error::TooLarge { .. } => true,
             Error::Core(e) => e.is_user_error(),
             Error::Train(e) => e.is_user_error(),
             Error::Internal(_) => false,

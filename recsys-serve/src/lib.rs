@@ -1,13 +1,29 @@
 //! # recsys-serve
 //!
-//! The online half of techshop-recs. Today it serves the ADR's real-time features: the server
-//! warms [`online::OnlineFeatures`] from a dataset with the very engine `recsys-train features`
-//! uses, then keeps it current from `POST /api/v1/events`, so a user's features reflect the click
-//! they made a moment ago (ADR "Freshness") with no training/serving skew. Recommendations,
-//! candidate stores and the rest of the serving layer build on this.
+//! The online half of techshop-recs: [`Recommender`] runs the ADR's request pipeline (candidates
+//! from the store or the model → real-time session → re-rank → rules and diversity → top-k with
+//! reasons) as one embeddable object, and [`http`] serves it (`recsys-serve`). The Python and Node
+//! bindings wrap the same [`Recommender`].
+//!
+//! | stage | file |
+//! |---|---|
+//! | serving configuration | [`config`] |
+//! | a registry version loaded for serving | [`model`] |
+//! | real-time features and the catalogue | [`online`] |
+//! | the request pipeline, cache, A/B split, reload | [`recommender`] |
+//! | event and exposure logs | [`logs`] |
+//! | Prometheus metrics | [`metrics`] |
+//! | HTTP routes | [`http`] |
 
+pub mod config;
 pub mod error;
 pub mod http;
+pub mod logs;
+pub mod metrics;
+pub mod model;
 pub mod online;
+pub mod recommender;
 
+pub use config::ServeConfig;
 pub use error::{Error, Result};
+pub use recommender::{RecItem, RecQuery, Recommendations, Recommender, RecommenderOptions, SimilarItems, Status};

@@ -1,22 +1,64 @@
 //! `recsys-serve`: the HTTP service.
+//!
+//! ```text
+//! recsys-serve --registry DIR --store file:DIR|redis://HOST:PORT --listen 127.0.0.1:8080 \
+//!     [--data DIR] [--admin-token TOKEN] [--config FILE]
+//! ```
 
 use clap::Parser;
-use recsys_core::features::FeatureConfig;
 use recsys_serve::http::{AppState, router};
-use recsys_serve::online::OnlineFeatures;
+use recsys_serve::{Recommender, RecommenderOptions, ServeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "recsys-serve", version, about = "techshop-recs online service")]
+#[command(
+    name = "recsys-serve",
+    version,
+    about = "techshop-recs online recommendation service"
+)]
 struct Cli {
-    /// Dataset directory (from `recsys-train import`) that warms the real-time features.
+    /// Model registry (`recsys-train train --registry`); its `current` version serves.
     #[arg(long)]
-    data: PathBuf,
+    registry: PathBuf,
+    /// Candidate store: `file:DIR`, `redis://HOST:PORT[/DB]` or `redis+cluster://...`. With Redis,
+    /// session state is shared there by every replica. Without a store, candidates come from the model.
+    #[arg(long)]
+    store: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Dataset directory (catalogue, users, history); default: the one the current model was trained on.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Bearer token of the admin routes (or env RECSYS_ADMIN_TOKEN); admin routes are refused without one.
+    #[arg(long, env = "RECSYS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Serving configuration (JSON; see recsys-serve/src/config.rs).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }
 
 #[tokio::main]
@@ -26,11 +68,31 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let features = match OnlineFeatures::from_dataset(&cli.data, FeatureConfig::default()) {
-        Ok(f) => f,
+    let config = match &cli.config {
+        Some(p) => match ServeConfig::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => ServeConfig::default(),
+    };
+    let options = RecommenderOptions {
+        registry: cli.registry.clone(),
+        data: cli.data.clone(),
+        store: cli.store.clone(),
+        config,
+    };
+    let rec = match tokio::task::spawn_blocking(move || Recommender::open(options)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(if e.is_user_error() { 2 } else { 1 });
+        }
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(1);
         }
     };
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {
@@ -40,12 +102,23 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(users = features.num_users(), "listening on http://{}", cli.listen);
-    let app = router(AppState::new(features));
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    if let Ok(s) = rec.status() {
+        tracing::info!(
+            model = %s.model_version,
+            store_version = ?s.store_version,
+            items = s.items,
+            users = s.users,
+            "listening on http://{addr}"
+        );
+    }
+    // One line on stdout that scripts and tests wait for.
+    println!("listening on http://{addr}");
+    let app = router(AppState::new(rec, cli.admin_token.filter(|t| !t.is_empty())));
+    match axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

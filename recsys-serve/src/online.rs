@@ -82,6 +82,12 @@ pub struct OnlineFeatures {
     item_index: AHashMap<String, u32>,
     item_ids: Vec<String>,
     categories: Vec<String>,
+    brand_codes: Vec<Option<u32>>,
+    brands: Vec<String>,
+    titles: Vec<Option<String>>,
+    in_stock: Option<Vec<bool>>,
+    user_age: Vec<Option<String>>,
+    user_region: Vec<Option<String>>,
     engine: FeatureEngine,
     latest_ts: i64,
 }
@@ -93,12 +99,26 @@ impl OnlineFeatures {
         let end = ds.manifest.partitions.values().map(|p| p.max_ts).max().unwrap_or(0) + 1;
         let (engine, categories, _) = recsys_train::features::build_engine(&ds, end, config, Progress::quiet())?;
         let index = |ids: &[String]| ids.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        let (brand_codes, brands) = recsys_train::features::dictionary_codes(&ds.items.brand);
+        // Stock is tracked when the catalogue has inventory figures; an item without one counts as in stock.
+        let in_stock = ds
+            .items
+            .inventory
+            .iter()
+            .any(Option::is_some)
+            .then(|| ds.items.inventory.iter().map(|v| v.is_none_or(|n| n > 0)).collect());
         Ok(OnlineFeatures {
             user_index: index(ds.users.ids.ids()),
             user_ids: ds.users.ids.ids().to_vec(),
             item_index: index(ds.items.ids.ids()),
             item_ids: ds.items.ids.ids().to_vec(),
             categories,
+            brand_codes,
+            brands,
+            titles: ds.items.title.clone(),
+            in_stock,
+            user_age: ds.users.age_bucket.clone(),
+            user_region: ds.users.region.clone(),
             engine,
             latest_ts: end - 1,
         })
@@ -107,6 +127,85 @@ impl OnlineFeatures {
     /// Number of known users (including users first seen online).
     pub fn num_users(&self) -> usize {
         self.user_ids.len()
+    }
+
+    /// Number of catalogue items.
+    pub fn num_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// The dense index of a user id.
+    pub fn user_index(&self, user_id: &str) -> Option<u32> {
+        self.user_index.get(user_id).copied()
+    }
+
+    /// The dense index of an item id.
+    pub fn item_index(&self, item_id: &str) -> Option<u32> {
+        self.item_index.get(item_id).copied()
+    }
+
+    /// Item ids by dense index.
+    pub fn item_ids(&self) -> &[String] {
+        &self.item_ids
+    }
+
+    /// Category names by code.
+    pub fn categories(&self) -> &[String] {
+        &self.categories
+    }
+
+    /// The code of a category name.
+    pub fn category_code(&self, name: &str) -> Option<u32> {
+        self.categories.iter().position(|c| c == name).map(|i| i as u32)
+    }
+
+    /// Brand names by code.
+    pub fn brands(&self) -> &[String] {
+        &self.brands
+    }
+
+    /// Category code per item.
+    pub fn item_categories(&self) -> &[Option<u32>] {
+        &self.engine.catalog().category
+    }
+
+    /// Brand code per item.
+    pub fn item_brands(&self) -> &[Option<u32>] {
+        &self.brand_codes
+    }
+
+    /// Current price per item.
+    pub fn item_prices(&self) -> &[Option<f64>] {
+        &self.engine.catalog().price
+    }
+
+    /// In-stock flag per item (`None`: the catalogue has no stock figures).
+    pub fn in_stock(&self) -> Option<&[bool]> {
+        self.in_stock.as_deref()
+    }
+
+    /// The item's title, else its id.
+    pub fn item_label(&self, item: u32) -> Option<String> {
+        let i = item as usize;
+        self.titles
+            .get(i)
+            .cloned()
+            .flatten()
+            .or_else(|| self.item_ids.get(i).cloned())
+    }
+
+    /// Age bucket and region of a known user (as imported).
+    pub fn demographics(&self, user: u32) -> (Option<&str>, Option<&str>) {
+        let u = user as usize;
+        (
+            self.user_age.get(u).and_then(|v| v.as_deref()),
+            self.user_region.get(u).and_then(|v| v.as_deref()),
+        )
+    }
+
+    /// The feature engine (read access).
+    pub fn engine(&self) -> &FeatureEngine {
+        &self.engine
     }
 
     /// Checks an event against the rules of [`OnlineFeatures::ingest`] without applying it;

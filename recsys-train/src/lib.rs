@@ -32,6 +32,7 @@
 //! # Ok::<(), recsys_train::Error>(())
 //! ```
 
+pub mod abtest;
 pub mod baselines;
 pub mod dataset;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod precompute;
 pub mod progress;
 pub mod read;
 pub mod registry;
+pub mod reranker;
 pub mod train;
 
 pub use error::{Error, Result};

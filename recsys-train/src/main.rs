@@ -188,6 +188,18 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Click-through rate per A/B variant from recsys-serve's exposure log and event CSV files.
+    AbReport {
+        /// The exposure log (JSONL, `exposure_log` of the serving config).
+        #[arg(long)]
+        exposures: PathBuf,
+        /// The event CSV file or directory (`event_log` of the serving config).
+        #[arg(long)]
+        events: PathBuf,
+        /// A click counts for an exposure at most this many minutes earlier.
+        #[arg(long, default_value_t = 30)]
+        window_minutes: u64,
+    },
     /// Print a dataset's manifest summary.
     Info {
         /// Dataset directory.
@@ -291,6 +303,11 @@ fn run(cli: Cli) -> Result<()> {
             print_json(&report)
         }
         Command::Info { data } => print_json(&Dataset::open(&data)?.manifest),
+        Command::AbReport {
+            exposures,
+            events,
+            window_minutes,
+        } => print_json(&recsys_train::abtest::ab_report(&exposures, &events, window_minutes)?),
         Command::Train {
             data,
             registry,

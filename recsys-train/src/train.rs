@@ -222,6 +222,8 @@ pub mod files {
     pub const VOCAB: &str = "vocab.json";
     /// Data window, row counts and protocol ([`super::DataInfo`]).
     pub const DATA: &str = "data.json";
+    /// The fitted online re-ranker ([`recsys_core::rerank::Reranker::save`]), when one was fitted.
+    pub const RERANKER: &str = "reranker.json";
 }
 
 /// What data a model was trained on.
@@ -307,6 +309,8 @@ pub struct TrainOutcome {
     pub promoted: bool,
     /// Its metrics.
     pub metrics: Metrics,
+    /// The re-ranker fitted with it (`None`: too few positives; serving uses the fallback weights).
+    pub reranker: Option<crate::reranker::RerankFitReport>,
     /// Why it was not promoted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate_failure: Option<String>,
@@ -342,6 +346,14 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
         metrics.get("ndcg@20").copied().unwrap_or(f64::NAN),
         metrics.get("auc").copied().unwrap_or(f64::NAN),
     ));
+    let reranker = crate::reranker::fit_reranker(
+        &ds,
+        &sp,
+        &model,
+        &data.users,
+        &crate::reranker::RerankFitOptions::default(),
+        opts.progress,
+    )?;
     let dataset_name = opts
         .data
         .canonicalize()
@@ -376,6 +388,9 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
         write_json(&staging.join(files::METRICS), &metrics)?;
         write_json(&staging.join(files::VOCAB), &vocabs)?;
         write_json(&staging.join(files::DATA), &info)?;
+        if let Some((r, _)) = &reranker {
+            r.save(staging.join(files::RERANKER))?;
+        }
         let info_value = serde_json::to_value(&info).map_err(|e| Error::Internal(e.to_string()))?;
         registry.publish(&staging, None, &metrics, info_value)
     })();
@@ -396,6 +411,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
                 version,
                 promoted: true,
                 metrics,
+                reranker: reranker.map(|r| r.1),
                 gate_failure: None,
                 gate_error: None,
             }
@@ -404,6 +420,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
             version,
             promoted: false,
             metrics,
+            reranker: reranker.map(|r| r.1),
             gate_failure: Some(e.to_string()),
             gate_error: Some(e),
         },

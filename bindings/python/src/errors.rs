@@ -58,6 +58,17 @@ pub fn core_error(e: recsys_core::Error) -> PyErr {
     }
 }
 
+/// The Python exception for a `recsys-serve` error.
+pub fn serve_error(e: recsys_serve::Error) -> PyErr {
+    use recsys_serve::Error as E;
+    match e {
+        E::Core(core) => core_error(core),
+        E::Train(train) => train_error(train),
+        e if e.is_user_error() => PyValueError::new_err(e.to_string()),
+        e => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
 fn io_error(kind: ErrorKind, message: String) -> PyErr {
     match kind {
         ErrorKind::NotFound => PyFileNotFoundError::new_err(message),

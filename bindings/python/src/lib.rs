@@ -6,11 +6,12 @@
 //! (`python/techshop_recs/__init__.py`) adds DataFrame and pyarrow inputs and numpy outputs.
 //!
 //! One module per area, each registered below: [`pipeline`] (the offline commands), [`registry`],
-//! [`store`]; the online `Recommender` (wrapping `recsys_serve`) goes in a module of its own.
+//! [`store`], and [`recommender`] (the online `Recommender`, wrapping `recsys_serve::Recommender`).
 
 pub mod convert;
 pub mod errors;
 pub mod pipeline;
+pub mod recommender;
 pub mod registry;
 pub mod store;
 
@@ -30,5 +31,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pipeline::item_embeddings_raw, m)?)?;
     m.add_class::<registry::Registry>()?;
     m.add_class::<store::CandidateStore>()?;
+    m.add_class::<recommender::Recommender>()?;
     Ok(())
 }

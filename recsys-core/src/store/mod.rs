@@ -39,9 +39,11 @@
 
 mod file;
 mod redis;
+pub mod session;
 
 pub use file::FileStore;
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{RedisOptions, RedisSessions, RedisStore};
+pub use session::{MemorySessions, SessionEvent, SessionStore};
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 """techshop-recs from Python: the offline pipeline (generate, import, features, train, evaluate,
-precompute), the model registry and the candidate store.
+precompute), the model registry, the candidate store and the online ``Recommender``.
 
 Every function calls the same Rust library function as the ``recsys-train`` command of the same
 name and returns the same report the command prints, as a dict. Long calls release the GIL and
@@ -16,6 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from ._native import (
     CandidateStore,
+    Recommender,
     Registry,
     __version__,
     compute_features,
@@ -29,6 +30,7 @@ from . import _native
 
 __all__ = [
     "CandidateStore",
+    "Recommender",
     "Registry",
     "__version__",
     "compute_features",

@@ -121,3 +121,34 @@ class CandidateStore:
         """The user's first ``k`` candidates, ``[{"item_id", "score"}, ...]``."""
     def get_item(self, item_id: str, k: int = 20) -> List[Dict[str, Any]]:
         """The item's first ``k`` neighbours, ``[{"item_id", "score"}, ...]``."""
+
+class Recommender:
+    """The online pipeline in process (the same answers as ``recsys-serve``)."""
+
+    @staticmethod
+    def open(
+        registry: PathLike,
+        store: Optional[str] = None,
+        data: Optional[PathLike] = None,
+        config: Optional[Mapping[str, Any]] = None,
+    ) -> "Recommender":
+        """Opens the registry's current model, the dataset and the candidate store."""
+    def recommend(
+        self,
+        user_id: str,
+        k: Optional[int] = None,
+        context: Optional[str] = None,
+        category: Optional[str] = None,
+        min_price: Optional[float] = None,
+        max_price: Optional[float] = None,
+        exclude: Optional[Sequence[str]] = None,
+    ) -> Report:
+        """``{"user_id", "model_version", "variant", "items": [{"item_id", "score", "reason"}], "source"}``."""
+    def similar(self, item_id: str, k: int = 20) -> Report:
+        """``{"item_id", "model_version", "items": [...]}``; ValueError for an unknown item or k outside 1..=500."""
+    def ingest(self, events: Union[Mapping[str, Any], Sequence[Mapping[str, Any]]]) -> int:
+        """Applies events at once (all or nothing); returns how many were accepted."""
+    def status(self) -> Report:
+        """What is being served."""
+    def reload(self) -> Report:
+        """Loads the registry's current model; the old one keeps serving on failure."""

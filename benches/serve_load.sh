@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Serving at the ADR's scale (100,000 items, 500,000 users, each with 500 pre-computed candidates):
+#  1. the library call alone (`Recommender::recommend`, no HTTP), file store and Redis store;
+#  2. `recsys-serve` under an open-loop constant arrival rate (no coordinated omission): 1,000
+#     requests/s for 60 s, then a rate sweep for the highest rate with P99 <= 50 ms; file store,
+#     then Redis. Server and load generator share this machine, as the issue asks.
+#
+#   usage: benches/serve_load.sh
+#   env:   BENCH_DIR (cache; default ~/.cache/techshop-recs/bench), USERS, ITEMS, EVENTS_PER_DAY,
+#          MAX_EXAMPLES (training cap, default 300000), SECONDS_MAIN (60), SECONDS_STEP (15),
+#          RATES (sweep, default 2000,3000,4000,5000,6000,8000), REDIS (redis://127.0.0.1:6379)
+#
+# Data, model and the stores are cached under BENCH_DIR (the same data as benches/ann_vs_faiss.sh),
+# so a rerun only re-measures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_DIR=${BENCH_DIR:-$HOME/.cache/techshop-recs/bench}
+USERS=${USERS:-500000}
+ITEMS=${ITEMS:-100000}
+EVENTS=${EVENTS_PER_DAY:-10000000}
+MAX_EXAMPLES=${MAX_EXAMPLES:-300000}
+SECONDS_MAIN=${SECONDS_MAIN:-60}
+SECONDS_STEP=${SECONDS_STEP:-15}
+RATES=${RATES:-2000,3000,4000,5000,6000,8000}
+REDIS=${REDIS:-redis://127.0.0.1:6379}
+WORK="$BENCH_DIR/ann-u$USERS-i$ITEMS-e$EVENTS"
+MODEL_DIR="$WORK/model-x$MAX_EXAMPLES"
+OUT="$MODEL_DIR/serve"
+mkdir -p "$WORK" "$OUT"
+TARGET="${CARGO_TARGET_DIR:-target}"
+
+cargo build --release -q -p recsys-train -p recsys-serve --bins
+cargo bench -q -p recsys-serve --bench load --no-run 2>/dev/null
+LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
+TRAIN="$TARGET/release/recsys-train"
+SERVE="$TARGET/release/recsys-serve"
+stamp() { [ -f "$1" ]; }
+
+if ! stamp "$WORK/raw.done"; then
+  echo "== generate: $USERS users, $ITEMS items, $EVENTS events, 1 day" >&2
+  rm -rf "$WORK/raw"
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q generate --out "$WORK/raw" --users "$USERS" --items "$ITEMS" \
+    --events-per-day "$EVENTS" --days 1
+  touch "$WORK/raw.done"
+fi
+if ! stamp "$WORK/data.done"; then
+  echo "== import" >&2
+  rm -rf "$WORK/data"
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q import \
+    --events "$WORK/raw/events" --items "$WORK/raw/items.parquet" --users "$WORK/raw/users.parquet" \
+    --map user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page \
+    --event-type event_type --out "$WORK/data"
+  touch "$WORK/data.done"
+fi
+if ! stamp "$MODEL_DIR/done"; then
+  echo "== train: one epoch (leave-one-out split; max_examples_per_epoch $MAX_EXAMPLES)" >&2
+  rm -rf "$MODEL_DIR/registry"; mkdir -p "$MODEL_DIR"
+  echo "{\"epochs\": 1, \"max_examples_per_epoch\": $MAX_EXAMPLES}" >"$MODEL_DIR/config.json"
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" train --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+    --config "$MODEL_DIR/config.json" --gates off --protocol leave-one-out | tee "$MODEL_DIR/train.json"
+  touch "$MODEL_DIR/done"
+fi
+if ! stamp "$MODEL_DIR/store.done"; then
+  echo "== precompute: top-500 for every user into the file store" >&2
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+    --store "file:$MODEL_DIR/store" | tee "$MODEL_DIR/precompute.json"
+  touch "$MODEL_DIR/store.done"
+fi
+VERSION=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$MODEL_DIR/registry/CURRENT.json")
+run_library() {
+  echo "== library call: $1" >&2
+  "$LOAD" library --registry "$MODEL_DIR/registry" --data "$WORK/data" --store "$2" --requests 20000 \
+    --users "$USERS" --label "$1" | tee -a "$OUT/results.jsonl"
+}
+run_http() {
+  local label=$1 store=$2
+  echo "== HTTP: $label" >&2
+  "$SERVE" --registry "$MODEL_DIR/registry" --data "$WORK/data" --store "$store" --listen 127.0.0.1:18080 \
+    --config <(echo '{}') >"$OUT/server.out" 2>"$OUT/server.err" &
+  local pid=$!
+  for _ in $(seq 1 600); do grep -q listening "$OUT/server.out" 2>/dev/null && break; sleep 0.5; done
+  "$LOAD" http --url http://127.0.0.1:18080 --rates 1000 --seconds "$SECONDS_MAIN" --users "$USERS" \
+    --label "$label" | tee -a "$OUT/results.jsonl"
+  "$LOAD" http --url http://127.0.0.1:18080 --rates "$RATES" --seconds "$SECONDS_STEP" --users "$USERS" \
+    --label "$label" | tee -a "$OUT/results.jsonl"
+  kill "$pid"; wait "$pid" || true
+}
+: >"$OUT/results.jsonl"
+run_library file "file:$MODEL_DIR/store"
+run_http file "file:$MODEL_DIR/store"
+[ "${SKIP_REDIS:-0}" = 1 ] && exit 0
+RURL="$REDIS#bench"
+if [ "$("$TRAIN" store --store "$RURL" versions 2>/dev/null | grep -c "${VERSION:-none}" || true)" = 0 ]; then
+  echo "== precompute into Redis ($RURL)" >&2
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+    --store "$RURL" --ttl 86400 | tee "$MODEL_DIR/precompute-redis.json"
+fi
+
+run_library redis "$RURL"
+run_http redis "$RURL"
+echo "results: $OUT/results.jsonl" >&2

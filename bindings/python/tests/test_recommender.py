@@ -1,0 +1,108 @@
+"""The online Recommender from Python: answers, freshness, errors, and equality with recsys-serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import urllib.request
+
+import pytest
+
+import techshop_recs as tr
+
+
+@pytest.fixture(scope="module")
+def served(data: pathlib.Path, trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    store = "file:" + str(tmp_path_factory.mktemp("store"))
+    tr.precompute(data, trained["registry"], store, top=100, similar=20, quiet=True)
+    return {"data": data, "registry": trained["registry"], "store": store}
+
+
+def open_rec(served: dict, **config) -> tr.Recommender:
+    return tr.Recommender.open(served["registry"], store=served["store"], data=served["data"], config=config or None)
+
+
+def ids(answer: dict) -> list:
+    return [i["item_id"] for i in answer["items"]]
+
+
+def test_recommend_similar_and_status(served: dict) -> None:
+    rec = open_rec(served)
+    out = rec.recommend("U0000007", k=8)
+    assert out["user_id"] == "U0000007"
+    assert out["variant"] == "control"
+    assert out["source"] == "store"
+    assert len(out["items"]) == 8 and len(set(ids(out))) == 8
+    assert all(i["reason"] for i in out["items"])
+    assert out["model_version"] == rec.status()["model_version"] == tr.Registry(served["registry"]).current()
+    sim = rec.similar("P000005", k=5)
+    assert len(sim["items"]) == 5 and "P000005" not in ids(sim)
+    cold = rec.recommend("nobody-yet", k=6)
+    assert cold["source"] == "popular" and len(cold["items"]) == 6
+
+
+def test_ingest_changes_the_next_answer(served: dict) -> None:
+    rec = open_rec(served)
+    first = ids(rec.recommend("U0000011", k=10))[0]
+    assert rec.ingest({"user_id": "U0000011", "item_id": first, "event_type": "purchase"}) == 1
+    assert first not in ids(rec.recommend("U0000011", k=10))
+    assert rec.ingest([{"user_id": "U0000011", "item_id": "P000001", "event_type": "view"}] * 3) == 3
+
+
+def test_errors_are_python_exceptions(served: dict) -> None:
+    rec = open_rec(served)
+    with pytest.raises(ValueError, match="`k`"):
+        rec.recommend("U0000001", k=0)
+    with pytest.raises(ValueError, match="category"):
+        rec.recommend("U0000001", category="No Such Category")
+    with pytest.raises(ValueError, match="NOPE"):
+        rec.similar("NOPE")
+    with pytest.raises(ValueError, match="event_type"):
+        rec.ingest({"user_id": "U1", "item_id": "P000001", "event_type": "wishlist"})
+    with pytest.raises(ValueError, match="config"):
+        tr.Recommender.open(served["registry"], store=served["store"], data=served["data"], config={"cahce": 1})
+    with pytest.raises(ValueError, match="registry"):
+        tr.Recommender.open(pathlib.Path(served["registry"]) / "missing", store=served["store"])
+
+
+def serve_binary() -> pathlib.Path:
+    root = pathlib.Path(__file__).resolve().parents[3]
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", root / "target"))
+    return target / "debug" / "recsys-serve"
+
+
+@pytest.mark.skipif(not serve_binary().exists(), reason="recsys-serve not built (cargo test builds it)")
+def test_same_answers_as_the_rust_service(served: dict) -> None:
+    """Python and the Rust HTTP service give identical item lists and scores for the same users."""
+    proc = subprocess.Popen(
+        [
+            str(serve_binary()),
+            "--registry", str(served["registry"]),
+            "--store", served["store"],
+            "--data", str(served["data"]),
+            "--listen", "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on "), line
+        base = line.removeprefix("listening on ")
+        rec = open_rec(served)
+        for n in range(0, 200, 17):
+            user = f"U{n:07d}"
+            with urllib.request.urlopen(f"{base}/api/v1/recommendations?user_id={user}&k=10", timeout=30) as r:
+                http = json.load(r)
+            mine = rec.recommend(user, k=10)
+            assert ids(mine) == ids(http), user
+            for a, b in zip(mine["items"], http["items"]):
+                # The re-ranker reads the time since the last events at the moment of each request.
+                assert a["score"] == pytest.approx(b["score"], rel=1e-4)
+                assert a["reason"] == b["reason"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,174 @@
+//! Load test of the serving layer (run by `benches/serve_load.sh`; not a Criterion bench).
+//!
+//! * `http`: an open-loop generator at constant arrival rates against a running `recsys-serve`.
+//!   Request `i` is due at `start + i / rate` whether or not earlier ones finished, and its
+//!   latency counts from that due time, so a stalled server shows up in the percentiles instead of
+//!   slowing the generator down (no coordinated omission).
+//! * `library`: `Recommender::recommend` called in process, one request at a time (no HTTP).
+//!
+//! Prints one JSON line per measured point.
+//!
+//! ```text
+//! cargo bench -p recsys-serve --bench load -- http --url http://127.0.0.1:8080 --rates 1000,5000 --seconds 30 --users 500000
+//! cargo bench -p recsys-serve --bench load -- library --registry R --data D --store file:S --requests 20000 --users 500000
+//! ```
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use recsys_serve::{RecQuery, Recommender, RecommenderOptions};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn args() -> (String, HashMap<String, String>) {
+    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mode = it.next().unwrap_or_else(|| {
+        eprintln!("usage: load http|library --key value ...");
+        std::process::exit(2)
+    });
+    let mut kv = HashMap::new();
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_default();
+        kv.insert(k.trim_start_matches("--").to_string(), v);
+    }
+    (mode, kv)
+}
+
+fn get<T: std::str::FromStr>(kv: &HashMap<String, String>, k: &str, default: T) -> T {
+    kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A small xorshift generator: the user sequence is the same in every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn http(kv: &HashMap<String, String>) {
+    let url = kv.get("url").cloned().unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let rates: Vec<u64> = kv
+        .get("rates")
+        .map(|r| r.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000]);
+    let seconds: f64 = get(kv, "seconds", 30.0);
+    let users: u64 = get(kv, "users", 500_000);
+    let label = kv.get("label").cloned().unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(get(kv, "threads", 1))
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(4096)
+            .build_http();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for rate in rates {
+            let n = (rate as f64 * seconds) as u64;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, u64)>();
+            let start = Instant::now() + Duration::from_millis(50);
+            for i in 0..n {
+                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let uri: hyper::Uri = format!("{url}/api/v1/recommendations?user_id=U{:07}&k=20", rng.next() % users)
+                    .parse()
+                    .unwrap();
+                let (client, tx) = (client.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let res = tokio::time::timeout(Duration::from_secs(5), async {
+                        let resp = client.get(uri).await.ok()?;
+                        let ok = resp.status().is_success();
+                        resp.into_body().collect().await.ok()?;
+                        Some(ok)
+                    })
+                    .await;
+                    let ok = matches!(res, Ok(Some(true)));
+                    let _ = tx.send((ok, due.elapsed().as_micros() as u64));
+                });
+            }
+            drop(tx);
+            let mut lat = Vec::with_capacity(n as usize);
+            let mut errors = 0u64;
+            while let Some((ok, us)) = rx.recv().await {
+                if !ok {
+                    errors += 1;
+                }
+                lat.push(us);
+            }
+            let wall = start.elapsed().as_secs_f64();
+            lat.sort_unstable();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "mode": "http", "label": label, "rate": rate, "seconds": seconds, "requests": n,
+                    "errors": errors, "achieved_rps": n as f64 / wall,
+                    "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99),
+                    "p999_ms": percentile(&lat, 0.999), "max_ms": percentile(&lat, 1.0),
+                })
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+}
+
+fn library(kv: &HashMap<String, String>) {
+    let mut opts = RecommenderOptions::new(kv.get("registry").expect("--registry"));
+    opts.data = kv.get("data").map(Into::into);
+    opts.store = kv.get("store").cloned();
+    // Every request is a distinct user: measure the pipeline, not the response cache.
+    opts.config.cache.capacity = 0;
+    let rec = Recommender::open(opts).unwrap();
+    let users: u64 = get(kv, "users", 500_000);
+    let n: usize = get(kv, "requests", 20_000);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let q = RecQuery::default();
+    // Warm-up.
+    for _ in 0..200 {
+        rec.recommend(&format!("U{:07}", rng.next() % users), &q).unwrap();
+    }
+    let mut lat = Vec::with_capacity(n);
+    let mut sources: HashMap<String, usize> = HashMap::new();
+    for _ in 0..n {
+        let user = format!("U{:07}", rng.next() % users);
+        let t = Instant::now();
+        let r = rec.recommend(&user, &q).unwrap();
+        lat.push(t.elapsed().as_nanos() as u64);
+        *sources.entry(r.source).or_default() += 1;
+    }
+    lat.sort_unstable();
+    let us = |p: f64| percentile(&lat, p);
+    println!(
+        "{}",
+        serde_json::json!({
+            "mode": "library", "label": kv.get("label").cloned().unwrap_or_default(), "requests": n,
+            "p50_us": us(0.5), "p99_us": us(0.99), "p999_us": us(0.999), "max_us": us(1.0),
+            "sources": sources,
+        })
+    );
+}
+
+fn main() {
+    let (mode, kv) = args();
+    match mode.as_str() {
+        "http" => http(&kv),
+        "library" => library(&kv),
+        other => {
+            eprintln!("unknown mode {other:?}: expected http or library");
+            std::process::exit(2)
+        }
+    }
+}

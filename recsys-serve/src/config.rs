@@ -1,0 +1,240 @@
+//! The serving configuration (`recsys-serve --config FILE`, JSON): business rules, diversity, the
+//! response cache, sessions, the A/B split, logs and per-stage time budgets. Every field has a
+//! default, so `{}` is a valid file.
+
+use crate::{Error, Result};
+use recsys_core::diversify::DiversityConfig;
+use recsys_core::rules::RulesConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Largest `k` a request may ask for (the stored candidate lists hold 500).
+pub const MAX_K: usize = 500;
+
+/// The whole serving configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Business rules: default `k`, boosts and pins (item ids as imported).
+    pub rules: RulesSection,
+    /// Diversification: MMR and per-category caps.
+    pub diversity: DiversityConfig,
+    /// Candidates fetched per request (default 500).
+    pub candidates: usize,
+    /// Re-ranked candidates passed on to diversification (default 100).
+    pub rerank_keep: usize,
+    /// The in-process response cache.
+    pub cache: CacheConfig,
+    /// Session state.
+    pub session: SessionConfig,
+    /// A/B split between the current model and a candidate version.
+    pub ab: Option<AbConfig>,
+    /// Directory receiving the events posted to the API as daily CSV files for the next training
+    /// run (`events-YYYY-MM-DD.csv`); none by default.
+    pub event_log: Option<PathBuf>,
+    /// JSONL file receiving one line per served recommendation (exposures, for CTR per variant).
+    pub exposure_log: Option<PathBuf>,
+    /// Time budget of one store read in milliseconds (default 20): a slower store counts as a
+    /// fallback and the request is answered without it.
+    pub store_timeout_ms: u64,
+    /// How often trending and popular lists are recomputed, in seconds (default 60).
+    pub trending_refresh_seconds: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            rules: RulesSection::default(),
+            diversity: DiversityConfig::default(),
+            candidates: 500,
+            rerank_keep: 100,
+            cache: CacheConfig::default(),
+            session: SessionConfig::default(),
+            ab: None,
+            event_log: None,
+            exposure_log: None,
+            store_timeout_ms: 20,
+            trending_refresh_seconds: 60,
+        }
+    }
+}
+
+/// Rules with item ids as strings (resolved against the catalogue at load).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesSection {
+    /// Items per answer when the request does not say (default 20).
+    pub k: usize,
+    /// Score multipliers by category name or brand name.
+    pub boosts: Vec<BoostSpec>,
+    /// Items forced at positions (0-based) when eligible.
+    pub pins: Vec<PinSpec>,
+    /// Similarity above which the reason is "similar to X you viewed" (default 0.5).
+    pub similar_threshold: f32,
+}
+
+impl Default for RulesSection {
+    fn default() -> Self {
+        let r = RulesConfig::default();
+        RulesSection {
+            k: r.k,
+            boosts: Vec::new(),
+            pins: Vec::new(),
+            similar_threshold: r.similar_threshold,
+        }
+    }
+}
+
+/// A boost of every item of a category or brand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoostSpec {
+    /// Category name (as imported).
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Brand name (as imported).
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// Score multiplier (> 0).
+    pub factor: f32,
+}
+
+/// A pinned item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinSpec {
+    /// Item id as imported.
+    pub item_id: String,
+    /// 0-based position.
+    pub position: usize,
+}
+
+/// The response cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Entries kept (0 turns the cache off; default 100,000).
+    pub capacity: usize,
+    /// Time to live in seconds (default 600, the ADR's 10 minutes).
+    pub ttl_seconds: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity: 100_000,
+            ttl_seconds: 600,
+        }
+    }
+}
+
+/// Session state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Events kept per user (default 50).
+    pub max_events: usize,
+    /// Seconds a session lives after its last event (default 86,400).
+    pub ttl_seconds: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_events: 50,
+            ttl_seconds: 86_400,
+        }
+    }
+}
+
+/// Traffic split between the registry's `current` model (variant `control`) and a candidate
+/// version (variant `candidate`) by a stable hash of the user id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbConfig {
+    /// The candidate model version in the registry.
+    pub candidate: String,
+    /// Share of users on the candidate, in percent (0–100; the ADR's canary steps 5, 25, 100).
+    pub percent: f64,
+    /// Salt of the hash: a new salt reshuffles users between variants (default "ab").
+    #[serde(default = "default_salt")]
+    pub salt: String,
+}
+
+fn default_salt() -> String {
+    "ab".to_string()
+}
+
+impl ServeConfig {
+    /// Reads and validates a JSON config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::bad("config", path.display(), format!("cannot read: {e}")))?;
+        let c: ServeConfig =
+            serde_json::from_str(&text).map_err(|e| Error::bad("config", path.display(), e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Refuses values the service cannot run with, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.rules.k == 0 || self.rules.k > MAX_K {
+            return Err(Error::bad("rules.k", self.rules.k, format!("must be in 1..={MAX_K}")));
+        }
+        if self.candidates == 0 || self.candidates > 10_000 {
+            return Err(Error::bad("candidates", self.candidates, "must be in 1..=10000"));
+        }
+        if self.rerank_keep == 0 {
+            return Err(Error::bad("rerank_keep", 0, "must be at least 1"));
+        }
+        for (i, b) in self.rules.boosts.iter().enumerate() {
+            if b.category.is_some() == b.brand.is_some() {
+                return Err(Error::bad(
+                    format!("rules.boosts[{i}]"),
+                    format!("{b:?}"),
+                    "name exactly one of category or brand",
+                ));
+            }
+            if !(b.factor.is_finite() && b.factor > 0.0) {
+                return Err(Error::bad(format!("rules.boosts[{i}].factor"), b.factor, "must be > 0"));
+            }
+        }
+        self.diversity.validate()?;
+        if let Some(ab) = &self.ab
+            && !(ab.percent.is_finite() && (0.0..=100.0).contains(&ab.percent))
+        {
+            return Err(Error::bad("ab.percent", ab.percent, "must be in 0..=100"));
+        }
+        if self.session.max_events == 0 {
+            return Err(Error::bad("session.max_events", 0, "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_object_is_the_default() {
+        let c: ServeConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, ServeConfig::default());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        for (json, field) in [
+            (r#"{"rules": {"k": 0}}"#, "rules.k"),
+            (r#"{"ab": {"candidate": "v1", "percent": 150}}"#, "ab.percent"),
+            (r#"{"rules": {"boosts": [{"factor": 2}]}}"#, "rules.boosts[0]"),
+            (r#"{"candidates": 0}"#, "candidates"),
+        ] {
+            let c: ServeConfig = serde_json::from_str(json).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        assert!(serde_json::from_str::<ServeConfig>(r#"{"cahce": {}}"#).is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! Prometheus metrics of the service (`GET /metrics`): latency histograms per pipeline stage and
+//! end to end, request and error counts, cache hits, store fallbacks, the served model versions and
+//! the A/B variant counts.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Label: the pipeline stage.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// `session`, `candidates`, `rerank`, `total`.
+    pub stage: &'static str,
+}
+
+/// Labels: HTTP route and status class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    /// The route pattern.
+    pub route: &'static str,
+    /// `2xx`, `4xx` or `5xx`.
+    pub status: &'static str,
+}
+
+/// Label: the route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route pattern.
+    pub route: &'static str,
+}
+
+/// Label: a cache result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
+/// Label: why a fallback was taken.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabel {
+    /// `store_error`, `store_miss`, `session_error`, `store_skipped` (circuit open), `popular`.
+    pub reason: &'static str,
+}
+
+/// Label: the A/B variant.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VariantLabel {
+    /// `control` or `candidate`.
+    pub variant: &'static str,
+}
+
+/// Labels of the model-info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabel {
+    /// Registry version.
+    pub version: String,
+    /// The variant it serves.
+    pub variant: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 20 µs .. ~1.3 s.
+    Histogram::new(exponential_buckets(20e-6, 2.0, 17))
+}
+
+/// Every metric of the service, registered in one [`Registry`].
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by route and status class.
+    pub requests: Family<RequestLabel, Counter>,
+    /// HTTP end-to-end latency per route.
+    pub http_latency: HistogramFamily<RouteLabel>,
+    /// Library latency per pipeline stage (`total` = the whole library call).
+    pub stages: HistogramFamily<StageLabel>,
+    /// Response-cache look-ups.
+    pub cache: Family<CacheLabel, Counter>,
+    /// Fallbacks taken.
+    pub fallbacks: Family<FallbackLabel, Counter>,
+    /// Recommendations per A/B variant.
+    pub variants: Family<VariantLabel, Counter>,
+    /// 1 for each served model version and its variant.
+    pub model_info: Family<ModelLabel, Gauge>,
+    /// Events accepted.
+    pub events: Counter,
+    /// Successful and failed reloads.
+    pub reloads: Family<CacheLabel, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric (prefix `recsys_`).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("recsys");
+        let m = Metrics {
+            requests: Family::default(),
+            http_latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            stages: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            cache: Family::default(),
+            fallbacks: Family::default(),
+            variants: Family::default(),
+            model_info: Family::default(),
+            events: Counter::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status class",
+            m.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP end-to-end latency by route",
+            m.http_latency.clone(),
+        );
+        registry.register(
+            "stage_duration_seconds",
+            "Recommendation pipeline latency by stage (total: the whole library call)",
+            m.stages.clone(),
+        );
+        registry.register("cache_requests", "Response cache look-ups by result", m.cache.clone());
+        registry.register("fallbacks", "Fallbacks taken, by reason", m.fallbacks.clone());
+        registry.register(
+            "variant_requests",
+            "Recommendations served per A/B variant",
+            m.variants.clone(),
+        );
+        registry.register("model_info", "Served model versions (value 1)", m.model_info.clone());
+        registry.register("events", "Events accepted by the events API", m.events.clone());
+        registry.register(
+            "reloads",
+            "Admin reloads by result (hit: ok, miss: failed)",
+            m.reloads.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Records the time of one stage.
+    pub fn stage(&self, stage: &'static str, d: Duration) {
+        self.stages
+            .get_or_create(&StageLabel { stage })
+            .observe(d.as_secs_f64());
+    }
+
+    /// Counts one fallback.
+    pub fn fallback(&self, reason: &'static str) {
+        self.fallbacks.get_or_create(&FallbackLabel { reason }).inc();
+    }
+
+    /// Records one HTTP request.
+    pub fn http(&self, route: &'static str, status: u16, d: Duration) {
+        let status = match status {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests.get_or_create(&RequestLabel { route, status }).inc();
+        self.http_latency
+            .get_or_create(&RouteLabel { route })
+            .observe(d.as_secs_f64());
+    }
+
+    /// Replaces the model-info gauge with the given (version, variant) pairs.
+    pub fn set_models(&self, models: &[(String, &'static str)]) {
+        self.model_info.clear();
+        for (version, variant) in models {
+            self.model_info
+                .get_or_create(&ModelLabel {
+                    version: version.clone(),
+                    variant,
+                })
+                .set(1);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

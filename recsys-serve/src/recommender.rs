@@ -1,0 +1,1131 @@
+//! [`Recommender`]: the online pipeline as one embeddable object (the HTTP service, the Python
+//! and the Node bindings all call it). One request runs
+//! session → candidates → re-ranking features → [`recsys_core::pipeline::recommend`] (re-rank,
+//! rules, diversity, pins, fill-up) → ids and reasons.
+//!
+//! Candidates come from the candidate store (the pre-computed top-500 of the user); a user without
+//! stored candidates gets them from the model (user tower on demographics and the live session,
+//! then the item index); an anonymous visitor with no session gets what is trending and popular in
+//! the request's context. A failing store is a fallback, counted in the metrics, never an error.
+
+use crate::config::{MAX_K, ServeConfig};
+use crate::logs::{EventLog, Exposure, ExposureLog};
+use crate::metrics::{CacheLabel, Metrics, VariantLabel};
+use crate::model::LoadedModel;
+use crate::online::{EventIn, OnlineFeatures};
+use crate::{Error, Result};
+use arc_swap::ArcSwap;
+use lru::LruCache;
+use recsys_core::diversify::Similarity;
+use recsys_core::features::FeatureConfig;
+use recsys_core::model::HistoryEvent;
+use recsys_core::pipeline::{Context, Request, recommend};
+use recsys_core::rerank::{RerankFeatures, RerankUser, last_category_times};
+use recsys_core::retrieval::Filter;
+use recsys_core::rules::{
+    Boost, BoostTarget, Eligibility, ItemAttributes, Pin, ReasonInputs, RequestFilters, RulesConfig, UserExclusions,
+};
+use recsys_core::schema::EventType;
+use recsys_core::store::{
+    CandidateStore, MemorySessions, RedisOptions, RedisStore, Scored, SessionEvent, SessionStore, open_store,
+};
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// Where [`Recommender::open`] finds its inputs.
+#[derive(Debug, Clone)]
+pub struct RecommenderOptions {
+    /// Model registry; the `current` version serves.
+    pub registry: PathBuf,
+    /// Dataset directory (catalogue, users, history); default: the one the current model was
+    /// trained on.
+    pub data: Option<PathBuf>,
+    /// Candidate store URL (`file:DIR`, `redis://...`); `None`: candidates from the model only.
+    /// With Redis, session state lives there too, shared by every replica.
+    pub store: Option<String>,
+    /// Serving configuration.
+    pub config: ServeConfig,
+}
+
+impl RecommenderOptions {
+    /// Options with the default configuration.
+    pub fn new(registry: impl Into<PathBuf>) -> Self {
+        RecommenderOptions {
+            registry: registry.into(),
+            data: None,
+            store: None,
+            config: ServeConfig::default(),
+        }
+    }
+}
+
+/// What a recommendation request may say besides the user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecQuery {
+    /// Items to return (default: the config's `rules.k`, 20); at most 500.
+    pub k: Option<usize>,
+    /// Page context: `home`, `cart`, `product:ITEM_ID` (that item is excluded, and an anonymous
+    /// visitor gets items similar to it) or `category:NAME` (an anonymous visitor gets what is
+    /// popular there).
+    pub context: Option<String>,
+    /// Only items of this category (name as imported).
+    pub category: Option<String>,
+    /// Only items priced at least this.
+    pub min_price: Option<f64>,
+    /// Only items priced at most this.
+    pub max_price: Option<f64>,
+    /// Item ids never to return.
+    pub exclude: Vec<String>,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecItem {
+    /// Item id as imported.
+    pub item_id: String,
+    /// Final score (higher is better; comparable within one answer).
+    pub score: f32,
+    /// A short explanation ("Similar to X you viewed", "Popular in Y", "Trending now", ...).
+    pub reason: String,
+}
+
+/// The answer of [`Recommender::recommend`] (the JSON of `GET /api/v1/recommendations`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendations {
+    /// The user asked for.
+    pub user_id: String,
+    /// The model version that answered.
+    pub model_version: String,
+    /// The A/B variant: `control` or `candidate`.
+    pub variant: String,
+    /// Best first.
+    pub items: Vec<RecItem>,
+    /// Where the candidates came from: `store`, `model` or `popular`.
+    pub source: String,
+}
+
+/// The answer of [`Recommender::similar`] (the JSON of `GET /api/v1/similar`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarItems {
+    /// The item asked for.
+    pub item_id: String,
+    /// The model version that answered.
+    pub model_version: String,
+    /// Most similar first (the item itself and out-of-stock items excluded).
+    pub items: Vec<RecItem>,
+}
+
+/// What [`Recommender::status`] reports (`GET /admin/status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Version serving the `control` variant.
+    pub model_version: String,
+    /// Version serving the `candidate` variant, when an A/B split is configured.
+    pub candidate_version: Option<String>,
+    /// Share of users on the candidate, percent.
+    pub candidate_percent: f64,
+    /// The candidate-store version read (None: no store or no version for the model).
+    pub store_version: Option<String>,
+    /// The store URL (password redacted).
+    pub store: Option<String>,
+    /// Whether the re-ranker weights were fitted offline (else the documented fallback).
+    pub reranker_fitted: bool,
+    /// Where session state lives.
+    pub sessions: String,
+    /// Catalogue items.
+    pub items: usize,
+    /// Known users.
+    pub users: usize,
+    /// Successful reloads since start.
+    pub reloads: u64,
+    /// The error of the last failed reload (the previous models kept serving).
+    pub last_reload_error: Option<String>,
+    /// Response-cache entries.
+    pub cache_entries: usize,
+}
+
+/// The models being served: control and, with an A/B split, the candidate.
+struct Serving {
+    control: Arc<LoadedModel>,
+    candidate: Option<Arc<LoadedModel>>,
+}
+
+/// Popular and trending lists, recomputed in the background.
+#[derive(Debug, Default)]
+struct Trends {
+    /// Best first, the whole catalogue's top.
+    popular: Vec<u32>,
+    /// Best first, per category code.
+    popular_by_category: Vec<Vec<u32>>,
+    /// Sorted ascending: items counted "popular in their category" for the reasons.
+    popular_reason: Vec<u32>,
+    /// Best first.
+    trending: Vec<u32>,
+    /// Sorted ascending.
+    trending_sorted: Vec<u32>,
+}
+
+const POPULAR_KEEP: usize = 1_000;
+const POPULAR_PER_CATEGORY: usize = 200;
+const POPULAR_REASON_PER_CATEGORY: usize = 10;
+const TRENDING_KEEP: usize = 50;
+
+impl Trends {
+    fn compute(f: &OnlineFeatures, now_ms: i64) -> Result<Trends> {
+        let engine = f.engine();
+        let as_of = f.as_of(now_ms);
+        let n = f.num_items();
+        let mut pop = Vec::with_capacity(n);
+        let mut trend = Vec::new();
+        for i in 0..n as u32 {
+            let it = engine.item_features(i, as_of)?;
+            pop.push((it.popularity_score, i));
+            if it.trending_score_1h > 0.0 {
+                trend.push((it.trending_score_1h, i));
+            }
+        }
+        let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        pop.sort_by(by_score);
+        trend.sort_by(by_score);
+        let cats = f.item_categories();
+        let mut popular_by_category = vec![Vec::new(); f.categories().len()];
+        for &(_, i) in &pop {
+            if let Some(Some(c)) = cats.get(i as usize)
+                && let Some(list) = popular_by_category.get_mut(*c as usize)
+                && list.len() < POPULAR_PER_CATEGORY
+            {
+                list.push(i);
+            }
+        }
+        let mut popular_reason: Vec<u32> = popular_by_category
+            .iter()
+            .flat_map(|l| l.iter().take(POPULAR_REASON_PER_CATEGORY).copied())
+            .collect();
+        popular_reason.sort_unstable();
+        let trending: Vec<u32> = trend.iter().take(TRENDING_KEEP).map(|t| t.1).collect();
+        let mut trending_sorted = trending.clone();
+        trending_sorted.sort_unstable();
+        Ok(Trends {
+            popular: pop.iter().take(POPULAR_KEEP).map(|p| p.1).collect(),
+            popular_by_category,
+            popular_reason,
+            trending,
+            trending_sorted,
+        })
+    }
+
+    /// The popular list of a category, else of the catalogue.
+    fn popular_in(&self, category: Option<u32>) -> &[u32] {
+        match category.and_then(|c| self.popular_by_category.get(c as usize)) {
+            Some(l) if !l.is_empty() => l,
+            _ => &self.popular,
+        }
+    }
+}
+
+struct CacheEntry {
+    generation: u64,
+    at: Instant,
+    value: Recommendations,
+}
+
+struct Inner {
+    options: RecommenderOptions,
+    data: PathBuf,
+    serving: ArcSwap<Serving>,
+    features: RwLock<OnlineFeatures>,
+    trends: RwLock<Arc<Trends>>,
+    sessions: Arc<dyn SessionStore>,
+    store: Option<Arc<dyn CandidateStore>>,
+    rules: RulesConfig,
+    cache: Option<Mutex<LruCache<String, CacheEntry>>>,
+    metrics: Arc<Metrics>,
+    event_log: Option<EventLog>,
+    exposure_log: Option<ExposureLog>,
+    reloads: Mutex<(u64, Option<String>)>,
+    reload_lock: Mutex<()>,
+    /// Circuit breaker: until this time (UTC ms) the shared store and session state are not asked,
+    /// after a failure, so a down or frozen Redis costs one time budget per second, not per request.
+    store_down_until: AtomicI64,
+}
+
+/// How long the store is skipped after a failure.
+const STORE_BACKOFF_MS: i64 = 1_000;
+
+impl Inner {
+    fn store_skipped(&self, now: i64) -> bool {
+        now < self.store_down_until.load(Ordering::Relaxed)
+    }
+
+    fn store_failed(&self, now: i64) {
+        self.store_down_until.store(now + STORE_BACKOFF_MS, Ordering::Relaxed);
+    }
+}
+
+/// The online recommender: cheap to clone (one shared state), safe to call from many threads.
+#[derive(Clone)]
+pub struct Recommender {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Recommender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recommender")
+            .field("registry", &self.inner.options.registry)
+            .field("data", &self.inner.data)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Opens the store with the serving time budget on every Redis call.
+fn open_serving_store(url: &str, config: &ServeConfig) -> Result<(Arc<dyn CandidateStore>, Arc<dyn SessionStore>)> {
+    let sessions_ttl = Duration::from_secs(config.session.ttl_seconds);
+    if url.starts_with("redis://") || url.starts_with("redis+cluster://") {
+        let budget = Duration::from_millis(config.store_timeout_ms.max(1));
+        let store = RedisStore::open_with(
+            url,
+            RedisOptions {
+                connect_timeout: budget.max(Duration::from_millis(100)),
+                io_timeout: budget,
+                ..RedisOptions::default()
+            },
+        )?;
+        let sessions = Arc::new(store.sessions(config.session.max_events, sessions_ttl));
+        Ok((Arc::new(store), sessions))
+    } else {
+        Ok((
+            open_store(url)?,
+            Arc::new(MemorySessions::new(config.session.max_events)),
+        ))
+    }
+}
+
+/// Resolves the config's rules (item, category and brand names) against the catalogue.
+fn resolve_rules(config: &ServeConfig, f: &OnlineFeatures) -> Result<RulesConfig> {
+    let mut rules = RulesConfig {
+        k: config.rules.k,
+        similar_threshold: config.rules.similar_threshold,
+        ..RulesConfig::default()
+    };
+    for (i, b) in config.rules.boosts.iter().enumerate() {
+        let target =
+            match (&b.category, &b.brand) {
+                (Some(c), None) => BoostTarget::Category(f.category_code(c).ok_or_else(|| {
+                    Error::bad(
+                        format!("rules.boosts[{i}].category"),
+                        c,
+                        "not a category of the catalogue",
+                    )
+                })?),
+                (None, Some(name)) => BoostTarget::Brand(f.brands().iter().position(|x| x == name).ok_or_else(|| {
+                    Error::bad(format!("rules.boosts[{i}].brand"), name, "not a brand of the catalogue")
+                })? as u32),
+                _ => {
+                    return Err(Error::bad(
+                        format!("rules.boosts[{i}]"),
+                        "",
+                        "name one of category or brand",
+                    ));
+                }
+            };
+        rules.boosts.push(Boost {
+            target,
+            factor: b.factor,
+        });
+    }
+    for (i, p) in config.rules.pins.iter().enumerate() {
+        let item = f
+            .item_index(&p.item_id)
+            .ok_or_else(|| Error::bad(format!("rules.pins[{i}].item_id"), &p.item_id, "not in the catalogue"))?;
+        rules.pins.push(Pin {
+            item,
+            position: p.position,
+        });
+    }
+    rules.validate()?;
+    Ok(rules)
+}
+
+fn load_serving(
+    inner_opts: &RecommenderOptions,
+    store: Option<&Arc<dyn CandidateStore>>,
+    ids: &[String],
+) -> Result<Serving> {
+    let control = Arc::new(LoadedModel::load(&inner_opts.registry, "current", store, ids)?);
+    let candidate = match &inner_opts.config.ab {
+        Some(ab) => Some(Arc::new(LoadedModel::load(
+            &inner_opts.registry,
+            &ab.candidate,
+            store,
+            ids,
+        )?)),
+        None => None,
+    };
+    Ok(Serving { control, candidate })
+}
+
+/// A stable bucket in 0..10000 of a user id (CRC-32 of `salt:user`).
+pub fn ab_bucket(salt: &str, user_id: &str) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(salt.as_bytes());
+    h.update(b":");
+    h.update(user_id.as_bytes());
+    h.finalize() % 10_000
+}
+
+fn session_generation(session: &[SessionEvent]) -> u64 {
+    let mut h = crc32fast::Hasher::new();
+    for e in session {
+        h.update(&e.ts.to_le_bytes());
+        h.update(&[e.event_type as u8]);
+        h.update(e.item_id.as_bytes());
+    }
+    ((session.len() as u64) << 32) | h.finalize() as u64
+}
+
+/// A request after validation, with catalogue codes.
+struct Resolved {
+    k: usize,
+    filters: RequestFilters,
+    anchor: Option<u32>,
+    context_category: Option<u32>,
+}
+
+impl Recommender {
+    /// Loads the dataset's catalogue and history, the registry's `current` model (and the A/B
+    /// candidate), opens the store, and starts the background refresh of trending lists.
+    pub fn open(options: RecommenderOptions) -> Result<Self> {
+        options.config.validate()?;
+        if !options.registry.is_dir() {
+            return Err(Error::bad(
+                "registry",
+                options.registry.display(),
+                "not a directory (train a model with `recsys-train train --registry DIR` first)",
+            ));
+        }
+        let data = match &options.data {
+            Some(d) => d.clone(),
+            None => {
+                let (_, info, _) = recsys_train::train::load_model("current", Some(&options.registry))?;
+                PathBuf::from(info.dataset)
+            }
+        };
+        let features = OnlineFeatures::from_dataset(&data, FeatureConfig::default())?;
+        let (store, sessions): (Option<Arc<dyn CandidateStore>>, Arc<dyn SessionStore>) = match &options.store {
+            Some(url) => {
+                let (s, sess) = open_serving_store(url, &options.config)?;
+                (Some(s), sess)
+            }
+            None => (None, Arc::new(MemorySessions::new(options.config.session.max_events))),
+        };
+        let serving = load_serving(&options, store.as_ref(), features.item_ids())?;
+        let rules = resolve_rules(&options.config, &features)?;
+        let trends = Trends::compute(&features, now_ms())?;
+        let cache = NonZeroUsize::new(options.config.cache.capacity).map(|n| Mutex::new(LruCache::new(n)));
+        let event_log = options.config.event_log.as_ref().map(EventLog::new);
+        let exposure_log = match &options.config.exposure_log {
+            Some(p) => Some(ExposureLog::open(p)?),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let inner = Arc::new(Inner {
+            data,
+            serving: ArcSwap::from_pointee(serving),
+            features: RwLock::new(features),
+            trends: RwLock::new(Arc::new(trends)),
+            sessions,
+            store,
+            rules,
+            cache,
+            metrics,
+            event_log,
+            exposure_log,
+            reloads: Mutex::new((0, None)),
+            reload_lock: Mutex::new(()),
+            store_down_until: AtomicI64::new(0),
+            options,
+        });
+        let rec = Recommender { inner };
+        rec.publish_model_metrics();
+        rec.spawn_trend_refresh();
+        Ok(rec)
+    }
+
+    fn spawn_trend_refresh(&self) {
+        let every = Duration::from_secs(self.inner.options.config.trending_refresh_seconds.max(1));
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let _ = std::thread::Builder::new().name("trends".into()).spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(inner) = weak.upgrade() else { return };
+                let computed = match inner.features.read() {
+                    Ok(f) => Trends::compute(&f, now_ms()),
+                    Err(_) => return,
+                };
+                match computed {
+                    Ok(t) => {
+                        if let Ok(mut w) = inner.trends.write() {
+                            *w = Arc::new(t);
+                        }
+                    }
+                    Err(e) => tracing::warn!("trending refresh failed: {e}"),
+                }
+            }
+        });
+    }
+
+    fn publish_model_metrics(&self) {
+        let s = self.inner.serving.load();
+        let mut models = vec![(s.control.version.clone(), "control")];
+        if let Some(c) = &s.candidate {
+            models.push((c.version.clone(), "candidate"));
+        }
+        self.inner.metrics.set_models(&models);
+    }
+
+    /// The metrics this recommender records.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ServeConfig {
+        &self.inner.options.config
+    }
+
+    /// The A/B variant of a user: `candidate` for the configured share of users (stable per user),
+    /// else `control`.
+    pub fn variant_of(&self, user_id: &str) -> &'static str {
+        let s = self.inner.serving.load();
+        match (&self.inner.options.config.ab, &s.candidate) {
+            (Some(ab), Some(_)) if (ab_bucket(&ab.salt, user_id) as f64) < ab.percent * 100.0 => "candidate",
+            _ => "control",
+        }
+    }
+
+    fn resolve(&self, f: &OnlineFeatures, q: &RecQuery) -> Result<Resolved> {
+        let k = q.k.unwrap_or(self.inner.rules.k);
+        if k == 0 || k > MAX_K {
+            return Err(Error::bad("k", k, format!("must be in 1..={MAX_K}")));
+        }
+        let category = match &q.category {
+            Some(c) => Some(
+                f.category_code(c)
+                    .ok_or_else(|| Error::bad("category", c, "not a category of the catalogue"))?,
+            ),
+            None => None,
+        };
+        let mut exclude: Vec<u32> = q.exclude.iter().filter_map(|id| f.item_index(id)).collect();
+        let (mut anchor, mut context_category) = (None, None);
+        if let Some(ctx) = &q.context {
+            if ctx.len() > 256 {
+                return Err(Error::bad("context", &ctx[..32], "longer than 256 bytes"));
+            }
+            if let Some(id) = ctx.strip_prefix("product:") {
+                anchor = Some(
+                    f.item_index(id)
+                        .ok_or_else(|| Error::bad("context", ctx, "product not in the catalogue"))?,
+                );
+                exclude.extend(anchor);
+            } else if let Some(name) = ctx.strip_prefix("category:") {
+                context_category = Some(
+                    f.category_code(name)
+                        .ok_or_else(|| Error::bad("context", ctx, "not a category of the catalogue"))?,
+                );
+            }
+        }
+        exclude.sort_unstable();
+        exclude.dedup();
+        let filters = RequestFilters {
+            k: Some(k),
+            category,
+            min_price: q.min_price,
+            max_price: q.max_price,
+            exclude,
+        };
+        filters.validate()?;
+        Ok(Resolved {
+            k,
+            filters,
+            anchor,
+            context_category: context_category.or(category),
+        })
+    }
+
+    /// The top-k recommendations for a user (see the module docs for the pipeline). An unknown
+    /// user is a cold start, not an error.
+    pub fn recommend(&self, user_id: &str, query: &RecQuery) -> Result<Recommendations> {
+        let started = Instant::now();
+        let inner = &*self.inner;
+        let m = &inner.metrics;
+        if user_id.trim().is_empty() || user_id.len() > 256 {
+            return Err(Error::bad("user_id", user_id, "must be 1 to 256 bytes, not blank"));
+        }
+        let serving = inner.serving.load_full();
+        let variant = self.variant_of(user_id);
+        let model = match variant {
+            "candidate" => serving.candidate.as_ref().unwrap_or(&serving.control),
+            _ => &serving.control,
+        };
+
+        let t = Instant::now();
+        let skip_store = inner.store_skipped(now_ms());
+        let session = if skip_store {
+            m.fallback("store_skipped");
+            Vec::new()
+        } else {
+            match inner.sessions.recent(user_id) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("session read failed, serving without the live session: {e}");
+                    m.fallback("session_error");
+                    inner.store_failed(now_ms());
+                    Vec::new()
+                }
+            }
+        };
+        m.stage("session", t.elapsed());
+        let generation = session_generation(&session);
+        let cache_key = format!("{variant}\u{1f}{user_id}\u{1f}{query:?}");
+        if let Some(cache) = &inner.cache {
+            let mut c = cache
+                .lock()
+                .map_err(|_| Error::Internal("cache lock poisoned".into()))?;
+            let ttl = Duration::from_secs(inner.options.config.cache.ttl_seconds);
+            if let Some(e) = c.get(&cache_key)
+                && e.generation == generation
+                && e.at.elapsed() < ttl
+                && e.value.model_version == model.version
+            {
+                m.cache.get_or_create(&CacheLabel { result: "hit" }).inc();
+                m.variants.get_or_create(&VariantLabel { variant }).inc();
+                let value = e.value.clone();
+                drop(c);
+                m.stage("total", started.elapsed());
+                return Ok(value);
+            }
+            m.cache.get_or_create(&CacheLabel { result: "miss" }).inc();
+        }
+
+        let f = inner
+            .features
+            .read()
+            .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+        let r = self.resolve(&f, query)?;
+        let now = now_ms();
+        let as_of = f.as_of(now);
+        let user = f.user_index(user_id);
+        let offline = match user {
+            Some(u) => f.engine().user_features(u, as_of)?,
+            None => f.engine().user_features(u32::MAX, as_of)?,
+        };
+        // History, oldest first: the offline recent events plus the live session (deduplicated:
+        // a local event is in both).
+        let mut recent: Vec<(u32, EventType, i64)> = offline.recent.clone();
+        for e in &session {
+            if let Some(i) = f.item_index(&e.item_id) {
+                let ev = (i, e.event_type, e.ts);
+                if !recent.contains(&ev) {
+                    recent.push(ev);
+                }
+            }
+        }
+        recent.sort_by_key(|e| std::cmp::Reverse(e.2));
+        recent.truncate(model.history_len().max(f.engine().config().history_len));
+        let known = model.num_items() as u32;
+        let history: Vec<HistoryEvent> = recent
+            .iter()
+            .rev()
+            .filter(|e| e.0 < known)
+            .map(|&(item, event_type, ts)| HistoryEvent { item, event_type, ts })
+            .collect();
+        let mut purchased: Vec<u32> = recent
+            .iter()
+            .filter(|e| e.1 == EventType::Purchase)
+            .map(|e| e.0)
+            .collect();
+        purchased.sort_unstable();
+        purchased.dedup();
+        let mut in_cart: Vec<u32> = recent
+            .iter()
+            .filter(|e| e.1 == EventType::AddToCart && !purchased.contains(&e.0))
+            .map(|e| e.0)
+            .collect();
+        in_cart.sort_unstable();
+        in_cart.dedup();
+        let (age, region) = user.map_or((None, None), |u| f.demographics(u));
+        let anonymous = history.is_empty() && age.is_none() && region.is_none();
+        let trends = inner.trends.read().map(|t| Arc::clone(&t)).unwrap_or_default();
+
+        // Candidates.
+        let t = Instant::now();
+        let embedding = if anonymous {
+            None
+        } else {
+            Some(model.user_embedding(&history, age, region, as_of)?)
+        };
+        let mut source = "store";
+        let mut candidates: Option<Vec<Scored>> = None;
+        if !anonymous && inner.store.is_some() && !skip_store {
+            match model.stored_candidates(user_id) {
+                Ok(Some(list)) => candidates = Some(list),
+                Ok(None) => m.fallback("store_miss"),
+                Err(e) => {
+                    tracing::warn!("candidate store failed, answering from the model: {e}");
+                    m.fallback("store_error");
+                    inner.store_failed(now_ms());
+                }
+            }
+        }
+        let candidates = match (candidates, &embedding) {
+            (Some(c), _) => c,
+            (None, Some(emb)) => {
+                source = "model";
+                model.search(
+                    emb,
+                    inner.options.config.candidates,
+                    &Filter {
+                        exclude: &purchased,
+                        ..Default::default()
+                    },
+                )?
+            }
+            (None, None) => {
+                source = "popular";
+                m.fallback("popular");
+                let anchor_list = r.anchor.and_then(|a| model.item_vector(a)).map(|v| {
+                    let mut ex = vec![r.anchor.unwrap_or(0)];
+                    ex.sort_unstable();
+                    model.search(
+                        v,
+                        inner.options.config.candidates,
+                        &Filter {
+                            exclude: &ex,
+                            ..Default::default()
+                        },
+                    )
+                });
+                match anchor_list {
+                    Some(list) => list?,
+                    None => {
+                        let list = trends
+                            .trending
+                            .iter()
+                            .chain(trends.popular_in(r.context_category))
+                            .copied();
+                        let mut seen = ahash::AHashSet::new();
+                        list.filter(|i| seen.insert(*i))
+                            .take(inner.options.config.candidates)
+                            .enumerate()
+                            .map(|(rank, item)| Scored {
+                                item,
+                                score: 1.0 / (1.0 + rank as f32),
+                            })
+                            .collect()
+                    }
+                }
+            }
+        };
+        m.stage("candidates", t.elapsed());
+
+        // Re-ranking features, then the pure pipeline.
+        let t = Instant::now();
+        let dim = model.dim();
+        let zeros = vec![0.0f32; dim];
+        let emb = embedding.as_deref().unwrap_or(&zeros);
+        let catalog = f.engine().catalog();
+        let session_categories: Vec<u32> = session
+            .iter()
+            .filter_map(|e| f.item_index(&e.item_id))
+            .filter_map(|i| catalog.category.get(i as usize).copied().flatten())
+            .collect();
+        let last_cats = last_category_times(&recent, catalog);
+        let ruser = RerankUser {
+            embedding: emb,
+            avg_order_value: offline.avg_order_value,
+            session_categories: &session_categories,
+            last_category_ms: &last_cats,
+            now_ms: as_of,
+            recency_half_life_ms: 24 * 3600 * 1000,
+        };
+        let prices = f.item_prices();
+        let mut feats = Vec::with_capacity(candidates.len());
+        for c in &candidates {
+            let item = f.engine().item_features(c.item, as_of)?;
+            let v = model.item_vector(c.item).unwrap_or(&zeros);
+            let price = prices.get(c.item as usize).copied().flatten();
+            feats.push(RerankFeatures::compute(*c, v, &item, price, &ruser)?);
+        }
+        let recently_viewed: Vec<u32> = recent
+            .iter()
+            .filter(|e| matches!(e.1, EventType::View | EventType::Click))
+            .map(|e| e.0)
+            .take(10)
+            .collect();
+        let similarity = Similarity::Embeddings {
+            vectors: model.item_vectors(),
+            dim,
+        };
+        let items = ItemAttributes {
+            category: f.item_categories(),
+            brand: f.item_brands(),
+            price: prices,
+            in_stock: f.in_stock(),
+        };
+        let ctx = Context {
+            reranker: model.reranker(),
+            rules: &inner.rules,
+            diversity: &inner.options.config.diversity,
+            items,
+            similarity,
+            rerank_keep: inner.options.config.rerank_keep,
+        };
+        let popular = trends.popular_in(r.filters.category.or(r.context_category));
+        let request = Request {
+            candidates: &candidates,
+            features: &feats,
+            filters: &r.filters,
+            user: UserExclusions {
+                purchased: &purchased,
+                in_cart: &in_cart,
+            },
+            reasons: ReasonInputs {
+                recently_viewed: &recently_viewed,
+                similarity: Some(similarity),
+                trending: &trends.trending_sorted,
+                popular: &trends.popular_reason,
+            },
+            popular,
+        };
+        let mut top = recommend(&request, &ctx)?;
+        if top.items.len() < r.k {
+            // Never an empty answer while the catalogue has in-stock items: widen the fill-up to
+            // the whole catalogue's popular list.
+            let eligible = Eligibility::new(items, request.user, &r.filters)?;
+            recsys_core::rules::fill_from(&mut top, &trends.popular, &eligible);
+        }
+        m.stage("rerank", t.elapsed());
+        let ids = f.item_ids();
+        let cats = f.categories();
+        let out = Recommendations {
+            user_id: user_id.to_string(),
+            model_version: model.version.clone(),
+            variant: variant.to_string(),
+            items: top
+                .items
+                .iter()
+                .map(|rec| RecItem {
+                    item_id: ids[rec.item as usize].clone(),
+                    score: rec.score,
+                    reason: rec
+                        .reason
+                        .render(|i| f.item_label(i), |c| cats.get(c as usize).cloned()),
+                })
+                .collect(),
+            source: source.to_string(),
+        };
+        drop(f);
+        let _ = r.k;
+        if let Some(log) = &inner.exposure_log {
+            let e = Exposure {
+                ts: now,
+                user_id: user_id.to_string(),
+                variant: variant.to_string(),
+                model_version: out.model_version.clone(),
+                context: query.context.clone(),
+                items: out.items.iter().map(|i| i.item_id.clone()).collect(),
+            };
+            if let Err(err) = log.append(&e) {
+                tracing::warn!("exposure log: {err}");
+            }
+        }
+        if let Some(cache) = &inner.cache
+            && let Ok(mut c) = cache.lock()
+        {
+            c.put(
+                cache_key,
+                CacheEntry {
+                    generation,
+                    at: Instant::now(),
+                    value: out.clone(),
+                },
+            );
+        }
+        m.variants.get_or_create(&VariantLabel { variant }).inc();
+        m.stage("total", started.elapsed());
+        Ok(out)
+    }
+
+    /// Items similar to `item_id` (product pages): the stored neighbours, else the model's nearest
+    /// items; the item itself and out-of-stock items are excluded.
+    pub fn similar(&self, item_id: &str, k: usize) -> Result<SimilarItems> {
+        if k == 0 || k > MAX_K {
+            return Err(Error::bad("k", k, format!("must be in 1..={MAX_K}")));
+        }
+        let inner = &*self.inner;
+        let f = inner
+            .features
+            .read()
+            .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+        let item = f.item_index(item_id).ok_or_else(|| Error::NotFound {
+            kind: "item",
+            id: item_id.to_string(),
+        })?;
+        let serving = inner.serving.load_full();
+        let model = &serving.control;
+        let stored = if inner.store_skipped(now_ms()) {
+            inner.metrics.fallback("store_skipped");
+            None
+        } else {
+            match model.stored_similar(item_id) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("candidate store failed, answering from the model: {e}");
+                    inner.metrics.fallback("store_error");
+                    inner.store_failed(now_ms());
+                    None
+                }
+            }
+        };
+        let in_stock = f.in_stock();
+        let ok =
+            |s: &Scored| s.item != item && in_stock.is_none_or(|st| st.get(s.item as usize).copied().unwrap_or(false));
+        let mut list: Vec<Scored> = stored.unwrap_or_default().into_iter().filter(ok).collect();
+        if list.len() < k
+            && let Some(v) = model.item_vector(item)
+        {
+            let exclude = [item];
+            let more = model.search(
+                v,
+                k + 1,
+                &Filter {
+                    exclude: &exclude,
+                    ..Default::default()
+                },
+            )?;
+            for s in more.into_iter().filter(ok) {
+                if !list.iter().any(|x| x.item == s.item) {
+                    list.push(s);
+                }
+            }
+        }
+        list.truncate(k);
+        let label = f.item_label(item).unwrap_or_else(|| item_id.to_string());
+        let ids = f.item_ids();
+        Ok(SimilarItems {
+            item_id: item_id.to_string(),
+            model_version: model.version.clone(),
+            items: list
+                .into_iter()
+                .map(|s| RecItem {
+                    item_id: ids[s.item as usize].clone(),
+                    score: s.score,
+                    reason: format!("Similar to {label}"),
+                })
+                .collect(),
+        })
+    }
+
+    /// Applies events at once (features, session state) and appends them to the event log. The
+    /// batch is validated first and applied entirely or not at all; returns how many were accepted.
+    pub fn ingest(&self, events: &[EventIn]) -> Result<usize> {
+        let inner = &*self.inner;
+        let now = now_ms();
+        let mut resolved = Vec::with_capacity(events.len());
+        {
+            let f = inner
+                .features
+                .read()
+                .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+            for (k, e) in events.iter().enumerate() {
+                let (_, event_type, ts) = f.check(e, now).map_err(|err| match err {
+                    Error::BadRequest { field, value, reason } => Error::bad(format!("[{k}].{field}"), value, reason),
+                    other => other,
+                })?;
+                resolved.push((event_type, ts));
+            }
+        }
+        let session: Vec<(&str, SessionEvent)> = events
+            .iter()
+            .zip(&resolved)
+            .map(|(e, &(event_type, ts))| {
+                (
+                    e.user_id.as_str(),
+                    SessionEvent {
+                        item_id: e.item_id.clone(),
+                        event_type,
+                        ts,
+                    },
+                )
+            })
+            .collect();
+        // The shared session (Redis with several replicas). When it is down the event still
+        // counts here (features, this replica's history, the event log): no 5xx, a fallback.
+        if let Err(e) = inner.sessions.append(&session) {
+            tracing::warn!("session store failed, the event is applied to this replica only: {e}");
+            inner.metrics.fallback("session_error");
+        }
+        {
+            let mut f = inner
+                .features
+                .write()
+                .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+            for e in events {
+                f.ingest(e, now)?;
+            }
+        }
+        if let Some(log) = &inner.event_log {
+            let rows: Vec<(EventIn, i64)> = events.iter().cloned().zip(resolved.iter().map(|r| r.1)).collect();
+            log.append(&rows, now)?;
+        }
+        inner.metrics.events.inc_by(events.len() as u64);
+        Ok(events.len())
+    }
+
+    /// Loads the registry's `current` model (and the A/B candidate) and the matching store version,
+    /// then swaps them in atomically: requests in flight finish on the old models, none fails. On
+    /// error the old models keep serving and the error is reported (and kept for [`Self::status`]).
+    pub fn reload(&self) -> Result<Status> {
+        let inner = &*self.inner;
+        let _guard = inner
+            .reload_lock
+            .lock()
+            .map_err(|_| Error::Internal("reload lock poisoned".into()))?;
+        let ids: Vec<String> = {
+            let f = inner
+                .features
+                .read()
+                .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+            f.item_ids().to_vec()
+        };
+        match load_serving(&inner.options, inner.store.as_ref(), &ids) {
+            Ok(s) => {
+                inner.serving.store(Arc::new(s));
+                if let Some(c) = &inner.cache
+                    && let Ok(mut c) = c.lock()
+                {
+                    c.clear();
+                }
+                if let Ok(mut r) = inner.reloads.lock() {
+                    r.0 += 1;
+                    r.1 = None;
+                }
+                inner.metrics.reloads.get_or_create(&CacheLabel { result: "hit" }).inc();
+                self.publish_model_metrics();
+                self.status()
+            }
+            Err(e) => {
+                tracing::error!("reload failed, the previous models keep serving: {e}");
+                if let Ok(mut r) = inner.reloads.lock() {
+                    r.1 = Some(e.to_string());
+                }
+                inner
+                    .metrics
+                    .reloads
+                    .get_or_create(&CacheLabel { result: "miss" })
+                    .inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// What is being served.
+    pub fn status(&self) -> Result<Status> {
+        let inner = &*self.inner;
+        let s = inner.serving.load();
+        let f = inner
+            .features
+            .read()
+            .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+        let (reloads, last_reload_error) = inner.reloads.lock().map(|r| r.clone()).unwrap_or((0, None));
+        Ok(Status {
+            model_version: s.control.version.clone(),
+            candidate_version: s.candidate.as_ref().map(|c| c.version.clone()),
+            candidate_percent: match (&inner.options.config.ab, &s.candidate) {
+                (Some(ab), Some(_)) => ab.percent,
+                _ => 0.0,
+            },
+            store_version: s.control.store_version().map(str::to_string),
+            store: inner.store.as_ref().map(|st| st.url()),
+            reranker_fitted: s.control.reranker_fitted,
+            sessions: inner.sessions.describe(),
+            items: f.num_items(),
+            users: f.num_users(),
+            reloads,
+            last_reload_error,
+            cache_entries: inner
+                .cache
+                .as_ref()
+                .and_then(|c| c.lock().ok().map(|c| c.len()))
+                .unwrap_or(0),
+        })
+    }
+
+    /// Whether the store answers (always true without one).
+    pub fn store_ok(&self) -> bool {
+        match &self.inner.store {
+            None => true,
+            Some(s) => s.active_version().is_ok(),
+        }
+    }
+
+    /// Features of a user now (real-time feature look-up).
+    pub fn user_features(&self, user_id: &str) -> Result<crate::online::UserFeaturesOut> {
+        let f = self
+            .inner
+            .features
+            .read()
+            .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+        f.user_features(user_id, now_ms())
+    }
+
+    /// Features of an item now.
+    pub fn item_features(&self, item_id: &str) -> Result<crate::online::ItemFeaturesOut> {
+        let f = self
+            .inner
+            .features
+            .read()
+            .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+        f.item_features(item_id, now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ab_buckets_are_stable_and_spread() {
+        assert_eq!(ab_bucket("ab", "U1"), ab_bucket("ab", "U1"));
+        let n = 20_000;
+        let under_5 = (0..n).filter(|i| ab_bucket("ab", &format!("U{i}")) < 500).count();
+        let share = under_5 as f64 / n as f64;
+        assert!((0.04..0.06).contains(&share), "{share}");
+        assert_ne!(
+            (0..100).map(|i| ab_bucket("a", &format!("U{i}"))).collect::<Vec<_>>(),
+            (0..100).map(|i| ab_bucket("b", &format!("U{i}"))).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn session_generation_changes_with_every_event() {
+        let e = |ts| SessionEvent {
+            item_id: "P1".into(),
+            event_type: EventType::Click,
+            ts,
+        };
+        let a = session_generation(&[e(1)]);
+        assert_ne!(a, session_generation(&[e(1), e(2)]));
+        assert_ne!(a, session_generation(&[e(2)]));
+        assert_eq!(a, session_generation(&[e(1)]));
+    }
+}
