@@ -1,0 +1,423 @@
+//! # techshop-recs-node
+//!
+//! The Node.js binding of techshop-recs (npm package `techshop-recs`): a thin napi-rs layer over
+//! [`recsys_serve::Recommender`]. Every behaviour lives in the Rust crates; this file only converts
+//! arguments and answers between JavaScript and Rust and maps errors to JS `Error`s with a `code`.
+//!
+//! Calls that do real work (`open`, `recommend`, `similar`, `ingest`, `reload`) run on the libuv
+//! thread pool as napi [`Task`]s and return promises, so the event loop never waits on them.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use recsys_serve::online::EventIn;
+use recsys_serve::{Error as RecError, RecQuery, RecommenderOptions, ServeConfig};
+use std::path::PathBuf;
+
+/// The `code` of a JS error for a Rust error: the one place that classifies errors.
+///
+/// `INVALID_ARGUMENT` (the caller's input; the message names the field), `NOT_FOUND` (an unknown
+/// id), `IO` (a file could not be read or written), `UNAVAILABLE` (an external service such as
+/// Redis failed), `INTERNAL` (a bug).
+pub fn error_code(e: &RecError) -> &'static str {
+    fn core(e: &recsys_core::Error) -> &'static str {
+        match e {
+            recsys_core::Error::NotFound { .. } => "NOT_FOUND",
+            recsys_core::Error::Io { .. } => "IO",
+            recsys_core::Error::Unavailable { .. } => "UNAVAILABLE",
+            e if e.is_user_error() => "INVALID_ARGUMENT",
+            _ => "INTERNAL",
+        }
+    }
+    match e {
+        RecError::NotFound { .. } => "NOT_FOUND",
+        RecError::Core(c) => core(c),
+        RecError::Train(recsys_train::Error::Core(c)) => core(c),
+        RecError::Train(recsys_train::Error::Io { .. }) => "IO",
+        e if e.is_user_error() => "INVALID_ARGUMENT",
+        _ => "INTERNAL",
+    }
+}
+
+/// The field a user error names, if any (set as the JS error's `field` property).
+fn error_field(e: &RecError) -> Option<&str> {
+    match e {
+        RecError::BadRequest { field, .. } => Some(field),
+        RecError::Core(recsys_core::Error::InvalidInput { field, .. }) => Some(field),
+        RecError::Train(recsys_train::Error::InvalidArgument { name, .. }) => Some(name),
+        _ => None,
+    }
+}
+
+/// Converts a Rust error into a JS `Error` (message: the Rust message; `code`: [`error_code`];
+/// `field` for invalid arguments), wrapped so that napi throws or rejects with exactly that object.
+fn js_error(env: &Env, e: &RecError) -> Error {
+    let make = || -> Result<Error> {
+        let value = JsError::from(Error::new(error_code(e), e.to_string())).into_unknown(Env::from_raw(env.raw()));
+        if let Some(field) = error_field(e) {
+            value.coerce_to_object()?.set("field", field)?;
+        }
+        Ok(Error::from(value))
+    };
+    make().unwrap_or_else(|err| err)
+}
+
+/// A user error raised by the binding itself (argument checks JavaScript's types cannot express).
+fn bad(field: &str, value: impl ToString, reason: &str) -> RecError {
+    RecError::bad(field, value, reason)
+}
+
+/// A JS number that must be a whole count in 0..=u32::MAX.
+fn count(field: &str, v: Option<f64>) -> std::result::Result<Option<usize>, RecError> {
+    match v {
+        None => Ok(None),
+        Some(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= u32::MAX as f64 => Ok(Some(x as usize)),
+        Some(x) => Err(bad(field, x, "must be a non-negative integer")),
+    }
+}
+
+/// The f32 score as the number its shortest decimal form denotes, so that JavaScript sees the same
+/// value as a JSON client of `recsys-serve` (and Python).
+fn score(s: f32) -> f64 {
+    s.to_string().parse().unwrap_or(s as f64)
+}
+
+/// A call into the recommender, run on the libuv thread pool; its Rust error is kept for
+/// [`Task::resolve`], which runs on the JS thread and builds the JS error there.
+pub struct Job<T: Send + 'static, J> {
+    work: Option<Box<dyn FnOnce() -> std::result::Result<T, RecError> + Send>>,
+    convert: fn(T) -> J,
+}
+
+impl<T: Send + 'static, J> Job<T, J> {
+    fn new(work: impl FnOnce() -> std::result::Result<T, RecError> + Send + 'static, convert: fn(T) -> J) -> Self {
+        Job {
+            work: Some(Box::new(work)),
+            convert,
+        }
+    }
+}
+
+impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
+    type Output = std::result::Result<T, RecError>;
+    type JsValue = J;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        let work = self
+            .work
+            .take()
+            .ok_or_else(|| Error::from_reason("techshop-recs: task computed twice"))?;
+        Ok(work())
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
+        output.map(self.convert).map_err(|e| js_error(&env, &e))
+    }
+}
+
+/// Options of `Recommender.open`.
+#[napi(object)]
+pub struct OpenOptions {
+    /// Candidate store URL (`file:DIR`, `redis://...`); absent: candidates from the model only.
+    pub store: Option<String>,
+    /// Dataset directory; default: the one the current model was trained on.
+    pub data: Option<String>,
+    /// Serving configuration: the JSON of `recsys-serve --config` as an object (every field
+    /// optional), e.g. `{ cache: { capacity: 0 }, rules: { k: 10 } }`.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub config: Option<serde_json::Value>,
+}
+
+/// Options of `recommend`.
+#[napi(object)]
+pub struct RecommendOptions {
+    /// Items to return (default: the config's `rules.k`, 20); 1 to 500.
+    pub k: Option<f64>,
+    /// Page context: `home`, `cart`, `product:ITEM_ID` or `category:NAME`.
+    pub context: Option<String>,
+    /// Only items of this category.
+    pub category: Option<String>,
+    /// Only items priced at least this.
+    pub min_price: Option<f64>,
+    /// Only items priced at most this.
+    pub max_price: Option<f64>,
+    /// Item ids never to return.
+    pub exclude: Option<Vec<String>>,
+}
+
+/// Options of `similar`.
+#[napi(object)]
+pub struct SimilarOptions {
+    /// Items to return (default 20); 1 to 500.
+    pub k: Option<f64>,
+}
+
+/// One event for `ingest`.
+#[napi(object)]
+pub struct UserEvent {
+    /// User id as imported.
+    pub user_id: String,
+    /// Item id as imported.
+    pub item_id: String,
+    /// `view`, `click`, `add_to_cart` or `purchase`.
+    pub event_type: String,
+    /// UTC milliseconds; now when absent.
+    pub timestamp: Option<f64>,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// Unit price.
+    pub price: Option<f64>,
+    /// Quantity.
+    pub quantity: Option<f64>,
+    /// Rating.
+    pub rating: Option<f64>,
+}
+
+/// One recommended item.
+#[napi(object)]
+pub struct RecItem {
+    /// Item id as imported.
+    pub item_id: String,
+    /// Final score (higher is better; comparable within one answer).
+    pub score: f64,
+    /// A short explanation.
+    pub reason: String,
+}
+
+fn items(v: Vec<recsys_serve::RecItem>) -> Vec<RecItem> {
+    v.into_iter()
+        .map(|i| RecItem {
+            item_id: i.item_id,
+            score: score(i.score),
+            reason: i.reason,
+        })
+        .collect()
+}
+
+/// The answer of `recommend`.
+#[napi(object)]
+pub struct Recommendations {
+    /// The user asked for.
+    pub user_id: String,
+    /// The model version that answered.
+    pub model_version: String,
+    /// The A/B variant: `control` or `candidate`.
+    pub variant: String,
+    /// Best first.
+    pub items: Vec<RecItem>,
+    /// Where the candidates came from: `store`, `model` or `popular`.
+    pub source: String,
+}
+
+impl From<recsys_serve::Recommendations> for Recommendations {
+    fn from(r: recsys_serve::Recommendations) -> Self {
+        Recommendations {
+            user_id: r.user_id,
+            model_version: r.model_version,
+            variant: r.variant,
+            items: items(r.items),
+            source: r.source,
+        }
+    }
+}
+
+/// The answer of `similar`.
+#[napi(object)]
+pub struct SimilarItems {
+    /// The item asked for.
+    pub item_id: String,
+    /// The model version that answered.
+    pub model_version: String,
+    /// Most similar first (the item itself and out-of-stock items excluded).
+    pub items: Vec<RecItem>,
+}
+
+impl From<recsys_serve::SimilarItems> for SimilarItems {
+    fn from(s: recsys_serve::SimilarItems) -> Self {
+        SimilarItems {
+            item_id: s.item_id,
+            model_version: s.model_version,
+            items: items(s.items),
+        }
+    }
+}
+
+/// What `status` and `reload` report.
+#[napi(object)]
+pub struct Status {
+    /// Version serving the `control` variant.
+    pub model_version: String,
+    /// Version serving the `candidate` variant, when an A/B split is configured.
+    pub candidate_version: Option<String>,
+    /// Share of users on the candidate, percent.
+    pub candidate_percent: f64,
+    /// The candidate-store version read.
+    pub store_version: Option<String>,
+    /// The store URL (password redacted).
+    pub store: Option<String>,
+    /// Whether the re-ranker weights were fitted offline.
+    pub reranker_fitted: bool,
+    /// Where session state lives.
+    pub sessions: String,
+    /// Catalogue items.
+    pub items: f64,
+    /// Known users.
+    pub users: f64,
+    /// Successful reloads since start.
+    pub reloads: f64,
+    /// The error of the last failed reload (the previous models kept serving).
+    pub last_reload_error: Option<String>,
+    /// Response-cache entries.
+    pub cache_entries: f64,
+}
+
+impl From<recsys_serve::Status> for Status {
+    fn from(s: recsys_serve::Status) -> Self {
+        Status {
+            model_version: s.model_version,
+            candidate_version: s.candidate_version,
+            candidate_percent: s.candidate_percent,
+            store_version: s.store_version,
+            store: s.store,
+            reranker_fitted: s.reranker_fitted,
+            sessions: s.sessions,
+            items: s.items as f64,
+            users: s.users as f64,
+            reloads: s.reloads as f64,
+            last_reload_error: s.last_reload_error,
+            cache_entries: s.cache_entries as f64,
+        }
+    }
+}
+
+/// The online recommender (candidates → session → re-rank → rules and diversity → top-k with
+/// reasons), opened once and shared by every request of the process.
+#[napi]
+pub struct Recommender {
+    inner: recsys_serve::Recommender,
+}
+
+fn identity<T>(t: T) -> T {
+    t
+}
+
+#[napi]
+impl Recommender {
+    /// Loads the registry's `current` model, the dataset and the store (off the event loop).
+    #[napi(ts_return_type = "Promise<Recommender>")]
+    pub fn open(
+        registry: String,
+        options: Option<OpenOptions>,
+    ) -> AsyncTask<Job<recsys_serve::Recommender, Recommender>> {
+        let options = options.unwrap_or(OpenOptions {
+            store: None,
+            data: None,
+            config: None,
+        });
+        AsyncTask::new(Job::new(
+            move || {
+                let config = match options.config {
+                    None => ServeConfig::default(),
+                    Some(v) => serde_json::from_value(v).map_err(|e| bad("config", "(object)", &e.to_string()))?,
+                };
+                let inner = recsys_serve::Recommender::open(RecommenderOptions {
+                    registry: PathBuf::from(registry),
+                    data: options.data.map(PathBuf::from),
+                    store: options.store,
+                    config,
+                })?;
+                Ok(inner)
+            },
+            |inner| Recommender { inner },
+        ))
+    }
+
+    /// The top-k recommendations for a user; an unknown user is a cold start, not an error.
+    #[napi(ts_return_type = "Promise<Recommendations>")]
+    pub fn recommend(
+        &self,
+        user_id: String,
+        options: Option<RecommendOptions>,
+    ) -> AsyncTask<Job<recsys_serve::Recommendations, Recommendations>> {
+        let rec = self.inner.clone();
+        AsyncTask::new(Job::new(
+            move || {
+                let query = match options {
+                    None => RecQuery::default(),
+                    Some(o) => RecQuery {
+                        k: count("k", o.k)?,
+                        context: o.context,
+                        category: o.category,
+                        min_price: o.min_price,
+                        max_price: o.max_price,
+                        exclude: o.exclude.unwrap_or_default(),
+                    },
+                };
+                rec.recommend(&user_id, &query)
+            },
+            Recommendations::from,
+        ))
+    }
+
+    /// Items similar to an item (the item itself excluded); `NOT_FOUND` for an unknown item.
+    #[napi(ts_return_type = "Promise<SimilarItems>")]
+    pub fn similar(
+        &self,
+        item_id: String,
+        options: Option<SimilarOptions>,
+    ) -> AsyncTask<Job<recsys_serve::SimilarItems, SimilarItems>> {
+        let rec = self.inner.clone();
+        AsyncTask::new(Job::new(
+            move || {
+                let k = count("k", options.and_then(|o| o.k))?.unwrap_or(20);
+                rec.similar(&item_id, k)
+            },
+            SimilarItems::from,
+        ))
+    }
+
+    /// Applies events (features, session state): all or none; resolves to the number accepted.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn ingest(&self, events: Vec<UserEvent>) -> AsyncTask<Job<u32, u32>> {
+        let rec = self.inner.clone();
+        AsyncTask::new(Job::new(
+            move || {
+                let mut batch = Vec::with_capacity(events.len());
+                for (i, e) in events.into_iter().enumerate() {
+                    let timestamp = match e.timestamp {
+                        Some(t) if !t.is_finite() || t.fract() != 0.0 => {
+                            return Err(bad(&format!("[{i}].timestamp"), t, "must be an integer (UTC ms)"));
+                        }
+                        t => t.map(|t| t as i64),
+                    };
+                    let quantity = count(&format!("[{i}].quantity"), e.quantity)?.map(|q| q as u32);
+                    batch.push(EventIn {
+                        user_id: e.user_id,
+                        item_id: e.item_id,
+                        event_type: e.event_type,
+                        timestamp,
+                        session_id: e.session_id,
+                        price: e.price,
+                        quantity,
+                        rating: e.rating.map(|r| r as f32),
+                    });
+                }
+                rec.ingest(&batch).map(|n| n as u32)
+            },
+            identity,
+        ))
+    }
+
+    /// Reloads the registry's `current` model and the store (atomic: on failure the previous
+    /// models keep serving and the promise rejects).
+    #[napi(ts_return_type = "Promise<Status>")]
+    pub fn reload(&self) -> AsyncTask<Job<recsys_serve::Status, Status>> {
+        let rec = self.inner.clone();
+        AsyncTask::new(Job::new(move || rec.reload(), Status::from))
+    }
+
+    /// What is being served (cheap, synchronous).
+    #[napi]
+    pub fn status(&self, env: Env) -> Result<Status> {
+        self.inner.status().map(Status::from).map_err(|e| js_error(&env, &e))
+    }
+}
