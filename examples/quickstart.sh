@@ -16,7 +16,13 @@ case "$PROFILE" in
   dev | test) dir=debug ;;
   *) echo "PROFILE must be release, test or dev, not $PROFILE" >&2; exit 2 ;;
 esac
-cargo build --profile "$PROFILE" -q -p recsys-train -p recsys-serve --bins
+# The whole workspace's feature set (a `-p` build would unify features differently and rebuild burn);
+# the test profile's binaries are the ones `cargo test --workspace` builds.
+if [ "$PROFILE" = test ]; then
+  cargo test --workspace --no-run -q
+else
+  cargo build --profile "$PROFILE" -q --workspace --bins
+fi
 BIN="${CARGO_TARGET_DIR:-target}/$dir/recsys-train"
 SERVE="${CARGO_TARGET_DIR:-target}/$dir/recsys-serve"
 rm -rf "$OUT"

@@ -7,8 +7,9 @@
 //   node build.js --dts         also regenerate index.d.ts with napi-rs's type-definition
 //                               generator (needs the dev dependency @napi-rs/cli)
 //
-// Plain `cargo build -p techshop-recs-node` for the host, without `--target`, so the addon shares the
-// target directory and the compiled dependencies of the rest of the workspace. The target
+// Plain `cargo build --workspace --lib` for the host, without `--target`: the addon shares the target
+// directory and the compiled dependencies of the rest of the workspace, with the workspace's feature
+// set (`-p techshop-recs-node` alone would unify other features of shared crates and rebuild burn). The target
 // directory is the one cargo reports (it honours CARGO_TARGET_DIR and .cargo/config).
 'use strict'
 
@@ -48,7 +49,7 @@ async function main() {
     // napi-build reruns this crate's build (and so the type-def emitting macros) when it changes.
     env[`NAPI_FORCE_BUILD_${CRATE.replace(/-/g, '_').toUpperCase()}`] = String(Date.now())
   }
-  const cargoArgs = ['build', '-p', CRATE, '--lib']
+  const cargoArgs = ['build', '--workspace', '--lib']
   if (profile === 'release') cargoArgs.push('--release')
   console.error(`techshop-recs: cargo ${cargoArgs.join(' ')} (target dir ${meta.target_directory})`)
   execFileSync('cargo', cargoArgs, { cwd: here, env, stdio: 'inherit' })

@@ -7,6 +7,9 @@ cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | node -pe 'JSON.parse(require("fs").readFileSync(0)).target_directory')}"
 
+# The dev profile with the test profile's opt-level, as bindings/python/test.sh builds: both bindings
+# then share the workspace crates' artifacts instead of rebuilding them for each.
+export CARGO_PROFILE_DEV_OPT_LEVEL=${CARGO_PROFILE_DEV_OPT_LEVEL:-1}
 start=$SECONDS
 # The addon (dev profile, like the workspace's tests: no second copy of the dependencies) and
 # the regenerated type definitions, which must match the checked-in index.d.ts.
@@ -18,7 +21,7 @@ if ! git -C "$root" diff --quiet -- bindings/node/index.d.ts; then
   exit 1
 fi
 for bin in recsys-train recsys-serve; do
-  [ -x "$CARGO_TARGET_DIR/debug/$bin" ] || cargo build -p "$bin" --bin "$bin"
+  [ -x "$CARGO_TARGET_DIR/debug/$bin" ] || cargo test --workspace --no-run -q
 done
 echo "node addon built in $((SECONDS - start)) s"
 
