@@ -42,7 +42,7 @@ impl SessionEvent {
         let item_id = parts.next().ok_or_else(|| bad("item id"))?.to_string();
         Ok(SessionEvent {
             item_id,
-            event_type: EventType::from_code(code)?,
+            event_type: EventType::from_code(code).map_err(|_| bad("event type"))?,
             ts,
         })
     }
