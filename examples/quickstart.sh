@@ -82,4 +82,8 @@ fetch POST "$URL/api/v1/events" '{"user_id": "U0000007", "item_id": "P000001", "
 fetch GET "$URL/api/v1/recommendations?user_id=U0000007&k=5"
 kill $SERVER; wait $SERVER 2>/dev/null || true
 trap - EXIT
+if [ "$PROFILE" = test ]; then
+  echo "== embed: the same pipeline inside a Rust program (examples/rust/embed.rs)" >&2
+  "${CARGO_TARGET_DIR:-target}/debug/examples/embed" "$OUT/registry" "file:$OUT/store" U0000007
+fi
 echo "done: dataset in $OUT/data, features in $OUT/features, models in $OUT/registry, candidates in $OUT/store; served by recsys-serve" >&2
