@@ -834,7 +834,6 @@ impl Recommender {
             source: source.to_string(),
         };
         drop(f);
-        let _ = r.k;
         if let Some(log) = &inner.exposure_log {
             let e = Exposure {
                 ts: now,

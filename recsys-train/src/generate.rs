@@ -105,6 +105,13 @@ impl Default for GenerateConfig {
 }
 
 impl GenerateConfig {
+    /// The first generated day (days since the epoch) of a `YYYY-MM-DD` date (`--start`).
+    pub fn start_day_of(date: &str) -> Result<i64> {
+        let ms = crate::import::parse_time_text(date, &crate::import::TsFormat::Rfc3339)
+            .ok_or_else(|| Error::arg("start", date, "expected YYYY-MM-DD"))?;
+        Ok(ms.div_euclid(DAY_MS))
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         if self.users == 0 {

@@ -5,7 +5,7 @@ use recsys_core::features::FeatureConfig;
 use recsys_core::model::TwoTowerConfig;
 use recsys_train::dataset::Dataset;
 use recsys_train::evaluate::{Protocol, SplitOptions};
-use recsys_train::import::{ColumnMap, EventTypeSource, ImportOptions, OnError, TsFormat};
+use recsys_train::import::{ColumnMap, EventTypeSource, ImportOptions, OnError};
 use recsys_train::precompute::{self, PrecomputeOptions};
 use recsys_train::progress::Progress;
 use recsys_train::read::InputFormat;
@@ -262,15 +262,13 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             start,
         } => {
-            let start_ms = import::parse_time_text(&start, &TsFormat::Rfc3339)
-                .ok_or_else(|| Error::arg("start", &start, "expected YYYY-MM-DD"))?;
             let cfg = generate::GenerateConfig {
                 users,
                 items,
                 events_per_day,
                 days,
                 seed,
-                start_day: start_ms.div_euclid(recsys_core::schema::DAY_MS),
+                start_day: generate::GenerateConfig::start_day_of(&start)?,
             };
             print_json(&generate::generate(&out, &cfg, progress)?)
         }

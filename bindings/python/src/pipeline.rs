@@ -39,16 +39,13 @@ pub fn generate<'py>(
     start: &str,
     quiet: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let start_ms = import::parse_time_text(start, &TsFormat::Rfc3339)
-        .ok_or_else(|| Error::arg("start", start, "expected YYYY-MM-DD"))
-        .py()?;
     let cfg = recsys_train::generate::GenerateConfig {
         users,
         items,
         events_per_day,
         days,
         seed,
-        start_day: start_ms.div_euclid(recsys_core::schema::DAY_MS),
+        start_day: recsys_train::generate::GenerateConfig::start_day_of(start).py()?,
     };
     let r = py
         .detach(|| recsys_train::generate::generate(&out, &cfg, progress(quiet)))
