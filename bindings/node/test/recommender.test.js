@@ -127,27 +127,39 @@ test('reload keeps serving the current version', async () => {
 })
 
 test('1,000 recommend calls in flight do not block the event loop', async () => {
-  const h = monitorEventLoopDelay({ resolution: 5 })
-  let ticks = 0
-  const timer = setInterval(() => ticks++, 5)
-  h.enable()
+  // A binding that did the work on the JS thread would hand back settled promises: every answer
+  // would be there before the event loop turned once. Off-loaded calls settle over many turns while
+  // the loop keeps running timers and immediates. The delay histogram is printed for the note; the
+  // assertions are about turns, not milliseconds, so a loaded CI machine cannot make them flaky.
+  const h = monitorEventLoopDelay({ resolution: 1 })
   const started = performance.now()
   const calls = []
   for (let i = 0; i < 1000; i++) calls.push(rec.recommend(`U${String(i % 1500).padStart(7, '0')}`, { k: 20 }))
   const issued = performance.now() - started
+  h.enable()
+  let turn = 0
+  let pending = true
+  const spin = () => {
+    if (!pending) return
+    turn++
+    setImmediate(spin)
+  }
+  setImmediate(spin)
+  const settledAt = calls.map((c) => c.then(() => turn))
   const answers = await Promise.all(calls)
+  const turns = await Promise.all(settledAt)
+  pending = false
   const elapsed = performance.now() - started
   h.disable()
-  clearInterval(timer)
   assert.equal(answers.length, 1000)
   assert.ok(answers.every((a) => a.items.length === 20))
-  const p99 = h.percentile(99) / 1e6
-  const max = h.max / 1e6
+  const distinctTurns = new Set(turns).size
   console.log(
-    `1000 calls: issued in ${issued.toFixed(1)} ms, all answered in ${elapsed.toFixed(0)} ms; ` +
-      `event-loop delay p50 ${(h.percentile(50) / 1e6).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms; ${ticks} timer ticks`,
+    `1000 calls: issued in ${issued.toFixed(1)} ms, all answered in ${elapsed.toFixed(0)} ms over ` +
+      `${turn} event-loop turns (answers arrived in ${distinctTurns} of them); event-loop delay while in flight ` +
+      `p50 ${(h.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms, max ${(h.max / 1e6).toFixed(1)} ms`,
   )
-  assert.ok(p99 < 50, `event-loop delay p99 ${p99} ms`)
-  // The calls ran on the thread pool: timers kept firing while they were in flight.
-  assert.ok(ticks >= Math.min(5, Math.floor(elapsed / 20)), `${ticks} ticks in ${elapsed} ms`)
+  // The loop turned while calls were in flight, and answers came back spread over several turns.
+  assert.ok(turns[turns.length - 1] >= 1, `the last answer arrived in turn ${turns[turns.length - 1]}`)
+  assert.ok(distinctTurns >= 2, `answers arrived in ${distinctTurns} event-loop turn(s)`)
 })
