@@ -108,6 +108,50 @@ fn exact_top_k_equals_a_brute_force_sort() {
     }
 }
 
+/// The batch scan multiplies item blocks of 8,192 and keeps a running top-k per query: a
+/// catalogue spanning several blocks (the last one partial), with per-query exclusions on both
+/// sides of the block boundaries and ties across them, answers like the brute-force sort.
+#[test]
+fn exact_batch_across_item_blocks_equals_a_brute_force_sort() {
+    let (n, dim) = (20_000, 8);
+    let mut items = random(n, dim, 11);
+    normalize(&mut items, dim);
+    // Item 3 duplicated at 8,195 and 16,390 (other blocks): exact ties the lower index must win.
+    let three = items[3 * dim..4 * dim].to_vec();
+    items[8195 * dim..8196 * dim].copy_from_slice(&three);
+    items[16_390 * dim..16_391 * dim].copy_from_slice(&three);
+    let index = ExactIndex::new(items.clone(), dim).unwrap();
+    let mut queries = random(9, dim, 12);
+    queries[..dim].copy_from_slice(&three);
+    let excludes: Vec<Vec<u32>> = (0..9u32)
+        .map(|q| {
+            let mut e: Vec<u32> = (0..40).map(|j| (q * 977 + j * 523) % n as u32).collect();
+            e.extend([8191, 8192, 16_383, 16_384]);
+            e.sort_unstable();
+            e.dedup();
+            e
+        })
+        .collect();
+    let filters: Vec<Filter> = excludes
+        .iter()
+        .map(|e| Filter {
+            exclude: e,
+            ..Filter::default()
+        })
+        .collect();
+    for k in [1, 3, 100, 2000] {
+        let batch = index.search_batch(&queries, k, &filters).unwrap();
+        for (i, (q, got)) in queries.chunks_exact(dim).zip(&batch).enumerate() {
+            let want = brute_force(&items, dim, q, k, &filters[i]);
+            assert_same(got, &want);
+            assert!(got.iter().all(|s| filters[i].allows(s.item)));
+        }
+    }
+    // The query equal to item 3 finds item 3 and its two copies first, lower index first.
+    let first = &index.search_batch(&queries[..dim], 3, &[]).unwrap()[0];
+    assert_eq!(ids(first), vec![3, 8195, 16_390]);
+}
+
 #[test]
 fn exact_ties_go_to_the_lower_item_and_edge_k() {
     let dim = 4;

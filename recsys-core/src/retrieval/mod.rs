@@ -3,10 +3,11 @@
 //! Two indexes answer the same [`ItemIndex`] queries (inner product, higher is better, best
 //! first, ties broken towards the lower item index):
 //!
-//! - [`ExactIndex`]: a full scan, as a blocked matrix product (a block of queries × the item
-//!   matrix transposed, through `ndarray`) followed by a partial selection (a bounded heap, or
-//!   `select_nth_unstable_by` for large k); multi-threaded over query blocks by
-//!   [`ExactIndex::search_batch`]. Used for small catalogues and as ground truth.
+//! - [`ExactIndex`]: a full scan. One query: a matrix-vector product (`ndarray`) and a partial
+//!   selection (a bounded heap, or `select_nth_unstable_by` for large k). Many queries
+//!   ([`ExactIndex::search_batch`]): cache-sized blocks of queries × items through the `gemm`
+//!   crate's AVX-512/AVX2 kernels, multi-threaded over query blocks, with a running top-k per query.
+//!   Used for small catalogues, the batch pre-computation, and as ground truth.
 //! - [`HnswIndex`]: an approximate HNSW graph (usearch), built in parallel, saved atomically and
 //!   opened memory-mapped; tuned by [`HnswConfig`].
 //!
@@ -29,13 +30,14 @@
 //! ```
 
 mod hnsw;
+mod quantized;
 
 pub use hnsw::{HnswConfig, HnswIndex, Quantization};
+pub use quantized::QuantizedVectors;
 
 use crate::store::Scored;
 use crate::{Error, Result};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -234,10 +236,13 @@ pub struct ExactIndex {
     dim: usize,
 }
 
-/// Largest score block (queries × items) one thread holds at a time, in floats (16 MiB).
-const SCORE_BLOCK_FLOATS: usize = 1 << 22;
-/// Most queries in one matrix-product block.
-const MAX_QUERY_BLOCK: usize = 64;
+/// Most queries in one block of [`ExactIndex::search_batch`].
+const MAX_QUERY_BLOCK: usize = 512;
+/// Items per matrix product in [`ExactIndex::search_batch`]: 8,192 items × 256-d is 8 MiB of
+/// item vectors, and a 512-query block's scores for them 16 MiB. Measured on this project's 2-core
+/// Xeon (AVX-512) at 100,000 × 256-d: 2.6k queries/s, against 0.9k/s for whole-catalogue
+/// products of 256 queries and 0.7k/s for 41 (the `ndarray` path this replaced).
+const ITEM_CHUNK: usize = 8192;
 
 impl ExactIndex {
     /// An index over `vectors` (row-major, `len × dim`). Refuses a length that is not a multiple
@@ -252,9 +257,13 @@ impl ExactIndex {
         &self.vectors
     }
 
-    /// The `k` best items for each of many queries (`queries` row-major, `n × dim`), best first,
-    /// computed block by block (up to 64 queries × all items per matrix product) in parallel
-    /// over blocks with rayon.
+    /// The `k` best items for each of many queries (`queries` row-major, `n × dim`), best first.
+    ///
+    /// The queries are split into blocks, one or more per rayon thread (at most
+    /// [`MAX_QUERY_BLOCK`]); each block is multiplied with the item matrix
+    /// [`ITEM_CHUNK`] items at a time (a cache-sized matrix product through the `gemm` crate, which
+    /// picks AVX-512, AVX2+FMA or NEON kernels at run time), and every query keeps a running top-k
+    /// over the chunks. Same answers as [`ItemIndex::search`] query by query.
     ///
     /// `filters` holds no filter (nothing filtered), one filter applied to every query, or one
     /// filter per query.
@@ -262,31 +271,29 @@ impl ExactIndex {
         let (n, d) = (self.len(), self.dim);
         let nq = check_queries(queries, d)?;
         let filter_of = filters_for(filters, nq, n)?;
-        if k == 0 || n == 0 {
+        if k == 0 || n == 0 || nq == 0 {
             return Ok(vec![Vec::new(); nq]);
         }
-        let items = self.matrix()?;
-        let block = (SCORE_BLOCK_FLOATS / n).clamp(1, MAX_QUERY_BLOCK);
+        let threads = rayon::current_num_threads().max(1);
+        let block = nq.div_ceil(threads).clamp(1, MAX_QUERY_BLOCK);
+        let chunk = ITEM_CHUNK.min(n);
         let blocks: Vec<Vec<Vec<Scored>>> = queries
             .par_chunks(block * d)
             .enumerate()
             .map(|(b, qs)| {
                 let rows = qs.len() / d;
-                let q = ArrayView2::from_shape((rows, d), qs).map_err(|e| Error::Internal(e.to_string()))?;
-                let mut scores = Array2::<f32>::zeros((rows, n));
-                general_mat_mul(1.0, &q, &items.t(), 0.0, &mut scores);
-                let out = scores
-                    .rows()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(r, s)| {
-                        let s = s
-                            .to_slice()
-                            .ok_or_else(|| Error::Internal("score row not contiguous".into()))?;
-                        Ok(top_k(s, k, &filter_of(b * block + r)))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(out)
+                let mut tops: Vec<RunningTopK> = (0..rows).map(|_| RunningTopK::new(k)).collect();
+                let mut scores = vec![0.0f32; rows * chunk];
+                for (c, items) in self.vectors.chunks(chunk * d).enumerate() {
+                    let cols = items.len() / d;
+                    let out = &mut scores[..rows * cols];
+                    block_scores(qs, items, d, out)?;
+                    let first = (c * chunk) as u32;
+                    for (r, top) in tops.iter_mut().enumerate() {
+                        top.offer(&out[r * cols..(r + 1) * cols], first, &filter_of(b * block + r));
+                    }
+                }
+                Ok(tops.into_iter().map(RunningTopK::into_sorted).collect())
             })
             .collect::<Result<_>>()?;
         Ok(blocks.into_iter().flatten().collect())
@@ -294,6 +301,102 @@ impl ExactIndex {
 
     fn matrix(&self) -> Result<ArrayView2<'_, f32>> {
         ArrayView2::from_shape((self.len(), self.dim), &self.vectors).map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+/// `out[r × cols + c] = queries[r] · items[c]` for a block of queries and a block of items (both
+/// row-major with `d` columns): one matrix product through `gemm`, on the calling thread.
+#[allow(unsafe_code)]
+fn block_scores(queries: &[f32], items: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
+    if d == 0 || !queries.len().is_multiple_of(d) || !items.len().is_multiple_of(d) {
+        return Err(Error::Internal(format!(
+            "block_scores: {} query floats and {} item floats are not multiples of dim {d}",
+            queries.len(),
+            items.len()
+        )));
+    }
+    let (rows, cols) = (queries.len() / d, items.len() / d);
+    if out.len() != rows * cols {
+        return Err(Error::Internal(format!(
+            "block_scores: output holds {} floats, {rows} × {cols} needed",
+            out.len()
+        )));
+    }
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let (Ok(d_stride), Ok(cols_stride)) = (isize::try_from(d), isize::try_from(cols)) else {
+        return Err(Error::Internal("block_scores: dimensions overflow isize".into()));
+    };
+    // SAFETY: the three pointers come from live slices borrowed for the whole call (`out`
+    // mutably, so it aliases neither input). With the strides given, the largest offset read
+    // from `queries` (rows × d, row stride d, column stride 1) is (rows − 1)·d + d − 1 <
+    // queries.len(); from `items`, read as the d × cols matrix itemsᵀ (row stride 1, column
+    // stride d), (cols − 1)·d + d − 1 < items.len(); and the largest written to `out` (row
+    // stride cols, column stride 1) is (rows − 1)·cols + cols − 1 < out.len(), all checked
+    // above. `read_dst` is false, so `out`'s previous contents are never read.
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            d,
+            out.as_mut_ptr(),
+            1,
+            cols_stride,
+            false,
+            queries.as_ptr(),
+            1,
+            d_stride,
+            items.as_ptr(),
+            d_stride,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
+}
+
+/// A query's best `k` items so far, fed score blocks in ascending item order.
+struct RunningTopK {
+    k: usize,
+    heap: BinaryHeap<Ranked>,
+}
+
+impl RunningTopK {
+    fn new(k: usize) -> Self {
+        RunningTopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.min(1 << 16)),
+        }
+    }
+
+    /// Offers the scores of items `first, first + 1, …` (higher than every item offered before).
+    fn offer(&mut self, scores: &[f32], first: u32, filter: &Filter<'_>) {
+        let trivial = filter.is_trivial();
+        for (i, &score) in scores.iter().enumerate() {
+            let item = first + i as u32;
+            if self.heap.len() < self.k {
+                if trivial || filter.allows(item) {
+                    self.heap.push(Ranked(Scored { item, score }));
+                }
+            } else if let Some(mut worst) = self.heap.peek_mut()
+                // Items arrive in ascending order, so a tie loses to the item already kept.
+                && score > worst.0.score
+                && (trivial || filter.allows(item))
+            {
+                *worst = Ranked(Scored { item, score });
+            }
+        }
+    }
+
+    /// The kept items, best first.
+    fn into_sorted(self) -> Vec<Scored> {
+        self.heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
     }
 }
 
