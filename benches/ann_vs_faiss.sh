@@ -36,7 +36,8 @@ VENV="$BENCH_DIR/venv-faiss"
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 mkdir -p "$WORK"
 
-cargo build --release -q -p recsys-train
+# --workspace: one feature set for every build of the workspace (a `-p` build recompiles burn)
+cargo build --release -q --workspace --bins
 BIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
 stamp() { [ -f "$WORK/$1.done" ]; }
 
@@ -67,7 +68,7 @@ fi
 
 mkdir -p "$OUT"
 echo "== ours: exact and HNSW (RAYON_NUM_THREADS=$THREADS)" >&2
-cargo bench -q -p recsys-train --bench ann -- --data "$WORK/data" --registry "$MODEL_DIR/registry" --out "$OUT" \
+cargo bench -q --workspace --bench ann -- --data "$WORK/data" --registry "$MODEL_DIR/registry" --out "$OUT" \
   --queries "$QUERIES" --k "$K" --m "$M" --ef-add "$EF_ADD" --ef "$EF" --quant "$QUANT" | tee "$OUT/ours.jsonl"
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import faiss, numpy" 2>/dev/null; then

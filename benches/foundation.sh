@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/techshop-bench}
 DAYS=${2:-30}
-cargo build --release -q -p recsys-train
+# --workspace: one feature set for every build of the workspace (a `-p` build recompiles burn)
+cargo build --release -q --workspace --bins
 BIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
 MAP=user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page
 rm -rf "$WORK"; mkdir -p "$WORK"

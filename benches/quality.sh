@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/techshop-quality}
 DATA=${2:-../shared/data}
-cargo build --release -q -p recsys-train
+# --workspace: one feature set for every build of the workspace (a `-p` build recompiles burn)
+cargo build --release -q --workspace --bins
 BIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
 rm -rf "$WORK"; mkdir -p "$WORK"
 

@@ -9,7 +9,8 @@ WORK=${2:-/tmp/techshop-implicit}
 VENV=${TECHSHOP_BENCH_VENV:-$HOME/.cache/techshop-recs/bench-venv}
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/python" -c "import implicit, pyarrow, scipy" 2>/dev/null || "$VENV/bin/pip" install -q implicit pyarrow scipy
-cargo build --release -q -p recsys-train
+# --workspace: one feature set for every build of the workspace (a `-p` build recompiles burn)
+cargo build --release -q --workspace --bins
 BIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
 rm -rf "$WORK"; mkdir -p "$WORK"
 "$BIN" -q import --events "$DATA/Beauty.txt" --format sequences --items "$DATA/Beauty_item2attributes.json" \

@@ -14,7 +14,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q tensorflow-cpu tensorflow-recommenders pyarrow pandas
 fi
 [ -d "$DATA" ] || examples/quickstart.sh "$(dirname "$DATA")"
-cargo build --release -q -p recsys-train
+# --workspace: one feature set for every build of the workspace (a `-p` build recompiles burn)
+cargo build --release -q --workspace --bins
 BIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
 rm -rf "$WORK"; mkdir -p "$WORK"
 echo '{"epochs": 1}' >"$WORK/config.json"

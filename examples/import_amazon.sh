@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 NAME=${1:-Beauty}
 DATA=${2:-../shared/data/amazon-2014-5core}
 OUT=${3:-out/amazon-$NAME}
-cargo run --release -q -p recsys-train -- import \
+# --workspace: the feature set every build of the workspace shares (a `-p` build recompiles burn).
+cargo build --release -q --workspace --bins
+"${CARGO_TARGET_DIR:-target}/release/recsys-train" import \
   --events "$DATA/$NAME.txt" --format sequences \
   --items "$DATA/${NAME}_item2attributes.json" \
   --map user=user,item=item,ts=position --ts-format unix --event-type purchase --out "$OUT"

@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=${1:-../shared/data/ta-feng/ta_feng.csv.zip}
 OUT=${2:-out/ta-feng}
-cargo run --release -q -p recsys-train -- import \
+# --workspace: the feature set every build of the workspace shares (a `-p` build recompiles burn).
+cargo build --release -q --workspace --bins
+"${CARGO_TARGET_DIR:-target}/release/recsys-train" import \
   --events "$SRC" \
   --map user=CUSTOMER_ID,item=PRODUCT_ID,ts=TRANSACTION_DT,category=PRODUCT_SUBCLASS,line_price=SALES_PRICE,quantity=AMOUNT,age_bucket=AGE_GROUP,region=PIN_CODE \
   --ts-format %m/%d/%Y --event-type purchase --out "$OUT"
