@@ -17,6 +17,7 @@
 //! Ties keep the input order (earlier wins), so the output is deterministic.
 
 use crate::rerank::Ranked;
+use crate::retrieval::QuantizedVectors;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,9 @@ pub enum Similarity<'a> {
         /// Embedding size.
         dim: usize,
     },
+    /// The dot product of the two items' 8-bit codes ([`QuantizedVectors::similarity`]), 0 for
+    /// an item outside the table: a quarter of the memory traffic of [`Similarity::Embeddings`].
+    Quantized(&'a QuantizedVectors),
     /// 1 when both items have the same known category, else 0.
     Category,
 }
@@ -104,6 +108,7 @@ impl Similarity<'_> {
                     _ => 0.0,
                 }
             }
+            Similarity::Quantized(q) => q.similarity(a, b).unwrap_or(0.0),
             Similarity::Category => match (category_of(categories, a), category_of(categories, b)) {
                 (Some(x), Some(y)) if x == y => 1.0,
                 _ => 0.0,

@@ -34,6 +34,7 @@ pub mod rerank;
 pub mod retrieval;
 pub mod rules;
 pub mod schema;
+pub mod simd;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@
 
 use crate::Result;
 use crate::diversify::{DiversityConfig, Similarity, diversify};
-use crate::rerank::{RerankFeatures, Reranker};
+use crate::rerank::{RerankFeatures, Reranker, top_in_place};
 use crate::rules::{
     Eligibility, ItemAttributes, ReasonInputs, RequestFilters, RulesConfig, TopK, UserExclusions, fill_from,
     filter_and_boost, finalize,
@@ -59,11 +59,11 @@ pub type Response = TopK;
 pub fn recommend(request: &Request<'_>, ctx: &Context<'_>) -> Result<Response> {
     let k = request.filters.k_or(ctx.rules);
     let eligible = Eligibility::new(ctx.items, request.user, request.filters)?;
-    let scored = ctx
-        .reranker
-        .rerank(request.candidates, request.features, request.candidates.len())?;
+    // Score everything, drop the ineligible, boost, then select the best `rerank_keep` (a partial
+    // selection and a sort of the kept, not a sort of all 500).
+    let scored = ctx.reranker.score_all(request.candidates, request.features)?;
     let mut kept = filter_and_boost(&scored, ctx.rules, &eligible);
-    kept.truncate(ctx.rerank_keep.max(k));
+    top_in_place(&mut kept, ctx.rerank_keep.max(k));
     let diverse = diversify(&kept, k, ctx.diversity, ctx.items.category, ctx.similarity)?;
     let mut top = finalize(&diverse, k, ctx.rules, &eligible, &request.reasons)?;
     fill_from(&mut top, request.popular, &eligible);

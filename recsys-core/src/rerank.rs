@@ -114,7 +114,25 @@ impl RerankFeatures {
                 format!("dimension must equal the user embedding's {}", user.embedding.len()),
             ));
         }
-        let similarity = dot(user.embedding, item_embedding);
+        Ok(Self::with_similarity(
+            candidate,
+            dot(user.embedding, item_embedding),
+            item,
+            price,
+            user,
+        ))
+    }
+
+    /// [`RerankFeatures::compute`] with the user-item similarity already computed, e.g. from
+    /// [`crate::retrieval::QuantizedVectors::dot`] (what serving and the re-ranker's training
+    /// both use).
+    pub fn with_similarity(
+        candidate: Scored,
+        similarity: f32,
+        item: &ItemFeatures,
+        price: Option<f64>,
+        user: &RerankUser<'_>,
+    ) -> Self {
         let (price_fit, price_unknown) = match (price, user.avg_order_value) {
             (Some(p), Some(aov)) if p > 0.0 && aov > 0.0 && p.is_finite() && aov.is_finite() => {
                 (-((p / aov).ln().abs()) as f32, 0.0)
@@ -140,7 +158,7 @@ impl RerankFeatures {
                 (share, recency)
             }
         };
-        Ok(RerankFeatures {
+        RerankFeatures {
             similarity,
             retrieval_score: candidate.score,
             popularity: item.popularity_score.max(0.0).ln_1p() as f32,
@@ -149,7 +167,7 @@ impl RerankFeatures {
             price_unknown,
             session_category_share,
             category_recency,
-        })
+        }
     }
 }
 
@@ -185,9 +203,10 @@ pub fn last_category_times(recent: &[(u32, EventType, i64)], catalog: &ItemCatal
     out
 }
 
-/// Inner product of two equally long vectors (the shorter length is used otherwise).
+/// Inner product of two equally long vectors (the shorter length is used otherwise); see
+/// [`crate::simd::dot`].
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    crate::simd::dot(a, b)
 }
 
 /// One re-ranked candidate.
@@ -330,6 +349,14 @@ impl Reranker {
     /// Scores every candidate and returns the best `keep`, sorted by [`rank_order`] (ties: lower item
     /// first). `features[i]` belongs to `candidates[i]`.
     pub fn rerank(&self, candidates: &[Scored], features: &[RerankFeatures], keep: usize) -> Result<Vec<Ranked>> {
+        let mut out = self.score_all(candidates, features)?;
+        top_in_place(&mut out, keep);
+        Ok(out)
+    }
+
+    /// Every candidate with its re-ranker score, in input order (unsorted): for callers that
+    /// filter before selecting the best (sorting 500 candidates to keep 100 would be wasted).
+    pub fn score_all(&self, candidates: &[Scored], features: &[RerankFeatures]) -> Result<Vec<Ranked>> {
         if candidates.len() != features.len() {
             return Err(Error::invalid(
                 "features",
@@ -337,7 +364,7 @@ impl Reranker {
                 format!("need one feature row per candidate ({})", candidates.len()),
             ));
         }
-        let mut out: Vec<Ranked> = candidates
+        Ok(candidates
             .iter()
             .zip(features)
             .enumerate()
@@ -346,9 +373,7 @@ impl Reranker {
                 score: self.score(f),
                 candidate: i as u32,
             })
-            .collect();
-        top_in_place(&mut out, keep);
-        Ok(out)
+            .collect())
     }
 
     /// Fits the model on `(features, clicked)` examples: standardisation from the examples, then

@@ -39,6 +39,10 @@ pub struct ServeConfig {
     pub store_timeout_ms: u64,
     /// How often trending and popular lists are recomputed, in seconds (default 60).
     pub trending_refresh_seconds: u64,
+    /// How often the item side of the re-ranking features (decayed popularity, trending count,
+    /// rating) is snapshotted for all items, in milliseconds (default 1000): requests read the
+    /// snapshot instead of recomputing 500 items' windows each.
+    pub item_features_refresh_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -55,6 +59,7 @@ impl Default for ServeConfig {
             exposure_log: None,
             store_timeout_ms: 20,
             trending_refresh_seconds: 60,
+            item_features_refresh_ms: 1000,
         }
     }
 }

@@ -7,7 +7,7 @@ use ahash::AHashMap;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
 use recsys_core::rerank::Reranker;
-use recsys_core::retrieval::{ExactIndex, Filter, HnswConfig, HnswIndex, ItemIndex};
+use recsys_core::retrieval::{ExactIndex, Filter, HnswConfig, HnswIndex, ItemIndex, QuantizedVectors};
 use recsys_core::store::{CandidateStore, Scored, Snapshot};
 use recsys_train::train::{Vocabularies, files, load_model};
 use std::path::Path;
@@ -24,6 +24,8 @@ pub struct LoadedModel {
     pub version: String,
     model: TwoTowerModel,
     exact: ExactIndex,
+    /// The item embeddings as 8-bit codes, for per-request scoring of candidates.
+    quantized: QuantizedVectors,
     hnsw: Option<HnswIndex>,
     reranker: Reranker,
     /// Whether [`RERANKER_FILE`] was present (else the documented fallback weights).
@@ -92,6 +94,7 @@ impl LoadedModel {
             (Reranker::default(), false)
         };
         let exact = ExactIndex::new(model.item_embeddings(), model.dim())?;
+        let quantized = QuantizedVectors::new(exact.vectors(), model.dim())?;
         let hpath = dir.join(HNSW_FILE);
         let hnsw = if hpath.is_file() {
             Some(HnswIndex::open(&hpath, &HnswConfig::default())?)
@@ -131,6 +134,7 @@ impl LoadedModel {
             regions: codes(&vocab.regions),
             model,
             exact,
+            quantized,
             hnsw,
             reranker,
             reranker_fitted,
@@ -162,6 +166,12 @@ impl LoadedModel {
     /// The fitted re-ranker.
     pub fn reranker(&self) -> &Reranker {
         &self.reranker
+    }
+
+    /// The item embeddings as 8-bit codes: the re-ranker's similarity feature and MMR diversity
+    /// read these (as the re-ranker's training did).
+    pub fn quantized(&self) -> &QuantizedVectors {
+        &self.quantized
     }
 
     /// The L2-normalised item embeddings, item-major.

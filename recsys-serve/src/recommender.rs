@@ -17,7 +17,7 @@ use crate::{Error, Result};
 use arc_swap::ArcSwap;
 use lru::LruCache;
 use recsys_core::diversify::Similarity;
-use recsys_core::features::FeatureConfig;
+use recsys_core::features::{FeatureConfig, ItemFeatures};
 use recsys_core::model::HistoryEvent;
 use recsys_core::pipeline::{Context, Request, recommend};
 use recsys_core::rerank::{RerankFeatures, RerankUser, last_category_times};
@@ -175,18 +175,23 @@ const POPULAR_PER_CATEGORY: usize = 200;
 const POPULAR_REASON_PER_CATEGORY: usize = 10;
 const TRENDING_KEEP: usize = 50;
 
+/// Every item's re-ranking inputs ([`ItemFeatures`]) as of one moment, indexed by item.
+fn item_snapshot(f: &OnlineFeatures, now_ms: i64) -> Result<Vec<ItemFeatures>> {
+    let engine = f.engine();
+    let as_of = f.as_of(now_ms);
+    (0..f.num_items() as u32)
+        .map(|i| Ok(engine.item_features(i, as_of)?))
+        .collect()
+}
+
 impl Trends {
-    fn compute(f: &OnlineFeatures, now_ms: i64) -> Result<Trends> {
-        let engine = f.engine();
-        let as_of = f.as_of(now_ms);
-        let n = f.num_items();
-        let mut pop = Vec::with_capacity(n);
+    fn compute(f: &OnlineFeatures, items: &[ItemFeatures]) -> Result<Trends> {
+        let mut pop = Vec::with_capacity(items.len());
         let mut trend = Vec::new();
-        for i in 0..n as u32 {
-            let it = engine.item_features(i, as_of)?;
-            pop.push((it.popularity_score, i));
+        for it in items {
+            pop.push((it.popularity_score, it.item));
             if it.trending_score_1h > 0.0 {
-                trend.push((it.trending_score_1h, i));
+                trend.push((it.trending_score_1h, it.item));
             }
         }
         let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
@@ -240,6 +245,8 @@ struct Inner {
     serving: ArcSwap<Serving>,
     features: RwLock<OnlineFeatures>,
     trends: RwLock<Arc<Trends>>,
+    /// The item side of the re-ranking features, snapshotted every `item_features_refresh_ms`.
+    item_features: RwLock<Arc<Vec<ItemFeatures>>>,
     sessions: Arc<dyn SessionStore>,
     store: Option<Arc<dyn CandidateStore>>,
     rules: RulesConfig,
@@ -414,10 +421,9 @@ impl Recommender {
         }
         let data = match &options.data {
             Some(d) => d.clone(),
-            None => {
-                let (_, info, _) = recsys_train::train::load_model("current", Some(&options.registry))?;
-                PathBuf::from(info.dataset)
-            }
+            // The data.json of the current version only: the model itself is loaded (and
+            // verified) once, below.
+            None => PathBuf::from(recsys_train::train::model_data_info("current", Some(&options.registry))?.dataset),
         };
         let features = OnlineFeatures::from_dataset(&data, FeatureConfig::default())?;
         let (store, sessions): (Option<Arc<dyn CandidateStore>>, Arc<dyn SessionStore>) = match &options.store {
@@ -429,7 +435,8 @@ impl Recommender {
         };
         let serving = load_serving(&options, store.as_ref(), features.item_ids())?;
         let rules = resolve_rules(&options.config, &features)?;
-        let trends = Trends::compute(&features, now_ms())?;
+        let items = item_snapshot(&features, now_ms())?;
+        let trends = Trends::compute(&features, &items)?;
         let cache = NonZeroUsize::new(options.config.cache.capacity).map(|n| Mutex::new(LruCache::new(n)));
         let event_log = options.config.event_log.as_ref().map(EventLog::new);
         let exposure_log = match &options.config.exposure_log {
@@ -442,6 +449,7 @@ impl Recommender {
             serving: ArcSwap::from_pointee(serving),
             features: RwLock::new(features),
             trends: RwLock::new(Arc::new(trends)),
+            item_features: RwLock::new(Arc::new(items)),
             sessions,
             store,
             rules,
@@ -460,24 +468,41 @@ impl Recommender {
         Ok(rec)
     }
 
+    /// The background thread refreshing the item-feature snapshot (every
+    /// `item_features_refresh_ms`) and, from it, the trending and popular lists (every
+    /// `trending_refresh_seconds`). It stops when the recommender is dropped.
     fn spawn_trend_refresh(&self) {
-        let every = Duration::from_secs(self.inner.options.config.trending_refresh_seconds.max(1));
+        let config = &self.inner.options.config;
+        let items_every = Duration::from_millis(config.item_features_refresh_ms.max(10));
+        let trends_every = Duration::from_secs(config.trending_refresh_seconds.max(1));
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let _ = std::thread::Builder::new().name("trends".into()).spawn(move || {
+            let mut trends_at = Instant::now();
             loop {
-                std::thread::sleep(every);
+                std::thread::sleep(items_every);
                 let Some(inner) = weak.upgrade() else { return };
-                let computed = match inner.features.read() {
-                    Ok(f) => Trends::compute(&f, now_ms()),
-                    Err(_) => return,
-                };
-                match computed {
-                    Ok(t) => {
-                        if let Ok(mut w) = inner.trends.write() {
-                            *w = Arc::new(t);
-                        }
+                let Ok(f) = inner.features.read() else { return };
+                let items = match item_snapshot(&f, now_ms()) {
+                    Ok(items) => items,
+                    Err(e) => {
+                        tracing::warn!("item feature refresh failed: {e}");
+                        continue;
                     }
-                    Err(e) => tracing::warn!("trending refresh failed: {e}"),
+                };
+                if trends_at.elapsed() >= trends_every {
+                    trends_at = Instant::now();
+                    match Trends::compute(&f, &items) {
+                        Ok(t) => {
+                            if let Ok(mut w) = inner.trends.write() {
+                                *w = Arc::new(t);
+                            }
+                        }
+                        Err(e) => tracing::warn!("trending refresh failed: {e}"),
+                    }
+                }
+                drop(f);
+                if let Ok(mut w) = inner.item_features.write() {
+                    *w = Arc::new(items);
                 }
             }
         });
@@ -665,6 +690,7 @@ impl Recommender {
         let (age, region) = user.map_or((None, None), |u| f.demographics(u));
         let anonymous = history.is_empty() && age.is_none() && region.is_none();
         let trends = inner.trends.read().map(|t| Arc::clone(&t)).unwrap_or_default();
+        let item_snapshot = inner.item_features.read().map(|t| Arc::clone(&t)).unwrap_or_default();
 
         // Candidates.
         let t = Instant::now();
@@ -759,11 +785,39 @@ impl Recommender {
         };
         let prices = f.item_prices();
         let mut feats = Vec::with_capacity(candidates.len());
-        for c in &candidates {
-            let item = f.engine().item_features(c.item, as_of)?;
-            let v = model.item_vector(c.item).unwrap_or(&zeros);
+        // Similarity from the 8-bit item codes (as the re-ranker was trained): 256 bytes per
+        // candidate instead of 1 KiB. The candidates' rows (codes, item features, price) are
+        // scattered over tables of 100k items, so a few candidates' rows are requested ahead:
+        // memory latency, not arithmetic, was most of this loop's time.
+        let codes = model.quantized();
+        const PREFETCH_AHEAD: usize = 8;
+        let prefetch = |item: u32| {
+            codes.prefetch(item);
+            if let Some(x) = item_snapshot.get(item as usize) {
+                recsys_core::simd::prefetch(std::slice::from_ref(x));
+            }
+            if let Some(p) = prices.get(item as usize) {
+                recsys_core::simd::prefetch(std::slice::from_ref(p));
+            }
+        };
+        for c in candidates.iter().take(PREFETCH_AHEAD) {
+            prefetch(c.item);
+        }
+        for (n, c) in candidates.iter().enumerate() {
+            if let Some(ahead) = candidates.get(n + PREFETCH_AHEAD) {
+                prefetch(ahead.item);
+            }
+            let computed;
+            let item = match item_snapshot.get(c.item as usize) {
+                Some(snapshot) => snapshot,
+                None => {
+                    computed = f.engine().item_features(c.item, as_of)?;
+                    &computed
+                }
+            };
+            let similarity = codes.dot(c.item, emb)?.unwrap_or(0.0);
             let price = prices.get(c.item as usize).copied().flatten();
-            feats.push(RerankFeatures::compute(*c, v, &item, price, &ruser)?);
+            feats.push(RerankFeatures::with_similarity(*c, similarity, item, price, &ruser));
         }
         let recently_viewed: Vec<u32> = recent
             .iter()
@@ -771,10 +825,7 @@ impl Recommender {
             .map(|e| e.0)
             .take(10)
             .collect();
-        let similarity = Similarity::Embeddings {
-            vectors: model.item_vectors(),
-            dim,
-        };
+        let similarity = Similarity::Quantized(codes);
         let items = ItemAttributes {
             category: f.item_categories(),
             brand: f.item_brands(),

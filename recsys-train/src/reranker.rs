@@ -1,8 +1,9 @@
 //! Fits the online re-ranker ([`recsys_core::rerank::Reranker`], a logistic regression over the
 //! [`RerankFeatures`]) offline, on the training run's own split: for sampled test cases, the
 //! trained model's top candidates are the impressions, and a candidate the user went on to
-//! interact with is a positive. Features come from the same [`RerankFeatures::compute`] serving
-//! calls, on the feature engine as of the prediction time, so training and serving cannot skew.
+//! interact with is a positive. Features come from the same [`RerankFeatures::with_similarity`] serving
+//! calls, with the similarity from the same 8-bit item codes ([`QuantizedVectors`]), on the feature
+//! engine as of the prediction time, so training and serving cannot skew.
 //!
 //! Half of the cases (by user) fit the weights, the other half measure them: the report gives the
 //! held-out AUC of the fitted re-ranker and of the embedding similarity alone.
@@ -18,7 +19,7 @@ use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::trainer::UserProfile;
 use recsys_core::model::{UserContext, UserInputs};
 use recsys_core::rerank::{FitConfig, RerankFeatures, RerankUser, Reranker, auc, last_category_times};
-use recsys_core::retrieval::{ExactIndex, Filter, ItemIndex};
+use recsys_core::retrieval::{ExactIndex, Filter, ItemIndex, QuantizedVectors};
 use serde::{Deserialize, Serialize};
 
 /// How many test cases and candidates the fit uses.
@@ -70,6 +71,8 @@ pub fn fit_reranker(
     let as_of = split.test.iter().map(|c| c.as_of).min().unwrap_or(0);
     let (engine, _, _) = build_engine(ds, as_of, FeatureConfig::default(), Progress::quiet())?;
     let index = ExactIndex::new(model.item_embeddings(), model.dim())?;
+    // The similarity feature through the same 8-bit codes serving reads.
+    let codes = QuantizedVectors::new(index.vectors(), model.dim())?;
     let contexts = histories(&split.context, split.num_users);
     let step = split.test.len().div_ceil(opts.max_cases.max(1)).max(1);
     let cases: Vec<_> = split.test.iter().step_by(step).collect();
@@ -126,9 +129,9 @@ pub fn fit_reranker(
         let out = if n % 2 == 0 { &mut fit_set } else { &mut holdout };
         for c in candidates {
             let item = engine.item_features(c.item, as_of)?;
-            let v = &index.vectors()[c.item as usize * d..(c.item as usize + 1) * d];
+            let similarity = codes.dot(c.item, &emb)?.unwrap_or(0.0);
             let price = engine.catalog().price.get(c.item as usize).copied().flatten();
-            let f = RerankFeatures::compute(c, v, &item, price, &user)?;
+            let f = RerankFeatures::with_similarity(c, similarity, &item, price, &user);
             out.push((f, case.targets.contains(&c.item)));
         }
     }

@@ -440,34 +440,53 @@ fn tempfile_dir(near: &Path) -> Result<PathBuf> {
 /// Loads a model version: `spec` is a directory holding `model.bin`, or a version of `registry`
 /// (`current` for the promoted one).
 pub fn load_model(spec: &str, registry: Option<&Path>) -> Result<(TwoTowerModel, DataInfo, PathBuf)> {
-    let as_path = Path::new(spec);
-    let dir = if as_path.join(files::MODEL).is_file() {
-        as_path.to_path_buf()
-    } else {
-        let root = registry.ok_or_else(|| {
-            Error::arg(
-                "model",
-                spec,
-                "not a model directory; pass --registry DIR to look up a version",
-            )
-        })?;
-        let reg = Registry::open(root)?;
-        let version = if spec == "current" {
-            reg.current()?
-                .ok_or_else(|| Error::arg("model", spec, "the registry has no current version"))?
-        } else {
-            spec.to_string()
-        };
-        reg.verify(&version)?;
-        reg.path_of(&version)
-    };
+    let dir = model_dir(spec, registry, true)?;
     let mpath = dir.join(files::MODEL);
     let f = std::fs::File::open(&mpath).map_err(Error::io(&mpath))?;
     let model = TwoTowerModel::load(&mut std::io::BufReader::new(f)).map_err(|e| Error::data(&mpath, e.to_string()))?;
-    let dpath = dir.join(files::DATA);
-    let info: DataInfo = serde_json::from_slice(&std::fs::read(&dpath).map_err(Error::io(&dpath))?)
-        .map_err(|e| Error::data(&dpath, e.to_string()))?;
+    let info = read_data_info(&dir)?;
     Ok((model, info, dir))
+}
+
+/// The description of the dataset a model was trained on (its `data.json`), without loading or
+/// verifying the model: `spec` as in [`load_model`].
+pub fn model_data_info(spec: &str, registry: Option<&Path>) -> Result<DataInfo> {
+    read_data_info(&model_dir(spec, registry, false)?)
+}
+
+fn read_data_info(dir: &Path) -> Result<DataInfo> {
+    let dpath = dir.join(files::DATA);
+    serde_json::from_slice(&std::fs::read(&dpath).map_err(Error::io(&dpath))?)
+        .map_err(|e| Error::data(&dpath, e.to_string()))
+}
+
+/// The directory of model `spec`: a model directory itself, or a version of `registry`
+/// (`current` = the current one), checked against its manifest when `verify`.
+fn model_dir(spec: &str, registry: Option<&Path>, verify: bool) -> Result<PathBuf> {
+    let as_path = Path::new(spec);
+    if as_path.join(files::MODEL).is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    let root = registry.ok_or_else(|| {
+        Error::arg(
+            "model",
+            spec,
+            "not a model directory; pass --registry DIR to look up a version",
+        )
+    })?;
+    let reg = Registry::open(root)?;
+    let version = if spec == "current" {
+        reg.current()?
+            .ok_or_else(|| Error::arg("model", spec, "the registry has no current version"))?
+    } else {
+        spec.to_string()
+    };
+    if verify {
+        reg.verify(&version)?;
+    } else {
+        reg.manifest(&version)?;
+    }
+    Ok(reg.path_of(&version))
 }
 
 /// `recsys-train evaluate`: the model and the chosen baselines on one split, as one JSON object.

@@ -27,10 +27,7 @@ impl Dense {
             if xi == 0.0 {
                 continue;
             }
-            let row = &self.w[i * self.output..(i + 1) * self.output];
-            for (o, &w) in out.iter_mut().zip(row) {
-                *o += xi * w;
-            }
+            crate::simd::axpy(out, xi, &self.w[i * self.output..(i + 1) * self.output]);
         }
         if relu {
             out.iter_mut().for_each(|v| *v = v.max(0.0));

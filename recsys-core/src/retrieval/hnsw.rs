@@ -452,7 +452,7 @@ impl HnswIndex {
             if found == 0 {
                 return Err(Error::corrupt(self.describe(), format!("item {item} missing")));
             }
-            let score = v.iter().zip(query).map(|(a, b)| a * b).sum();
+            let score = crate::rerank::dot(&v, query);
             all.push(Scored { item, score });
         }
         if all.len() > k {
