@@ -14,6 +14,29 @@ impl<T> IntoPy<T> for Result<T, recsys_serve::Error> {
     }
 }
 
+/// A [`recsys_serve::Recommendations`] as the dict `report` would make of its JSON, built directly
+/// (interned keys, no intermediate JSON value): the per-call conversion is most of the binding's
+/// overhead over the Rust call.
+fn recommendations_to_py<'py>(py: Python<'py>, r: &recsys_serve::Recommendations) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::intern;
+    use pyo3::types::{PyDict, PyList};
+    let items = PyList::empty(py);
+    for it in &r.items {
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "item_id"), &it.item_id)?;
+        d.set_item(intern!(py, "score"), f64::from(it.score))?;
+        d.set_item(intern!(py, "reason"), &it.reason)?;
+        items.append(d)?;
+    }
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "user_id"), &r.user_id)?;
+    d.set_item(intern!(py, "model_version"), &r.model_version)?;
+    d.set_item(intern!(py, "variant"), &r.variant)?;
+    d.set_item(intern!(py, "items"), items)?;
+    d.set_item(intern!(py, "source"), &r.source)?;
+    Ok(d.into_any())
+}
+
 /// The online recommender: candidates from the store (or the model, or trending/popular), the live
 /// session, the learned re-ranker, business rules and diversity, in process.
 #[pyclass(module = "techshop_recs._native", name = "Recommender", frozen)]
@@ -75,7 +98,79 @@ impl Recommender {
             exclude: exclude.unwrap_or_default(),
         };
         let out = py.detach(|| self.inner.recommend(user_id, &q)).py()?;
-        report(py, &out)
+        recommendations_to_py(py, &out)
+    }
+
+    /// ``recommend`` for many users at once, in parallel on all cores with the GIL released
+    /// (batch jobs, notebooks). Returns a list of the dicts ``recommend`` returns, in the order of
+    /// ``user_ids``; with ``as_table=True`` a ``pyarrow.Table`` instead, one row per recommended
+    /// item: ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``, ``reason``,
+    /// ``model_version``, ``variant``, ``source``. A bad user id fails the whole call
+    /// (``ValueError`` naming it).
+    #[pyo3(signature = (user_ids, k=None, context=None, as_table=false))]
+    fn recommend_many<'py>(
+        &self,
+        py: Python<'py>,
+        user_ids: Vec<String>,
+        k: Option<usize>,
+        context: Option<String>,
+        as_table: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        use rayon::prelude::*;
+        let q = RecQuery {
+            k,
+            context,
+            ..RecQuery::default()
+        };
+        let all = py
+            .detach(|| {
+                user_ids
+                    .par_iter()
+                    .map(|u| self.inner.recommend(u, &q))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .py()?;
+        if !as_table {
+            let list = pyo3::types::PyList::empty(py);
+            for r in &all {
+                list.append(recommendations_to_py(py, r)?)?;
+            }
+            return Ok(list.into_any());
+        }
+        let rows: usize = all.iter().map(|r| r.items.len()).sum();
+        let mut user_id = Vec::with_capacity(rows);
+        let mut rank = Vec::with_capacity(rows);
+        let mut item_id = Vec::with_capacity(rows);
+        let mut score = Vec::with_capacity(rows);
+        let mut reason = Vec::with_capacity(rows);
+        let mut model_version = Vec::with_capacity(rows);
+        let mut variant = Vec::with_capacity(rows);
+        let mut source = Vec::with_capacity(rows);
+        for r in &all {
+            for (i, it) in r.items.iter().enumerate() {
+                user_id.push(r.user_id.as_str());
+                rank.push(i as u32 + 1);
+                item_id.push(it.item_id.as_str());
+                score.push(it.score);
+                reason.push(it.reason.as_str());
+                model_version.push(r.model_version.as_str());
+                variant.push(r.variant.as_str());
+                source.push(r.source.as_str());
+            }
+        }
+        let pa = py.import("pyarrow").map_err(|e| {
+            pyo3::exceptions::PyImportError::new_err(format!("as_table=True needs pyarrow (pip install pyarrow): {e}"))
+        })?;
+        let columns = pyo3::types::PyDict::new(py);
+        columns.set_item("user_id", pa.call_method1("array", (user_id, "string"))?)?;
+        columns.set_item("rank", pa.call_method1("array", (rank, "uint32"))?)?;
+        columns.set_item("item_id", pa.call_method1("array", (item_id, "string"))?)?;
+        columns.set_item("score", pa.call_method1("array", (score, "float32"))?)?;
+        columns.set_item("reason", pa.call_method1("array", (reason, "string"))?)?;
+        columns.set_item("model_version", pa.call_method1("array", (model_version, "string"))?)?;
+        columns.set_item("variant", pa.call_method1("array", (variant, "string"))?)?;
+        columns.set_item("source", pa.call_method1("array", (source, "string"))?)?;
+        pa.call_method1("table", (columns,))
     }
 
     /// Items similar to ``item_id``: ``{"item_id", "model_version", "items": [...]}``.

@@ -51,6 +51,31 @@ def test_ingest_changes_the_next_answer(served: dict) -> None:
     assert rec.ingest([{"user_id": "U0000011", "item_id": "P000001", "event_type": "view"}] * 3) == 3
 
 
+def test_recommend_many_as_dicts_and_as_a_pyarrow_table(served: dict) -> None:
+    pa = pytest.importorskip("pyarrow")
+    rec = open_rec(served, cache={"capacity": 0})
+    users = ["U0000003", "U0000004", "nobody-yet", "U0000003"]
+    many = rec.recommend_many(users, k=5)
+    # Same answers, same order, as one call per user.
+    assert [m["user_id"] for m in many] == users
+    assert many == [rec.recommend(u, k=5) for u in users]
+    table = rec.recommend_many(users, k=5, as_table=True)
+    assert isinstance(table, pa.Table)
+    assert table.column_names == [
+        "user_id", "rank", "item_id", "score", "reason", "model_version", "variant", "source",
+    ]
+    assert table.num_rows == 20
+    assert table.schema.field("rank").type == pa.uint32()
+    assert table.schema.field("score").type == pa.float32()
+    rows = table.to_pylist()
+    assert [r["item_id"] for r in rows[:5]] == ids(many[0])
+    assert [r["rank"] for r in rows[:5]] == [1, 2, 3, 4, 5]
+    assert rows[10]["user_id"] == "nobody-yet" and rows[10]["source"] == "popular"
+    assert rec.recommend_many([], as_table=True).num_rows == 0
+    with pytest.raises(ValueError, match="user_id"):
+        rec.recommend_many(["U0000001", " "])
+
+
 def test_errors_are_python_exceptions(served: dict) -> None:
     rec = open_rec(served)
     with pytest.raises(ValueError, match="`k`"):

@@ -2,10 +2,13 @@
 
 import os
 import pathlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pyarrow
 
 PathLike = Union[str, os.PathLike[str]]
 Report = Dict[str, Any]
@@ -144,6 +147,25 @@ class Recommender:
         exclude: Optional[Sequence[str]] = None,
     ) -> Report:
         """``{"user_id", "model_version", "variant", "items": [{"item_id", "score", "reason"}], "source"}``."""
+    @overload
+    def recommend_many(
+        self,
+        user_ids: Sequence[str],
+        k: Optional[int] = None,
+        context: Optional[str] = None,
+        as_table: Literal[False] = False,
+    ) -> List[Report]: ...
+    @overload
+    def recommend_many(
+        self,
+        user_ids: Sequence[str],
+        k: Optional[int] = None,
+        context: Optional[str] = None,
+        as_table: Literal[True] = ...,
+    ) -> "pyarrow.Table":
+        """``recommend`` for many users in parallel (GIL released): a list of reports, or with
+        ``as_table=True`` a ``pyarrow.Table`` (``user_id``, ``rank``, ``item_id``, ``score``,
+        ``reason``, ``model_version``, ``variant``, ``source``), one row per item."""
     def similar(self, item_id: str, k: int = 20) -> Report:
         """``{"item_id", "model_version", "items": [...]}``; ValueError for an unknown item or k outside 1..=500."""
     def ingest(self, events: Union[Mapping[str, Any], Sequence[Mapping[str, Any]]]) -> int:
