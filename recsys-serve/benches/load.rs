@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo bench -p recsys-serve --bench load -- http --url http://127.0.0.1:8080 --rates 1000,5000 --seconds 30 --users 500000
-//! cargo bench -p recsys-serve --bench load -- library --registry R --data D --store file:S --requests 20000 --users 500000
+//! cargo bench -p recsys-serve --bench load -- library --registry R --data D --store file:S --requests 20000 --users 500000 [--order random|sequential]
 //! ```
 
 use http_body_util::{BodyExt, Empty};
@@ -134,16 +134,34 @@ fn library(kv: &HashMap<String, String>) {
     let rec = Recommender::open(opts).unwrap();
     let users: u64 = get(kv, "users", 500_000);
     let n: usize = get(kv, "requests", 20_000);
+    // `random` (default): seeded random users; `sequential`: U%07d of i % users, the order
+    // benches/binding_overhead.sh gives the Python and Node sides.
+    let sequential = match kv.get("order").map(String::as_str) {
+        None | Some("random") => false,
+        Some("sequential") => true,
+        Some(other) => {
+            eprintln!("--order must be random or sequential, not {other:?}");
+            std::process::exit(2)
+        }
+    };
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut user_of = |i: usize| {
+        let u = if sequential {
+            i as u64 % users
+        } else {
+            rng.next() % users
+        };
+        format!("U{u:07}")
+    };
     let q = RecQuery::default();
     // Warm-up.
-    for _ in 0..200 {
-        rec.recommend(&format!("U{:07}", rng.next() % users), &q).unwrap();
+    for i in 0..200 {
+        rec.recommend(&user_of(i), &q).unwrap();
     }
     let mut lat = Vec::with_capacity(n);
     let mut sources: HashMap<String, usize> = HashMap::new();
-    for _ in 0..n {
-        let user = format!("U{:07}", rng.next() % users);
+    for i in 0..n {
+        let user = user_of(i);
         let t = Instant::now();
         let r = rec.recommend(&user, &q).unwrap();
         lat.push(t.elapsed().as_nanos() as u64);

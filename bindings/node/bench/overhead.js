@@ -1,16 +1,39 @@
-// Latency of `recommend` through the binding, one call at a time (median and p99 over N calls),
-// for comparison with the Rust library's own figure for the same fixture (the binding adds
-// argument conversion, a libuv work item and the promise). Usage: node bench/overhead.js [N]
+// Latency of `recommend` through the Node binding, one call at a time (median and p99 over N calls).
+// Run by benches/binding_overhead.sh beside the Rust library call and the Python binding on the
+// same model, store and user sequence; alone, it uses the test fixture.
+//
+//   node bench/overhead.js [--registry R --store S --data D --users U] [--requests N]
+//
+// Users are `U%07d` of `i % U` for i = 0..N, the order the other two sides use. Prints one JSON line.
 'use strict'
 
 const { Recommender } = require('..')
-const { fixture } = require('../test/fixture.js')
+
+function options() {
+  const kv = {}
+  const argv = process.argv.slice(2)
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!argv[i].startsWith('--') || argv[i + 1] === undefined) {
+      console.error(`usage: node bench/overhead.js [--registry R --store S --data D --users U] [--requests N]`)
+      process.exit(2)
+    }
+    kv[argv[i].slice(2)] = argv[i + 1]
+  }
+  return kv
+}
 
 async function main() {
-  const n = Number(process.argv[2] ?? 2000)
-  const f = fixture()
-  const rec = await Recommender.open(f.registry, { store: f.store, data: f.data, config: { cache: { capacity: 0 } } })
-  const user = (i) => `U${String(i % 1500).padStart(7, '0')}`
+  const kv = options()
+  let { registry, store, data } = kv
+  let users = Number(kv.users ?? 1500)
+  if (!registry) {
+    const f = require('../test/fixture.js').fixture()
+    ;({ registry, store, data } = f)
+    users = 1500
+  }
+  const n = Number(kv.requests ?? 5000)
+  const rec = await Recommender.open(registry, { store, data, config: { cache: { capacity: 0 } } })
+  const user = (i) => `U${String(i % users).padStart(7, '0')}`
   for (let i = 0; i < 200; i++) await rec.recommend(user(i), { k: 20 })
   const us = []
   for (let i = 0; i < n; i++) {
@@ -32,13 +55,16 @@ async function main() {
   }
   console.log(
     JSON.stringify({
-      calls: n,
-      k: 20,
-      recommend_median_us: q(us, 0.5),
-      recommend_p99_us: q(us, 0.99),
-      round_trip_floor_median_us: q(floor, 0.5),
+      side: 'node',
+      requests: n,
+      p50_us: q(us, 0.5),
+      p99_us: q(us, 0.99),
+      round_trip_floor_p50_us: q(floor, 0.5),
     }),
   )
 }
 
-main()
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

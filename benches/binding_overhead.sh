@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Overhead of a binding call over the Rust call, for `recommend` (issue 6: <= 20 µs median).
+# One run, one model, store and user sequence (U%07d of i % USERS), response cache off, one call
+# at a time, release builds of all three:
+#   rust    Recommender::recommend in process (the load bench's library mode)
+#   python  techshop_recs.Recommender.recommend (the release cdylib, in the test venv)
+#   node    await rec.recommend (the release addon)
+# The three sides run in turn for ROUNDS rounds (this machine's speed drifts by tens of percent
+# from one minute to the next; alternating puts every side under the same drift). Prints each
+# run's JSON line, then per binding the median over rounds of its median, Rust's, the overhead
+# (their difference) and the ratio.
+#
+#   usage: benches/binding_overhead.sh [REGISTRY DATA STORE USERS]
+#   default: the quickstart's output (examples/quickstart.sh, run here when missing)
+#   env:   REQUESTS (3000 per side and round), ROUNDS (5), TECHSHOP_PY_VENV (as bindings/python/test.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+REQUESTS=${REQUESTS:-3000}
+ROUNDS=${ROUNDS:-5}
+if [ $# -ge 4 ]; then
+  REGISTRY=$1 DATA=$2 STORE=$3 USERS=$4
+else
+  Q=out/quickstart
+  [ -f "$Q/registry/CURRENT.json" ] || PROFILE=release bash examples/quickstart.sh "$Q" >/dev/null
+  REGISTRY=$Q/registry DATA=$Q/data STORE=file:$Q/store
+  USERS=5000  # the quickstart's `generate` default
+fi
+
+# One feature set for everything: the workspace's (bindings included).
+cargo build --release -q --workspace --bins --lib
+cargo bench -q --workspace --bench load --no-run 2>/dev/null
+LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
+(cd bindings/node && [ -d node_modules ] || npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+(cd bindings/node && node build.js --release 2>/dev/null)
+# The Python package as maturin lays it out: python/techshop_recs plus the cdylib as _native.
+VENV=${TECHSHOP_PY_VENV:-$HOME/.cache/techshop-recs-py-venv}
+[ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q numpy; }
+PYPKG=$(mktemp -d)
+
+cp -r bindings/python/python/techshop_recs "$PYPKG/"
+cp "$TARGET/release/lib_native.so" "$PYPKG/techshop_recs/_native.abi3.so"
+
+args=(--registry "$REGISTRY" --store "$STORE" --data "$DATA" --users "$USERS" --requests "$REQUESTS")
+RESULTS=$(mktemp)
+trap 'rm -rf "$PYPKG" "$RESULTS"' EXIT
+for round in $(seq 1 "$ROUNDS"); do
+  "$LOAD" library "${args[@]}" --order sequential --label rust | tee -a "$RESULTS"
+  PYTHONPATH="$PYPKG" "$VENV/bin/python" benches/python/binding_overhead.py "${args[@]}" | tee -a "$RESULTS"
+  node bindings/node/bench/overhead.js "${args[@]}" | tee -a "$RESULTS"
+done
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+def p50s(side):
+    return [r["p50_us"] for r in runs if r.get("side", r.get("label")) == side]
+rust = statistics.median(p50s("rust"))
+for name in ("python", "node"):
+    b = statistics.median(p50s(name))
+    over = b - rust
+    print(json.dumps({"binding": name, "rounds": len(p50s(name)), "rust_p50_us": round(rust, 1),
+                      "binding_p50_us": round(b, 1), "overhead_p50_us": round(over, 1),
+                      "ratio": round(b / rust, 3), "target_overhead_us": 20, "ok": over <= 20}))
+PY
