@@ -8,7 +8,8 @@
 #   usage: benches/serve_load.sh
 #   env:   BENCH_DIR (cache; default ~/.cache/techshop-recs/bench), USERS, ITEMS, EVENTS_PER_DAY,
 #          MAX_EXAMPLES (training cap, default 300000), SECONDS_MAIN (60), SECONDS_STEP (15),
-#          RATES (sweep, default 2000,3000,4000,5000,6000,8000), REDIS (redis://127.0.0.1:6379)
+#          RATES (sweep, default 2000,3000,4000,5000,6000,8000), REDIS (redis://127.0.0.1:6379),
+#          SKIP_HTTP=1 (library calls only), SKIP_REDIS=1 (file store only)
 #
 # Data, model and the stores are cached under BENCH_DIR (the same data as benches/ann_vs_faiss.sh),
 # so a rerun only re-measures.
@@ -29,8 +30,8 @@ OUT="$MODEL_DIR/serve"
 mkdir -p "$WORK" "$OUT"
 TARGET="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release -q -p recsys-train -p recsys-serve --bins
-cargo bench -q -p recsys-serve --bench load --no-run 2>/dev/null
+cargo build --release -q --workspace --bins
+cargo bench -q --workspace --bench load --no-run 2>/dev/null
 LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
 TRAIN="$TARGET/release/recsys-train"
 SERVE="$TARGET/release/recsys-serve"
@@ -73,6 +74,7 @@ run_library() {
     --users "$USERS" --label "$1" | tee -a "$OUT/results.jsonl"
 }
 run_http() {
+  [ "${SKIP_HTTP:-0}" = 1 ] && return 0
   local label=$1 store=$2
   echo "== HTTP: $label" >&2
   "$SERVE" --registry "$MODEL_DIR/registry" --data "$WORK/data" --store "$store" --listen 127.0.0.1:18080 \
