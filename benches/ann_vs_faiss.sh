@@ -29,42 +29,15 @@ EF=${EF:-1000,2000,3000}
 QUANT=${QUANT:-f32}
 TARGET_RECALL=${TARGET_RECALL:-0.95}
 MAX_EXAMPLES=${MAX_EXAMPLES:-0}
-WORK="$BENCH_DIR/ann-u$USERS-i$ITEMS-e$EVENTS"
-MODEL_DIR="$WORK/model-x$MAX_EXAMPLES"
-OUT="$MODEL_DIR/out"
 VENV="$BENCH_DIR/venv-faiss"
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
-mkdir -p "$WORK"
 
 # --workspace: one feature set for every build of the workspace (a `-p` build recompiles burn)
 cargo build --release -q --workspace --bins
-BIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
-stamp() { [ -f "$WORK/$1.done" ]; }
-
-if ! stamp raw; then
-  echo "== generate: $USERS users, $ITEMS items, $EVENTS events, 1 day" >&2
-  rm -rf "$WORK/raw"
-  /usr/bin/time -f "   %es, %MKB" "$BIN" -q generate --out "$WORK/raw" --users "$USERS" --items "$ITEMS" \
-    --events-per-day "$EVENTS" --days 1
-  touch "$WORK/raw.done"
-fi
-if ! stamp data; then
-  echo "== import" >&2
-  rm -rf "$WORK/data"
-  /usr/bin/time -f "   %es, %MKB" "$BIN" -q import \
-    --events "$WORK/raw/events" --items "$WORK/raw/items.parquet" --users "$WORK/raw/users.parquet" \
-    --map user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page \
-    --event-type event_type --out "$WORK/data"
-  touch "$WORK/data.done"
-fi
-if [ ! -f "$MODEL_DIR/done" ]; then
-  echo "== train: one epoch (leave-one-out split; max_examples_per_epoch $MAX_EXAMPLES)" >&2
-  rm -rf "$MODEL_DIR"; mkdir -p "$MODEL_DIR"
-  echo "{\"epochs\": 1, \"max_examples_per_epoch\": $MAX_EXAMPLES}" >"$MODEL_DIR/config.json"
-  /usr/bin/time -f "   %es, %MKB" "$BIN" train --data "$WORK/data" --registry "$MODEL_DIR/registry" \
-    --config "$MODEL_DIR/config.json" --gates off --protocol leave-one-out | tee "$MODEL_DIR/train.json"
-  touch "$MODEL_DIR/done"
-fi
+TRAIN="${CARGO_TARGET_DIR:-target}/release/recsys-train"
+# shellcheck source=benches/adr_model.sh
+source benches/adr_model.sh
+OUT="$MODEL_DIR/out"
 
 mkdir -p "$OUT"
 echo "== ours: exact and HNSW (RAYON_NUM_THREADS=$THREADS)" >&2

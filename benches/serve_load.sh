@@ -24,44 +24,17 @@ SECONDS_MAIN=${SECONDS_MAIN:-60}
 SECONDS_STEP=${SECONDS_STEP:-15}
 RATES=${RATES:-2000,3000,4000,5000,6000,8000}
 REDIS=${REDIS:-redis://127.0.0.1:6379}
-WORK="$BENCH_DIR/ann-u$USERS-i$ITEMS-e$EVENTS"
-MODEL_DIR="$WORK/model-x$MAX_EXAMPLES"
-OUT="$MODEL_DIR/serve"
-mkdir -p "$WORK" "$OUT"
 TARGET="${CARGO_TARGET_DIR:-target}"
-
 cargo build --release -q --workspace --bins
 cargo bench -q --workspace --bench load --no-run 2>/dev/null
 LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
 TRAIN="$TARGET/release/recsys-train"
 SERVE="$TARGET/release/recsys-serve"
-stamp() { [ -f "$1" ]; }
-
-if ! stamp "$WORK/raw.done"; then
-  echo "== generate: $USERS users, $ITEMS items, $EVENTS events, 1 day" >&2
-  rm -rf "$WORK/raw"
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q generate --out "$WORK/raw" --users "$USERS" --items "$ITEMS" \
-    --events-per-day "$EVENTS" --days 1
-  touch "$WORK/raw.done"
-fi
-if ! stamp "$WORK/data.done"; then
-  echo "== import" >&2
-  rm -rf "$WORK/data"
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q import \
-    --events "$WORK/raw/events" --items "$WORK/raw/items.parquet" --users "$WORK/raw/users.parquet" \
-    --map user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page \
-    --event-type event_type --out "$WORK/data"
-  touch "$WORK/data.done"
-fi
-if ! stamp "$MODEL_DIR/done"; then
-  echo "== train: one epoch (leave-one-out split; max_examples_per_epoch $MAX_EXAMPLES)" >&2
-  rm -rf "$MODEL_DIR/registry"; mkdir -p "$MODEL_DIR"
-  echo "{\"epochs\": 1, \"max_examples_per_epoch\": $MAX_EXAMPLES}" >"$MODEL_DIR/config.json"
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" train --data "$WORK/data" --registry "$MODEL_DIR/registry" \
-    --config "$MODEL_DIR/config.json" --gates off --protocol leave-one-out | tee "$MODEL_DIR/train.json"
-  touch "$MODEL_DIR/done"
-fi
-if ! stamp "$MODEL_DIR/store.done"; then
+# shellcheck source=benches/adr_model.sh
+source benches/adr_model.sh
+OUT="$MODEL_DIR/serve"
+mkdir -p "$OUT"
+if [ ! -f "$MODEL_DIR/store.done" ]; then
   echo "== precompute: top-500 for every user into the file store" >&2
   /usr/bin/time -f "   %es, %MKB" "$TRAIN" precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
     --store "file:$MODEL_DIR/store" | tee "$MODEL_DIR/precompute.json"

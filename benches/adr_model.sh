@@ -1,0 +1,37 @@
+# Sourced by benches/ann_vs_faiss.sh and benches/serve_load.sh: the ADR-scale synthetic TechShop
+# data (generate, import) and a one-epoch two-tower model on it (leave-one-out split: one day of
+# events leaves the time split nothing to train on), each step cached under BENCH_DIR behind a
+# stamp file, so that a rerun of either bench only re-measures.
+#
+#   in:  BENCH_DIR, USERS, ITEMS, EVENTS, MAX_EXAMPLES (cap on the epoch's examples; 0 = all),
+#        TRAIN (the recsys-train binary)
+#   out: WORK (the data: $WORK/raw, $WORK/data), MODEL_DIR (the registry: $MODEL_DIR/registry)
+WORK="$BENCH_DIR/ann-u$USERS-i$ITEMS-e$EVENTS"
+MODEL_DIR="$WORK/model-x$MAX_EXAMPLES"
+mkdir -p "$WORK"
+
+if [ ! -f "$WORK/raw.done" ]; then
+  echo "== generate: $USERS users, $ITEMS items, $EVENTS events, 1 day" >&2
+  rm -rf "$WORK/raw"
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q generate --out "$WORK/raw" --users "$USERS" --items "$ITEMS" \
+    --events-per-day "$EVENTS" --days 1
+  touch "$WORK/raw.done"
+fi
+if [ ! -f "$WORK/data.done" ]; then
+  echo "== import" >&2
+  rm -rf "$WORK/data"
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q import \
+    --events "$WORK/raw/events" --items "$WORK/raw/items.parquet" --users "$WORK/raw/users.parquet" \
+    --map user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page \
+    --event-type event_type --out "$WORK/data"
+  touch "$WORK/data.done"
+fi
+if [ ! -f "$MODEL_DIR/done" ]; then
+  echo "== train: one epoch (leave-one-out split; max_examples_per_epoch $MAX_EXAMPLES)" >&2
+  rm -rf "$MODEL_DIR/registry"
+  mkdir -p "$MODEL_DIR"
+  echo "{\"epochs\": 1, \"max_examples_per_epoch\": $MAX_EXAMPLES}" >"$MODEL_DIR/config.json"
+  /usr/bin/time -f "   %es, %MKB" "$TRAIN" train --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+    --config "$MODEL_DIR/config.json" --gates off --protocol leave-one-out | tee "$MODEL_DIR/train.json"
+  touch "$MODEL_DIR/done"
+fi
