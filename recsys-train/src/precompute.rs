@@ -219,7 +219,7 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
     let dim = model.dim();
     // The batched exact scan, not HNSW: measured at the ADR's scale (100k items, 256-d, top-500;
     // `benches/ann_vs_faiss.sh`), HNSW needs efSearch 2000 to reach recall@500 0.95 and then answers
-    // 0.34x as many queries per second, so the batch job uses the exact path (recall 1.0) and HNSW
+    // 0.33x as many queries per second as the gemm scan, so the batch job uses the exact path (recall 1.0) and HNSW
     // serves small-k online queries. The index owns the item embeddings; the similar-items step
     // reads them back from it rather than keeping a second copy.
     let index = ExactIndex::new(model.item_embeddings(), dim)?;

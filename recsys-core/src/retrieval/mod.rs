@@ -483,7 +483,7 @@ impl ItemIndex for ExactIndex {
 /// An exact scan of 20,000 256-d items is 5 M multiply-adds per query (about 1 ms on one core):
 /// fast enough for serving, exact, and with no build step. Measured at the ADR's 100,000 items
 /// (`benches/ann_vs_faiss.sh`): for top-500 at recall@500 ≥ 0.95 the batched exact scan was still
-/// faster than HNSW (434 vs 239 queries/s on 2 threads), so batch precompute of top-500 lists
+/// faster than HNSW (2,228 vs 737 queries/s on 2 threads, gemm scan), so batch precompute of top-500 lists
 /// should call [`ExactIndex::search_batch`] up to at least that size; HNSW wins for small k
 /// (serving) and larger catalogues.
 pub const EXACT_MAX_ITEMS: usize = 20_000;
