@@ -482,8 +482,12 @@ impl Recommender {
                 std::thread::sleep(items_every);
                 let Some(inner) = weak.upgrade() else { return };
                 let Ok(f) = inner.features.read() else { return };
+                let started = Instant::now();
                 let items = match item_snapshot(&f, now_ms()) {
-                    Ok(items) => items,
+                    Ok(items) => {
+                        tracing::debug!(items = items.len(), took = ?started.elapsed(), "item feature snapshot");
+                        items
+                    }
                     Err(e) => {
                         tracing::warn!("item feature refresh failed: {e}");
                         continue;
