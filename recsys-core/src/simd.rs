@@ -6,48 +6,56 @@
 //! the CPU has them (portable builds stay at SSE2 otherwise): 8-wide instead of 4-wide lanes, which
 //! the library call's profile showed worth it (the inner product was its largest item).
 
-/// Inner product of the common prefix of `a` and `b`.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: `dot_avx2` only needs the CPU to support AVX2 and FMA, checked by `avx2()`.
-        #[allow(unsafe_code)]
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_lanes::<16>(a, b)
+/// Defines `pub fn $name`: `$avx2` compiled for AVX2 + FMA when the CPU has them (x86-64 only),
+/// `$plain` compiled for the target's baseline otherwise. The one place the kernels leave safe code.
+macro_rules! dispatched {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?; avx2: $avx2:expr; plain: $plain:expr;) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn with_avx2($($arg: $ty),*) $(-> $ret)? {
+                    $avx2
+                }
+                if avx2() {
+                    // SAFETY: `with_avx2` only needs the CPU to support AVX2 and FMA, checked
+                    // by `avx2()` just above.
+                    #[allow(unsafe_code)]
+                    return unsafe { with_avx2($($arg),*) };
+                }
+            }
+            $plain
+        }
+    };
 }
 
-/// `Σ a[i] · q[i]` over the common prefix: a float query against 8-bit codes (scale not applied).
-pub fn dot_i8(a: &[f32], q: &[i8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: `dot_i8_avx2` only needs the CPU to support AVX2 and FMA, checked by `avx2()`.
-        #[allow(unsafe_code)]
-        return unsafe { dot_i8_avx2(a, q) };
-    }
-    dot_i8_lanes::<16>(a, q)
+dispatched! {
+    /// Inner product of the common prefix of `a` and `b`.
+    pub fn dot(a: &[f32], b: &[f32]) -> f32;
+    avx2: dot_lanes::<64>(a, b);
+    plain: dot_lanes::<16>(a, b);
 }
 
-/// `Σ a[i] · b[i]` over the common prefix of two 8-bit code vectors, exactly (integer sums).
-pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: `dot_i8_i8_avx2` only needs the CPU to support AVX2 and FMA, checked by `avx2()`.
-        #[allow(unsafe_code)]
-        return unsafe { dot_i8_i8_avx2(a, b) };
-    }
-    dot_i8_i8_lanes::<16>(a, b)
+dispatched! {
+    /// `Σ a[i] · q[i]` over the common prefix: a float query against 8-bit codes (scale not applied).
+    pub fn dot_i8(a: &[f32], q: &[i8]) -> f32;
+    avx2: dot_i8_lanes::<32>(a, q);
+    plain: dot_i8_lanes::<16>(a, q);
 }
 
-/// `acc[i] += w * x[i]` over the common prefix of `acc` and `x`.
-pub fn axpy(acc: &mut [f32], w: f32, x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: `axpy_avx2` only needs the CPU to support AVX2 and FMA, checked by `avx2()`.
-        #[allow(unsafe_code)]
-        return unsafe { axpy_avx2(acc, w, x) };
-    }
-    axpy_plain(acc, w, x)
+dispatched! {
+    /// `Σ a[i] · b[i]` over the common prefix of two 8-bit code vectors, exactly (integer sums).
+    pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32;
+    avx2: dot_i8_i8_lanes::<32>(a, b);
+    plain: dot_i8_i8_lanes::<16>(a, b);
+}
+
+dispatched! {
+    /// `acc[i] += w * x[i]` over the common prefix of `acc` and `x`.
+    pub fn axpy(acc: &mut [f32], w: f32, x: &[f32]);
+    avx2: axpy_plain(acc, w, x);
+    plain: axpy_plain(acc, w, x);
 }
 
 /// Asks the CPU to start loading `v` into cache (a hint: no effect on results, never faults).
@@ -77,30 +85,6 @@ pub fn prefetch<T>(v: &[T]) {
 fn avx2() -> bool {
     // Cached by std after the first call (an atomic load).
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes::<64>(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn axpy_avx2(acc: &mut [f32], w: f32, x: &[f32]) {
-    axpy_plain(acc, w, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_i8_avx2(a: &[f32], q: &[i8]) -> f32 {
-    dot_i8_lanes::<32>(a, q)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_i8_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
-    dot_i8_i8_lanes::<32>(a, b)
 }
 
 #[inline(always)]
