@@ -8,7 +8,7 @@
 //! a lazy-Adam update ([`SparseTable`]).
 
 use super::inference::{Dense, TwoTowerModel};
-use super::net::TwoTowerNet;
+use super::net::{CodeMix, TwoTowerNet};
 use super::sparse::SparseTable;
 use super::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
 use crate::{Error, Result};
@@ -76,13 +76,15 @@ pub fn examples(data: &TrainingData, cfg: &TwoTowerConfig) -> Vec<(u32, u32)> {
 }
 
 struct Batch<B: Backend> {
-    /// Id-table rows of the target (and negative) items: the first entries of `unique`.
+    /// Id-table rows of the target (and negative) items, one per column of the logits (a leaf:
+    /// its gradient is added into the rows of `unique` by hand).
     leaf: Tensor<B, 2>,
     unique: Vec<u32>,
-    target_local: Tensor<B, 1, Int>,
-    target_cat: Tensor<B, 1, Int>,
-    target_brand: Tensor<B, 1, Int>,
-    target_price: Tensor<B, 1, Int>,
+    /// Position in `unique` of each column's item.
+    target_local: Vec<u32>,
+    target_cat: CodeMix<B>,
+    target_brand: CodeMix<B>,
+    target_price: CodeMix<B>,
     target_numeric: Tensor<B, 2>,
     /// Local row of each history slot (`unique.len()` for padding), `b × L`.
     hist_rows: Vec<u32>,
@@ -92,11 +94,11 @@ struct Batch<B: Backend> {
     /// Pooled id embeddings (leaves), `[b, id_dim]`.
     short_pooled: Tensor<B, 2>,
     long_pooled: Tensor<B, 2>,
-    hist_cat: Tensor<B, 2, Int>,
-    hist_price: Tensor<B, 2, Int>,
-    long_weights: Tensor<B, 3>,
-    age: Tensor<B, 1, Int>,
-    region: Tensor<B, 1, Int>,
+    /// History categories and price buckets pooled with the long-term weights.
+    hist_cat: CodeMix<B>,
+    hist_price: CodeMix<B>,
+    age: CodeMix<B>,
+    region: CodeMix<B>,
     user_numeric: Tensor<B, 2>,
     correction: Tensor<B, 2>,
     mask: Tensor<B, 2>,
@@ -142,14 +144,12 @@ fn make_batch<B: AutodiffBackend>(
     for _ in 0..cfg.uniform_negatives {
         col_items.push(rng.random_range(0..n_items as u32));
     }
-    let target_local: Vec<i64> = col_items.iter().map(|&i| local(i, &mut unique)).collect();
-    // Target rows come first in `unique`; only they go through autodiff.
-    let target_rows = unique.len();
+    let target_local: Vec<u32> = col_items.iter().map(|&i| local(i, &mut unique) as u32).collect();
     let mut hist_items = vec![u32::MAX; b * l];
     let mut weights = vec![0f32; b * l];
     let mut long_weights = vec![0f32; b * l];
-    let mut hist_cat = vec![0i64; b * l];
-    let mut hist_price = vec![0i64; b * l];
+    let mut hist_cat = vec![0u32; b * l];
+    let mut hist_price = vec![0u32; b * l];
     let mut age = Vec::with_capacity(b);
     let mut region = Vec::with_capacity(b);
     let mut user_numeric = Vec::with_capacity(b * super::USER_NUMERIC);
@@ -167,13 +167,11 @@ fn make_batch<B: AutodiffBackend>(
             hist_items[k * l + j] = it;
             weights[k * l + j] = inputs.weights[j];
             long_weights[k * l + j] = inputs.long_weights[j];
-            hist_cat[k * l + j] = i64::from(data.items.category[it as usize]);
-            hist_price[k * l + j] = i64::from(data.items.price_bucket[it as usize]);
+            hist_cat[k * l + j] = data.items.category[it as usize];
+            hist_price[k * l + j] = data.items.price_bucket[it as usize];
         }
-        age.push(i64::from(inputs.age.min(data.vocab.ages.saturating_sub(1) as u32)));
-        region.push(i64::from(
-            inputs.region.min(data.vocab.regions.saturating_sub(1) as u32),
-        ));
+        age.push(inputs.age);
+        region.push(inputs.region);
         user_numeric.extend_from_slice(&inputs.numeric);
     }
     let hist_local: Vec<i64> = hist_items
@@ -206,12 +204,17 @@ fn make_batch<B: AutodiffBackend>(
             }
         }
     }
-    let leaf = floats::<B, 2>(rows[..target_rows * d].to_vec(), [target_rows, d], dev).require_grad();
     let cols = col_items.len();
-    let side = |f: &dyn Fn(usize) -> i64| -> Vec<i64> { col_items.iter().map(|&i| f(i as usize)).collect() };
-    let target_cat = side(&|i| i64::from(data.items.category[i]));
-    let target_brand = side(&|i| i64::from(data.items.brand[i]));
-    let target_price = side(&|i| i64::from(data.items.price_bucket[i]));
+    let mut leaf_rows = vec![0f32; cols * d];
+    for (dst, &t) in leaf_rows.chunks_exact_mut(d).zip(&target_local) {
+        dst.copy_from_slice(&rows[t as usize * d..(t as usize + 1) * d]);
+    }
+    let leaf = floats::<B, 2>(leaf_rows, [cols, d], dev).require_grad();
+    let side = |f: &dyn Fn(usize) -> u32| -> Vec<u32> { col_items.iter().map(|&i| f(i as usize)).collect() };
+    let target_cat = side(&|i| data.items.category[i]);
+    let target_brand = side(&|i| data.items.brand[i]);
+    let target_price = side(&|i| data.items.price_bucket[i]);
+    let v = &data.vocab;
     let target_numeric: Vec<f32> = col_items.iter().flat_map(|&i| data.items.numeric[i as usize]).collect();
     let mut correction = vec![0f32; cols];
     if cfg.logq_correction {
@@ -234,21 +237,20 @@ fn make_batch<B: AutodiffBackend>(
     Batch {
         leaf,
         unique,
-        target_local: ints(target_local, [cols], dev),
-        target_cat: ints(target_cat, [cols], dev),
-        target_brand: ints(target_brand, [cols], dev),
-        target_price: ints(target_price, [cols], dev),
+        target_local,
+        target_cat: CodeMix::lookup(&target_cat, v.categories, dev),
+        target_brand: CodeMix::lookup(&target_brand, v.brands, dev),
+        target_price: CodeMix::lookup(&target_price, v.price_buckets, dev),
         target_numeric: floats(target_numeric, [cols, super::ITEM_NUMERIC], dev),
         hist_rows: hist_local.iter().map(|&x| x as u32).collect(),
         short_pooled: floats::<B, 2>(short_pooled, [b, d], dev).require_grad(),
         long_pooled: floats::<B, 2>(long_pooled, [b, d], dev).require_grad(),
-        hist_cat: ints(hist_cat, [b, l], dev),
-        hist_price: ints(hist_price, [b, l], dev),
-        long_weights: floats(long_weights.clone(), [b, l, 1], dev),
+        hist_cat: CodeMix::pool(&hist_cat, &long_weights, l, v.categories, dev),
+        hist_price: CodeMix::pool(&hist_price, &long_weights, l, v.price_buckets, dev),
         short_w: weights,
         long_w: long_weights,
-        age: ints(age, [b], dev),
-        region: ints(region, [b], dev),
+        age: CodeMix::lookup(&age, v.ages, dev),
+        region: CodeMix::lookup(&region, v.regions, dev),
         user_numeric: floats(user_numeric, [b, super::USER_NUMERIC], dev),
         correction: floats(correction, [1, cols], dev),
         mask: floats(mask, [b, cols], dev),
@@ -318,9 +320,8 @@ pub fn train<B: AutodiffBackend>(
                 continue;
             }
             let batch = make_batch::<B>(chunk, data, cfg, &table, &log_q, &mut local_of, &mut rng, device);
-            let ids = batch.leaf.clone().select(0, batch.target_local.clone());
             let items = net.items(
-                ids,
+                batch.leaf.clone(),
                 batch.target_cat,
                 batch.target_brand,
                 batch.target_price,
@@ -332,7 +333,6 @@ pub fn train<B: AutodiffBackend>(
                 batch.long_pooled.clone(),
                 batch.hist_cat,
                 batch.hist_price,
-                batch.long_weights,
                 batch.age,
                 batch.region,
                 batch.user_numeric,
@@ -362,9 +362,13 @@ pub fn train<B: AutodiffBackend>(
                 }
             };
             let u = batch.unique.len();
-            let target_rows = batch.leaf.dims()[0];
-            let mut g_rows = grad_of(batch.leaf.grad(&grads), target_rows * d)?;
-            g_rows.resize(u * d, 0.0);
+            let g_leaf = grad_of(batch.leaf.grad(&grads), batch.target_local.len() * d)?;
+            let mut g_rows = vec![0f32; u * d];
+            for (g, &t) in g_leaf.chunks_exact(d).zip(&batch.target_local) {
+                for (a, &x) in g_rows[t as usize * d..(t as usize + 1) * d].iter_mut().zip(g) {
+                    *a += x;
+                }
+            }
             let gs = grad_of(batch.short_pooled.grad(&grads), b * d)?;
             let gl = grad_of(batch.long_pooled.grad(&grads), b * d)?;
             // d pooled / d row = the row's pooling weight: scatter the pooled gradients back.
@@ -534,13 +538,13 @@ mod tests {
         // Items.
         let items: Vec<u32> = (0..data.vocab.items as u32).collect();
         let ids = floats::<B, 2>(table.gather(&items, 0), [items.len(), cfg.id_dim], &dev);
-        let code = |v: &[u32]| ints::<B, 1>(v.iter().map(|&c| i64::from(c)).collect(), [v.len()], &dev);
+        let code = |v: &[u32], vocab: usize| CodeMix::<B>::lookup(v, vocab, &dev);
         let numeric: Vec<f32> = data.items.numeric.iter().flatten().copied().collect();
         let burn_items = net.items(
             ids,
-            code(&data.items.category),
-            code(&data.items.brand),
-            code(&data.items.price_bucket),
+            code(&data.items.category, data.vocab.categories),
+            code(&data.items.brand, data.vocab.brands),
+            code(&data.items.price_bucket, data.vocab.price_buckets),
             floats(numeric, [items.len(), 2], &dev),
         );
         let burn_items = values(burn_items).unwrap();
@@ -563,24 +567,25 @@ mod tests {
         let mut idx = vec![0u32; l];
         let mut w = vec![0f32; l];
         let mut wl = vec![0f32; l];
-        let mut cat = vec![0i64; l];
-        let mut price = vec![0i64; l];
+        let mut cat = vec![0u32; l];
+        let mut price = vec![0u32; l];
         for (j, &it) in inputs.items.iter().enumerate() {
             idx[j] = it;
             w[j] = inputs.weights[j];
             wl[j] = inputs.long_weights[j];
-            cat[j] = i64::from(data.items.category[it as usize]);
-            price[j] = i64::from(data.items.price_bucket[it as usize]);
+            cat[j] = data.items.category[it as usize];
+            price[j] = data.items.price_bucket[it as usize];
         }
         let hist = floats::<B, 3>(table.gather(&idx, 0), [1, l, cfg.id_dim], &dev);
+        let v = &data.vocab;
         let u = net.users(
             hist,
-            ints(cat, [1, l], &dev),
-            ints(price, [1, l], &dev),
             floats(w, [1, l, 1], &dev),
-            floats(wl, [1, l, 1], &dev),
-            ints(vec![0], [1], &dev),
-            ints(vec![0], [1], &dev),
+            floats(wl.clone(), [1, l, 1], &dev),
+            CodeMix::pool(&cat, &wl, l, v.categories, &dev),
+            CodeMix::pool(&price, &wl, l, v.price_buckets, &dev),
+            CodeMix::lookup(&[0], v.ages, &dev),
+            CodeMix::lookup(&[0], v.regions, &dev),
             floats(inputs.numeric.to_vec(), [1, 4], &dev),
         );
         let u = values(u).unwrap();
