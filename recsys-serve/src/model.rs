@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 /// File of a version directory holding the fitted re-ranker (`recsys-train train` writes it).
 pub const RERANKER_FILE: &str = files::RERANKER;
-/// File of a version directory holding a saved HNSW graph of the item embeddings (optional).
-pub const HNSW_FILE: &str = "items.hnsw";
+/// File of a version directory holding the HNSW graph of the item embeddings (`recsys-train train`
+/// writes it for catalogues of 20,000 items or more, or as `--item-index` says).
+pub const HNSW_FILE: &str = files::HNSW;
 
 /// A model version ready to answer requests.
 pub struct LoadedModel {

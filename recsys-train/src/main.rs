@@ -10,7 +10,7 @@ use recsys_train::precompute::{self, PrecomputeOptions};
 use recsys_train::progress::Progress;
 use recsys_train::read::InputFormat;
 use recsys_train::registry::{Gates, Registry};
-use recsys_train::train::{self, BackendKind, TrainOptions};
+use recsys_train::train::{self, BackendKind, ItemIndexKind, TrainOptions};
 use recsys_train::{Error, Result, features, generate, import};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,6 +122,10 @@ enum Command {
         /// Days at the end held out by the time split (default: a seventh of the span, 1 to 14).
         #[arg(long)]
         test_days: Option<u32>,
+        /// HNSW graph of the item embeddings saved with the version: `auto` builds one for
+        /// catalogues of 20,000 items or more.
+        #[arg(long, value_enum, default_value_t = ItemIndexKind::Auto)]
+        item_index: ItemIndexKind,
     },
     /// Evaluate a model (and baselines) with full ranking; prints one JSON object.
     Evaluate {
@@ -314,6 +318,7 @@ fn run(cli: Cli) -> Result<()> {
             gates,
             protocol,
             test_days,
+            item_index,
         } => {
             let config = match config {
                 Some(p) => train::load_model_config(&p)?,
@@ -336,6 +341,7 @@ fn run(cli: Cli) -> Result<()> {
                 backend,
                 gates,
                 split,
+                item_index,
                 progress,
             };
             let mut outcome = train::train_and_register(&opts)?;

@@ -12,6 +12,7 @@ use crate::{Error, Result};
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::trainer::{TrainReport, TrainingData, UserProfile};
 use recsys_core::model::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
+use recsys_core::retrieval::{HnswConfig, HnswIndex};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,33 @@ pub enum BackendKind {
     Cpu,
     /// burn's CUDA backend (needs the `cuda` cargo feature and an NVIDIA GPU).
     Cuda,
+}
+
+/// Whether a model version carries an HNSW graph of its item embeddings ([`files::HNSW`]), which
+/// `recsys-serve` opens memory-mapped for retrieval (the cold-start path) instead of scanning every
+/// item per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemIndexKind {
+    /// A graph for catalogues of at least [`recsys_core::retrieval::EXACT_MAX_ITEMS`] items; smaller
+    /// ones are scanned exactly.
+    #[default]
+    Auto,
+    /// Always build the graph.
+    Hnsw,
+    /// Never build one (exact scans only).
+    Exact,
+}
+
+impl ItemIndexKind {
+    /// Whether a catalogue of `items` items gets a graph.
+    pub fn builds_graph(self, items: usize) -> bool {
+        match self {
+            ItemIndexKind::Auto => items >= recsys_core::retrieval::EXACT_MAX_ITEMS,
+            ItemIndexKind::Hnsw => items > 0,
+            ItemIndexKind::Exact => false,
+        }
+    }
 }
 
 /// String vocabularies behind the model's categorical codes (code = 1 + index; 0 = unknown).
@@ -224,6 +252,9 @@ pub mod files {
     pub const DATA: &str = "data.json";
     /// The fitted online re-ranker ([`recsys_core::rerank::Reranker::save`]), when one was fitted.
     pub const RERANKER: &str = "reranker.json";
+    /// HNSW graph of the item embeddings ([`recsys_core::retrieval::HnswIndex::save`], built with
+    /// the default [`recsys_core::retrieval::HnswConfig`]), when [`super::ItemIndexKind`] asked for one.
+    pub const HNSW: &str = "items.hnsw";
 }
 
 /// What data a model was trained on.
@@ -270,6 +301,8 @@ pub struct TrainOptions {
     pub gates: Option<Gates>,
     /// Split settings.
     pub split: SplitOptions,
+    /// Whether the version gets an HNSW graph of its item embeddings.
+    pub item_index: ItemIndexKind,
     /// Progress reporting.
     pub progress: Progress,
 }
@@ -354,6 +387,21 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
         &crate::reranker::RerankFitOptions::default(),
         opts.progress,
     )?;
+    let hnsw = if opts.item_index.builds_graph(model.num_items()) {
+        let bar = opts.progress.counter("hnsw");
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let index = HnswIndex::build(&model.item_embeddings(), model.dim(), &HnswConfig::default())?;
+        bar.finish_and_clear();
+        opts.progress.summary(format!(
+            "hnsw graph of {} items built in {:.1}s",
+            model.num_items(),
+            started.elapsed().as_secs_f64()
+        ));
+        Some(index)
+    } else {
+        None
+    };
     let dataset_name = opts
         .data
         .canonicalize()
@@ -390,6 +438,9 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
         write_json(&staging.join(files::DATA), &info)?;
         if let Some((r, _)) = &reranker {
             r.save(staging.join(files::RERANKER))?;
+        }
+        if let Some(index) = &hnsw {
+            index.save(staging.join(files::HNSW))?;
         }
         let info_value = serde_json::to_value(&info).map_err(|e| Error::Internal(e.to_string()))?;
         registry.publish(&staging, None, &metrics, info_value)

@@ -47,6 +47,10 @@ fn train_publishes_promotes_and_gates_block_regressions() {
             "{f} missing in the version directory"
         );
     }
+    assert!(
+        !Path::new(reg).join(&v1).join("items.hnsw").exists(),
+        "a small catalogue is scanned exactly: no HNSW graph by default"
+    );
 
     // Impossible gates: the new version is published but not promoted; exit status 3 names the metric.
     let gates = tmp.path().join("gates.json");
@@ -156,4 +160,87 @@ fn bad_config_and_unknown_model_are_user_errors() {
         reg.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn item_index_hnsw_saves_a_graph_with_the_version_that_agrees_with_the_exact_scan() {
+    use recsys_core::model::inference::TwoTowerModel;
+    use recsys_core::retrieval::{ExactIndex, Filter, HnswConfig, HnswIndex, ItemIndex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let reg = tmp.path().join("registry");
+    let cfg = small_config(tmp.path());
+    let out = run(&[
+        "-q",
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        reg.to_str().unwrap(),
+        "--config",
+        &cfg,
+        "--gates",
+        "off",
+        "--item-index",
+        "hnsw",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = reg.join(json(&out)["version"].as_str().unwrap());
+    // Part of the version: checksummed in its manifest like the weights.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["files"]["items.hnsw"].is_object(), "{manifest}");
+
+    let model = TwoTowerModel::load(&mut std::fs::File::open(dir.join("model.bin")).unwrap()).unwrap();
+    let graph = HnswIndex::open(dir.join("items.hnsw"), &HnswConfig::default()).unwrap();
+    assert_eq!((graph.len(), graph.dim()), (model.num_items(), model.dim()));
+    let vectors = model.item_embeddings();
+    let exact = ExactIndex::new(vectors.clone(), model.dim()).unwrap();
+    let (mut hits, mut total) = (0, 0);
+    for q in vectors.chunks(model.dim()).step_by(37) {
+        let want: Vec<u32> = exact
+            .search(q, 10, &Filter::default())
+            .unwrap()
+            .iter()
+            .map(|s| s.item)
+            .collect();
+        let got = graph.search(q, 10, &Filter::default()).unwrap();
+        hits += got.iter().filter(|s| want.contains(&s.item)).count();
+        total += want.len();
+    }
+    assert!(
+        total > 0 && hits as f64 / total as f64 > 0.95,
+        "recall@10 {hits}/{total}"
+    );
+
+    // `exact` never builds one; an unknown value is a usage error naming the flag.
+    let reg2 = tmp.path().join("registry2");
+    let out = run(&[
+        "-q",
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        reg2.to_str().unwrap(),
+        "--config",
+        &cfg,
+        "--gates",
+        "off",
+        "--item-index",
+        "exact",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out)["version"].as_str().unwrap().to_string();
+    assert!(!reg2.join(v).join("items.hnsw").exists());
+    let out = run(&[
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        reg2.to_str().unwrap(),
+        "--item-index",
+        "faiss",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("item-index"));
 }

@@ -139,8 +139,10 @@ fn split_options(protocol: &str, test_days: Option<u32>) -> PyResult<SplitOption
 /// ``gates``: None for the ADR's thresholds, ``"off"``, a dict or a JSON file. Returns
 /// ``{"version", "promoted", "metrics", "gate_failure"?}``: a failed gate is not an exception
 /// (``promoted`` is False and ``gate_failure`` names the metric; the previous model stays current).
+/// ``item_index``: ``"auto"`` saves an HNSW graph of the item embeddings with the version for
+/// catalogues of 20,000 items or more, ``"hnsw"`` always, ``"exact"`` never.
 #[pyfunction]
-#[pyo3(signature = (data, registry, *, config=None, gates=None, backend="cpu", protocol="time-split", test_days=None, quiet=false))]
+#[pyo3(signature = (data, registry, *, config=None, gates=None, backend="cpu", protocol="time-split", test_days=None, item_index="auto", quiet=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn train<'py>(
     py: Python<'py>,
@@ -151,6 +153,7 @@ pub fn train<'py>(
     backend: &str,
     protocol: &str,
     test_days: Option<u32>,
+    item_index: &str,
     quiet: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let opts = TrainOptions {
@@ -160,6 +163,7 @@ pub fn train<'py>(
         backend: parse_enum("backend", backend).py()?,
         gates: self::gates(gates)?,
         split: split_options(protocol, test_days)?,
+        item_index: parse_enum("item_index", item_index).py()?,
         progress: progress(quiet),
     };
     let outcome = py.detach(|| recsys_train::train::train_and_register(&opts)).py()?;

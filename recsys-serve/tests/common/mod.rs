@@ -9,7 +9,7 @@ use recsys_train::import::{ImportOptions, import};
 use recsys_train::precompute::{PrecomputeOptions, precompute};
 use recsys_train::progress::Progress;
 use recsys_train::registry::Registry;
-use recsys_train::train::{BackendKind, TrainOptions, train_and_register};
+use recsys_train::train::{BackendKind, ItemIndexKind, TrainOptions, train_and_register};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -40,6 +40,11 @@ pub fn model_config(seed: u64) -> TwoTowerConfig {
 }
 
 pub fn train(data: &Path, registry: &Path, seed: u64) -> String {
+    train_with(data, registry, seed, ItemIndexKind::Auto)
+}
+
+/// [`train`] choosing whether the version gets an HNSW graph.
+pub fn train_with(data: &Path, registry: &Path, seed: u64, item_index: ItemIndexKind) -> String {
     let out = train_and_register(&TrainOptions {
         data: data.to_path_buf(),
         registry: registry.to_path_buf(),
@@ -47,6 +52,7 @@ pub fn train(data: &Path, registry: &Path, seed: u64) -> String {
         backend: BackendKind::Cpu,
         gates: None,
         split: SplitOptions::default(),
+        item_index,
         progress: Progress::quiet(),
     })
     .unwrap();

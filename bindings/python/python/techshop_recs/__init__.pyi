@@ -55,6 +55,7 @@ def train(
     backend: str = "cpu",
     protocol: str = "time-split",
     test_days: Optional[int] = None,
+    item_index: str = "auto",
     quiet: bool = False,
 ) -> Report:
     """Trains, evaluates, publishes and (when the gates pass) promotes; returns ``{"version", "promoted", "metrics", "gate_failure"?}``."""
