@@ -3,6 +3,7 @@
 //! forward pass.
 
 use rand::Rng;
+use rayon::prelude::*;
 
 /// An `rows × dim` table of `f32` with per-row Adam state.
 #[derive(Debug, Clone)]
@@ -69,18 +70,28 @@ impl SparseTable {
         let c1 = 1.0 - B1.powi(t);
         let c2 = 1.0 - B2.powi(t);
         let d = self.dim;
+        // Which gradient row each table row takes (most rows: none); the rows update in parallel.
+        let mut slot = vec![u32::MAX; self.rows];
         for (k, &r) in rows.iter().enumerate() {
-            let g = &grads[k * d..(k + 1) * d];
-            let s = r as usize * d;
-            for (j, &gj) in g.iter().enumerate() {
-                let i = s + j;
-                self.m[i] = B1 * self.m[i] + (1.0 - B1) * gj;
-                self.v[i] = B2 * self.v[i] + (1.0 - B2) * gj * gj;
-                let mh = self.m[i] / c1;
-                let vh = self.v[i] / c2;
-                self.values[i] -= lr * mh / (vh.sqrt() + EPS);
-            }
+            slot[r as usize] = k as u32;
         }
+        self.values
+            .par_chunks_mut(d)
+            .zip(self.m.par_chunks_mut(d))
+            .zip(self.v.par_chunks_mut(d))
+            .zip(slot.par_iter())
+            .for_each(|(((x, m), v), &k)| {
+                if k == u32::MAX {
+                    return;
+                }
+                let g = &grads[k as usize * d..(k as usize + 1) * d];
+                for j in 0..d {
+                    m[j] = B1 * m[j] + (1.0 - B1) * g[j];
+                    v[j] = B2 * v[j] + (1.0 - B2) * g[j] * g[j];
+                    let (mh, vh) = (m[j] / c1, v[j] / c2);
+                    x[j] -= lr * mh / (vh.sqrt() + EPS);
+                }
+            });
     }
 }
 

@@ -21,6 +21,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// Per-user static inputs (codes, 0 = unknown).
@@ -153,16 +154,22 @@ fn make_batch<B: AutodiffBackend>(
     let mut age = Vec::with_capacity(b);
     let mut region = Vec::with_capacity(b);
     let mut user_numeric = Vec::with_capacity(b * super::USER_NUMERIC);
-    for (k, &(u, p)) in chunk.iter().enumerate() {
-        let h = &data.histories[u as usize];
-        let profile = data.users.get(u as usize).copied().unwrap_or_default();
-        let ctx = UserContext {
-            history: &h[..p as usize],
-            as_of: h[p as usize].ts,
-            age: profile.age,
-            region: profile.region,
-        };
-        let inputs = UserInputs::build(&ctx, cfg);
+    // The user-tower inputs of every example, in parallel (recency weights of up to L events each).
+    let all_inputs: Vec<UserInputs> = chunk
+        .par_iter()
+        .map(|&(u, p)| {
+            let h = &data.histories[u as usize];
+            let profile = data.users.get(u as usize).copied().unwrap_or_default();
+            let ctx = UserContext {
+                history: &h[..p as usize],
+                as_of: h[p as usize].ts,
+                age: profile.age,
+                region: profile.region,
+            };
+            UserInputs::build(&ctx, cfg)
+        })
+        .collect();
+    for (k, inputs) in all_inputs.iter().enumerate() {
         for (j, &it) in inputs.items.iter().enumerate() {
             hist_items[k * l + j] = it;
             weights[k * l + j] = inputs.weights[j];
@@ -188,22 +195,26 @@ fn make_batch<B: AutodiffBackend>(
     // Pool the history rows here (and back-propagate into them by hand after the step).
     let mut short_pooled = vec![0f32; b * d];
     let mut long_pooled = vec![0f32; b * d];
-    for k in 0..b {
-        for j in 0..l {
-            let r = hist_local[k * l + j] as usize;
-            if r as i64 == pad {
-                continue;
+    short_pooled
+        .par_chunks_mut(d)
+        .zip(long_pooled.par_chunks_mut(d))
+        .enumerate()
+        .for_each(|(k, (short, long))| {
+            for j in 0..l {
+                let r = hist_local[k * l + j] as usize;
+                if r as i64 == pad {
+                    continue;
+                }
+                let (ws, wl) = (weights[k * l + j], long_weights[k * l + j]);
+                let src = &rows[r * d..(r + 1) * d];
+                for (t, &v) in short.iter_mut().zip(src) {
+                    *t += ws * v;
+                }
+                for (t, &v) in long.iter_mut().zip(src) {
+                    *t += wl * v;
+                }
             }
-            let (ws, wl) = (weights[k * l + j], long_weights[k * l + j]);
-            let src = &rows[r * d..(r + 1) * d];
-            for (t, &v) in short_pooled[k * d..(k + 1) * d].iter_mut().zip(src) {
-                *t += ws * v;
-            }
-            for (t, &v) in long_pooled[k * d..(k + 1) * d].iter_mut().zip(src) {
-                *t += wl * v;
-            }
-        }
-    }
+        });
     let cols = col_items.len();
     let mut leaf_rows = vec![0f32; cols * d];
     for (dst, &t) in leaf_rows.chunks_exact_mut(d).zip(&target_local) {
@@ -371,20 +382,19 @@ pub fn train<B: AutodiffBackend>(
             }
             let gs = grad_of(batch.short_pooled.grad(&grads), b * d)?;
             let gl = grad_of(batch.long_pooled.grad(&grads), b * d)?;
-            // d pooled / d row = the row's pooling weight: scatter the pooled gradients back.
-            for k in 0..b {
-                for j in 0..l {
-                    let r = batch.hist_rows[k * l + j] as usize;
-                    if r >= u {
-                        continue;
-                    }
-                    let (ws, wl) = (batch.short_w[k * l + j], batch.long_w[k * l + j]);
+            // d pooled / d row = the row's pooling weight: scatter the pooled gradients back, one
+            // row per task, adding its history slots in slot order (the sequential sum's order).
+            let (offsets, slots) = slots_by_row(&batch.hist_rows, u);
+            g_rows.par_chunks_mut(d).enumerate().for_each(|(r, out)| {
+                for &s in &slots[offsets[r] as usize..offsets[r + 1] as usize] {
+                    let (s, k) = (s as usize, s as usize / l);
+                    let (ws, wl) = (batch.short_w[s], batch.long_w[s]);
                     let (gsk, glk) = (&gs[k * d..(k + 1) * d], &gl[k * d..(k + 1) * d]);
-                    for (t, (&a, &c)) in g_rows[r * d..(r + 1) * d].iter_mut().zip(gsk.iter().zip(glk)) {
+                    for (t, (&a, &c)) in out.iter_mut().zip(gsk.iter().zip(glk)) {
                         *t += ws * a + wl * c;
                     }
                 }
-            }
+            });
             table.adam_step(&batch.unique, &g_rows[..u * d], cfg.sparse_learning_rate);
             let gp = GradientsParams::from_grads(grads, &net);
             net = optim.step(cfg.learning_rate, net, gp);
@@ -412,6 +422,29 @@ pub fn train<B: AutodiffBackend>(
     };
     let model = export(&net.valid(), table, cfg, data)?;
     Ok((model, report))
+}
+
+/// The positions of `rows` grouped by row (rows `>= n` are padding and left out), as offsets
+/// (`n + 1`) into the positions, ascending within each row.
+fn slots_by_row(rows: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; n + 1];
+    for &r in rows {
+        if (r as usize) < n {
+            start[r as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut next = start.clone();
+    let mut slots = vec![0u32; start[n] as usize];
+    for (s, &r) in rows.iter().enumerate() {
+        if (r as usize) < n {
+            slots[next[r as usize] as usize] = s as u32;
+            next[r as usize] += 1;
+        }
+    }
+    (start, slots)
 }
 
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
@@ -594,6 +627,16 @@ mod tests {
         for (a, b) in u.iter().zip(&plain_u) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn slots_by_row_groups_positions_in_order_and_drops_padding() {
+        // Rows of 6 history slots over 3 distinct rows; 3 is padding.
+        let (offsets, slots) = slots_by_row(&[2, 0, 3, 2, 1, 2], 3);
+        assert_eq!(offsets, [0, 1, 2, 5]);
+        assert_eq!(slots, [1, 4, 0, 3, 5]);
+        let (offsets, slots) = slots_by_row(&[], 2);
+        assert_eq!((offsets, slots), (vec![0, 0, 0], vec![]));
     }
 
     #[test]
