@@ -341,25 +341,12 @@ impl Scorer for Als {
         let ni = self.item_factors.len() / k;
         for (i, o) in out.iter_mut().enumerate() {
             *o = if i < ni {
-                dot_f32(x, &self.item_factors[i * k..(i + 1) * k])
+                recsys_core::simd::dot(x, &self.item_factors[i * k..(i + 1) * k])
             } else {
                 0.0
             };
         }
     }
-}
-
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let b = &b[..a.len()];
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 fn dot_f64(a: &[f64], b: &[f64]) -> f64 {

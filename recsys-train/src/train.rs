@@ -195,7 +195,7 @@ impl Scorer for TwoTowerScorer<'_> {
             return;
         }
         for (o, e) in out.iter_mut().zip(self.items.chunks_exact(d)) {
-            *o = u.iter().zip(e).map(|(a, b)| a * b).sum();
+            *o = recsys_core::simd::dot(&u, e);
         }
     }
 }
