@@ -23,6 +23,8 @@ def test_bad_arguments_are_value_errors_naming_the_value(tmp_path: pathlib.Path,
         tr.evaluate(data, protocol="sideways")
     with pytest.raises(ValueError, match="learning_speed"):
         tr.train(data, tmp_path / "reg", config={"learning_speed": 3}, quiet=True)
+    with pytest.raises(ValueError, match="item_index.*faiss"):
+        tr.train(data, tmp_path / "reg", item_index="faiss", quiet=True)
     with pytest.raises(ValueError, match="5/2"):
         tr.precompute(data, tmp_path / "reg", f"file:{tmp_path / 's'}", shard="5/2")
     with pytest.raises(ValueError, match="gopher"):

@@ -80,6 +80,14 @@ def test_second_model_rollback_and_gates(data: pathlib.Path, tmp_path: pathlib.P
     assert reg.current() == first["version"]
 
 
+def test_item_index_hnsw_saves_a_graph_with_the_version(data: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    registry = tmp_path / "registry"
+    small = tr.train(data, registry, config=SMALL_MODEL, gates="off", quiet=True)
+    assert not (registry / small["version"] / "items.hnsw").exists(), "a small catalogue is scanned exactly"
+    graph = tr.train(data, registry, config=SMALL_MODEL, gates="off", item_index="hnsw", quiet=True)
+    assert (registry / graph["version"] / "items.hnsw").is_file()
+
+
 def test_long_calls_release_the_gil(tmp_path: pathlib.Path) -> None:
     import threading
     import time
