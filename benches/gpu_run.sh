@@ -41,17 +41,17 @@ case "$MODE" in
     "$PYTHON" -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
       "$DIR/recsys-train.xz" "$work/recsys-train"
     chmod +x "$work/recsys-train"
-    nvidia-smi -L || true
+    nvidia-smi -L 2>/dev/null || echo "no NVIDIA GPU: comparing on the CPU"
     dataset "$work/recsys-train" "$work"
     smi=
-    if [ -n "${OUT:-}" ]; then
+    if [ -n "${OUT:-}" ] && command -v nvidia-smi >/dev/null; then
       nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -lms 500 >"$OUT/gpu_util.csv" 2>/dev/null &
       smi=$!
     fi
     status=0
     BIN="$work/recsys-train" PYTHON="$PYTHON" TABLES="$DIR/tables.npz" \
       benches/two_tower_vs_torch.sh "$work/data" "$work/bench" || status=$?
-    [ -n "$smi" ] && kill "$smi" 2>/dev/null
+    if [ -n "$smi" ]; then kill "$smi" 2>/dev/null || true; fi
     if [ -n "${OUT:-}" ]; then
       cp "$work/bench/"*.json "$OUT/" 2>/dev/null || true
       cp "$work/bench/registry/"*/data.json "$OUT/data.json" 2>/dev/null || true
