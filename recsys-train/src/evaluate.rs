@@ -411,7 +411,25 @@ pub trait Scorer: Sync {
     /// Fills `out[item]` for every item (`out.len()` is the number of items); higher is better.
     /// The evaluation itself removes the user's context items from the ranking.
     fn score(&self, case: &TestCase, out: &mut [f32]);
+
+    /// [`Scorer::score`] for several cases at once: `out` holds one row of `out.len() /
+    /// cases.len()` scores per case, in order. Scorers with a matrix-product form (the two-tower
+    /// model) override it; the default scores case by case.
+    fn score_batch(&self, cases: &[TestCase], out: &mut [f32]) {
+        if cases.is_empty() {
+            return;
+        }
+        let n = out.len() / cases.len();
+        for (k, case) in cases.iter().enumerate() {
+            self.score(case, &mut out[k * n..(k + 1) * n]);
+        }
+    }
 }
+
+/// Test cases scored together by [`evaluate`] ([`Scorer::score_batch`]): enough rows for a matrix
+/// product to reuse each item row from cache, few enough that the block's scores (`cases ×
+/// items` floats: 12.8 MB at 100,000 items) stay small per thread.
+pub const SCORE_BLOCK: usize = 32;
 
 /// Settings of [`evaluate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -586,7 +604,6 @@ struct CaseResult {
 }
 
 struct Scratch {
-    scores: Vec<f32>,
     candidates: Vec<u32>,
     negatives: Vec<f32>,
     eligible: Vec<u32>,
@@ -612,17 +629,29 @@ pub fn evaluate(split: &Split, scorer: &dyn Scorer, opts: &EvalOptions) -> Metri
     let list_len = opts.ks.iter().copied().max().unwrap_or(0).max(DIVERSITY_K);
     let results: Vec<CaseResult> = split
         .test
-        .par_iter()
-        .map_init(
-            || Scratch {
-                scores: vec![0.0; n],
+        .par_chunks(SCORE_BLOCK)
+        .flat_map_iter(|block| {
+            let mut scores = vec![0f32; block.len() * n];
+            scorer.score_batch(block, &mut scores);
+            let mut s = Scratch {
                 candidates: Vec::with_capacity(n),
                 negatives: Vec::new(),
                 eligible: Vec::new(),
                 keys: Vec::with_capacity(n),
-            },
-            |s, case| evaluate_case(case, context.get(case.user), scorer, opts, list_len, s),
-        )
+            };
+            let mut rows = scores.chunks_mut(n.max(1));
+            block
+                .iter()
+                .map(|case| {
+                    let row = if n == 0 {
+                        &mut [][..]
+                    } else {
+                        rows.next().unwrap_or_default()
+                    };
+                    evaluate_case(case, context.get(case.user), row, opts, list_len, &mut s)
+                })
+                .collect::<Vec<_>>()
+        })
         .collect();
 
     let mut m = Metrics::new();
@@ -665,21 +694,19 @@ pub fn evaluate(split: &Split, scorer: &dyn Scorer, opts: &EvalOptions) -> Metri
 fn evaluate_case(
     case: &TestCase,
     context: &[u32],
-    scorer: &dyn Scorer,
+    scores: &mut [f32],
     opts: &EvalOptions,
     list_len: usize,
     s: &mut Scratch,
 ) -> CaseResult {
-    let n = s.scores.len();
-    s.scores.fill(0.0);
-    scorer.score(case, &mut s.scores);
-    for v in s.scores.iter_mut() {
+    let n = scores.len();
+    for v in scores.iter_mut() {
         if v.is_nan() {
             *v = f32::NEG_INFINITY;
         }
     }
     for &i in context {
-        s.scores[i as usize] = f32::NEG_INFINITY;
+        scores[i as usize] = f32::NEG_INFINITY;
     }
     // Candidates: every item not in the (sorted) context.
     s.candidates.clear();
@@ -697,7 +724,7 @@ fn evaluate_case(
             .targets
             .iter()
             .filter(|&&t| (t as usize) < n)
-            .map(|&t| s.scores[t as usize])
+            .map(|&t| scores[t as usize])
             .collect();
         let open_targets = case
             .targets
@@ -714,7 +741,7 @@ fn evaluate_case(
                 while s.negatives.len() < opts.auc_negatives {
                     let i = s.candidates[rng.random_range(0..pool)];
                     if !case.targets.contains(&i) {
-                        s.negatives.push(s.scores[i as usize]);
+                        s.negatives.push(scores[i as usize]);
                     }
                 }
             } else {
@@ -723,7 +750,7 @@ fn evaluate_case(
                     .extend(s.candidates.iter().copied().filter(|i| !case.targets.contains(i)));
                 for _ in 0..opts.auc_negatives {
                     let i = s.eligible[rng.random_range(0..s.eligible.len())];
-                    s.negatives.push(s.scores[i as usize]);
+                    s.negatives.push(scores[i as usize]);
                 }
             }
         }
@@ -732,7 +759,7 @@ fn evaluate_case(
         None
     };
 
-    top_k_in_place(&s.scores, &mut s.candidates, list_len, &mut s.keys);
+    top_k_in_place(scores, &mut s.candidates, list_len, &mut s.keys);
     let ranking = &s.candidates;
     let t = &case.targets;
     CaseResult {

@@ -9,6 +9,8 @@ use crate::features::catalog_from;
 use crate::progress::Progress;
 use crate::registry::{Gates, Registry};
 use crate::{Error, Result};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::trainer::{TrainReport, TrainingData, UserProfile};
 use recsys_core::model::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
@@ -177,8 +179,9 @@ impl<'a> TwoTowerScorer<'a> {
     }
 }
 
-impl Scorer for TwoTowerScorer<'_> {
-    fn score(&self, case: &TestCase, out: &mut [f32]) {
+impl TwoTowerScorer<'_> {
+    /// The case's user embedding into `out`; `false` when the model refuses the history.
+    fn user(&self, case: &TestCase, out: &mut [f32]) -> bool {
         let p = self.profiles.get(case.user as usize).copied().unwrap_or_default();
         let history = self.contexts.get(case.user as usize).map(Vec::as_slice).unwrap_or(&[]);
         let ctx = UserContext {
@@ -188,14 +191,44 @@ impl Scorer for TwoTowerScorer<'_> {
             region: p.region,
         };
         let inputs = UserInputs::build(&ctx, &self.model.config);
+        self.model.user_embedding(&inputs, out).is_ok()
+    }
+}
+
+impl Scorer for TwoTowerScorer<'_> {
+    fn score(&self, case: &TestCase, out: &mut [f32]) {
+        self.score_batch(std::slice::from_ref(case), out);
+    }
+
+    /// One matrix product of the cases' user embeddings with all item embeddings (each item row
+    /// is read once per block instead of once per case).
+    fn score_batch(&self, cases: &[TestCase], out: &mut [f32]) {
         let d = self.model.dim();
-        let mut u = vec![0.0; d];
-        if self.model.user_embedding(&inputs, &mut u).is_err() {
+        let n = self.items.len() / d.max(1);
+        if cases.is_empty() || n == 0 || out.len() != cases.len() * n {
             out.fill(0.0);
             return;
         }
-        for (o, e) in out.iter_mut().zip(self.items.chunks_exact(d)) {
-            *o = recsys_core::simd::dot(&u, e);
+        let mut users = vec![0f32; cases.len() * d];
+        let ok: Vec<bool> = cases
+            .iter()
+            .zip(users.chunks_exact_mut(d))
+            .map(|(case, u)| self.user(case, u))
+            .collect();
+        let shapes = (
+            ArrayView2::from_shape((cases.len(), d), &users),
+            ArrayView2::from_shape((n, d), &self.items[..n * d]),
+            ArrayViewMut2::from_shape((cases.len(), n), &mut *out),
+        );
+        let (Ok(u), Ok(items), Ok(mut o)) = shapes else {
+            out.fill(0.0);
+            return;
+        };
+        general_mat_mul(1.0, &u, &items.t(), 0.0, &mut o);
+        for (row, ok) in out.chunks_exact_mut(n).zip(ok) {
+            if !ok {
+                row.fill(0.0);
+            }
         }
     }
 }
