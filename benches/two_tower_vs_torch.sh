@@ -45,16 +45,12 @@ if [ "$BACKEND" = cuda ]; then
   [ -n "$cuda" ] && ln -sf "$cuda" "$libs/libcuda.so"
   echo "CUDA libraries: libcuda ${cuda:-not found}, nvrtc ${nvrtc:-not found}" >&2
   export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
-  device=gpu
-else
-  device=cpu
 fi
 echo "{\"epochs\": $EPOCHS, \"max_examples_per_epoch\": $EXAMPLES}" >"$WORK/config.json"
 "$BIN" -q train --data "$DATA" --registry "$WORK/registry" --config "$WORK/config.json" \
   --backend "$BACKEND" --gates off >"$WORK/train.json"
 ours=$("$PYTHON" -c "import json,glob; t=json.load(open(glob.glob('$WORK/registry/*/data.json')[0]))['training']; print(t['samples_per_second'], t['warmup_seconds'], t['steps'])")
-torch_dev=$([ "$device" = gpu ] && echo cuda || echo cpu)
-"$PYTHON" benches/python/torch_two_tower.py "${TABLES:-$DATA}" --device "$torch_dev" --steps "$STEPS" \
+"$PYTHON" benches/python/torch_two_tower.py "${TABLES:-$DATA}" --device "$BACKEND" --steps "$STEPS" \
   --max-examples "$EXAMPLES" >"$WORK/torch.json"
 theirs=$("$PYTHON" -c "import json; t=json.load(open('$WORK/torch.json')); print(t['samples_per_second'], t['warmup_seconds'], t['device'])")
 "$PYTHON" - "$ours" "$theirs" "$BACKEND" <<'EOF'

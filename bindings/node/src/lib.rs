@@ -97,16 +97,18 @@ impl<T: Send + 'static, J> Job<T, J> {
     }
 }
 
+/// A task's closure, taken out for its one run on the thread pool.
+fn take_work<W>(work: &mut Option<W>) -> Result<W> {
+    work.take()
+        .ok_or_else(|| Error::from_reason("techshop-recs: task computed twice"))
+}
+
 impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
     type Output = std::result::Result<T, RecError>;
     type JsValue = J;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        let work = self
-            .work
-            .take()
-            .ok_or_else(|| Error::from_reason("techshop-recs: task computed twice"))?;
-        Ok(work())
+        Ok(take_work(&mut self.work)?())
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
@@ -138,11 +140,7 @@ impl Task for JsonJob {
     type JsValue = Unknown<'static>;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        let work = self
-            .work
-            .take()
-            .ok_or_else(|| Error::from_reason("techshop-recs: task computed twice"))?;
-        Ok(work())
+        Ok(take_work(&mut self.work)?())
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
