@@ -409,6 +409,12 @@ impl HnswIndex {
             return Ok(Vec::new());
         }
         let k = k.min(self.len);
+        let budget = self.expansion_search().max(k);
+        if !filter.is_trivial() && filter.count_allowed(self.len, budget + 1) <= budget {
+            // No more items pass than a graph walk visits anyway: scanning them costs no more, and
+            // is exact, where a filtered walk stops at k passing items and can miss better ones.
+            return self.scan(query, k, filter);
+        }
         let matches = {
             let _slot = self.slots.acquire();
             let found = if filter.is_trivial() {
@@ -433,8 +439,7 @@ impl HnswIndex {
         }
         if out.len() < k && !filter.is_trivial() {
             // A restrictive filter can cut the graph walk short: scan the passing items instead.
-            let allowed = filter.count_allowed(self.len);
-            if out.len() < allowed.min(k) {
+            if out.len() < filter.count_allowed(self.len, k) {
                 return self.scan(query, k, filter);
             }
         }

@@ -119,12 +119,13 @@ impl Filter<'_> {
         Ok(())
     }
 
-    /// How many of the items `0..items` pass the filter.
-    pub fn count_allowed(&self, items: usize) -> usize {
+    /// How many of the items `0..items` pass the filter, counting no further than `limit` (the
+    /// answer is `min(count, limit)`; the scan stops at the `limit`-th passing item).
+    pub fn count_allowed(&self, items: usize, limit: usize) -> usize {
         if self.is_trivial() {
-            return items;
+            return items.min(limit);
         }
-        (0..items as u32).filter(|&i| self.allows(i)).count()
+        (0..items as u32).filter(|&i| self.allows(i)).take(limit).count()
     }
 }
 
