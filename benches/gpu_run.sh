@@ -6,8 +6,12 @@
 #                                      DIR (default out/device, git-ignored) is what to carry (~30 MB)
 #   benches/gpu_run.sh run [DIR]       on the GPU machine: unpack, generate the same synthetic
 #                                      dataset (deterministic), then benches/two_tower_vs_torch.sh
-# Environment: PYTHON (with torch and numpy there; with pyarrow here), EXAMPLES, EPOCHS, STEPS as
-# two_tower_vs_torch.sh takes them. Copies the run's JSON reports and nvidia-smi samples to $OUT when set.
+# Environment: PYTHON (with torch and numpy there; with numpy, pandas and pyarrow here); EXAMPLES,
+# EPOCHS, STEPS as two_tower_vs_torch.sh takes them; LIMIT=SECONDS bounds the comparison.
+# With $OUT set, copies there the run's JSON reports, the training log (step times), nvidia-smi
+# samples, and cubecl's autotune results as autotune.tgz (cubecl keeps them in target/autotune under
+# the directory holding Cargo.toml): put that file in DIR to start the next run warm.
+# CUBECL_LOG=1 also writes cubecl's compilation and autotune log to $OUT/cubecl.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?usage: benches/gpu_run.sh prepare|run [DIR]}
@@ -33,7 +37,7 @@ case "$MODE" in
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     dataset "$target/release/recsys-train" "$tmp"
-    "$PYTHON" benches/python/torch_two_tower.py "$tmp/data" --save-tables "$DIR/tables.npz"
+    "$PYTHON" benches/python/two_tower_data.py "$tmp/data" "$DIR/tables.npz"
     du -sh "$DIR"
     ;;
   run)
@@ -42,6 +46,8 @@ case "$MODE" in
       "$DIR/recsys-train.xz" "$work/recsys-train"
     chmod +x "$work/recsys-train"
     nvidia-smi -L 2>/dev/null || echo "no NVIDIA GPU: comparing on the CPU"
+    [ -f "$DIR/autotune.tgz" ] && tar xzf "$DIR/autotune.tgz" && echo "autotune cache from $DIR/autotune.tgz"
+    if [ -n "${CUBECL_LOG:-}" ] && [ -n "${OUT:-}" ]; then export CUBECL_DEBUG_LOG="$OUT/cubecl.log"; fi
     dataset "$work/recsys-train" "$work"
     smi=
     if [ -n "${OUT:-}" ] && command -v nvidia-smi >/dev/null; then
@@ -49,11 +55,16 @@ case "$MODE" in
       smi=$!
     fi
     status=0
+    # LIMIT=SECONDS bounds the comparison, so the logs still reach $OUT on a lent machine's clock.
+    limit=()
+    [ -n "${LIMIT:-}" ] && limit=(timeout "$LIMIT")
     BIN="$work/recsys-train" PYTHON="$PYTHON" TABLES="$DIR/tables.npz" \
-      benches/two_tower_vs_torch.sh "$work/data" "$work/bench" || status=$?
+      "${limit[@]}" benches/two_tower_vs_torch.sh "$work/data" "$work/bench" || status=$?
     if [ -n "$smi" ]; then kill "$smi" 2>/dev/null || true; fi
     if [ -n "${OUT:-}" ]; then
       cp "$work/bench/"*.json "$OUT/" 2>/dev/null || true
+      cp "$work/bench/train.log" "$OUT/" 2>/dev/null || true
+      [ -d target/autotune ] && tar czf "$OUT/autotune.tgz" target/autotune
       cp "$work/bench/registry/"*/data.json "$OUT/data.json" 2>/dev/null || true
     fi
     exit "$status"

@@ -47,8 +47,10 @@ if [ "$BACKEND" = cuda ]; then
   export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
 fi
 echo "{\"epochs\": $EPOCHS, \"max_examples_per_epoch\": $EXAMPLES}" >"$WORK/config.json"
-"$BIN" -q train --data "$DATA" --registry "$WORK/registry" --config "$WORK/config.json" \
-  --backend "$BACKEND" --gates off >"$WORK/train.json"
+# Not -q: its step lines (time since the start at steps 1, 2, 3, 5, 10, 20, then every tenth)
+# show where a cold GPU spends its warm-up; kept in WORK/train.log.
+"$BIN" train --data "$DATA" --registry "$WORK/registry" --config "$WORK/config.json" \
+  --backend "$BACKEND" --gates off >"$WORK/train.json" 2> >(tee "$WORK/train.log" >&2)
 ours=$("$PYTHON" -c "import json,glob; t=json.load(open(glob.glob('$WORK/registry/*/data.json')[0]))['training']; print(t['samples_per_second'], t['warmup_seconds'], t['steps'])")
 "$PYTHON" benches/python/torch_two_tower.py "${TABLES:-$DATA}" --device "$BACKEND" --steps "$STEPS" \
   --max-examples "$EXAMPLES" >"$WORK/torch.json"

@@ -107,3 +107,12 @@ def log_q(ex, n_items):
     """Log frequency of each item as a target (the sampling-bias correction)."""
     q = np.bincount(ex["item"], minlength=n_items).astype(np.float64) + 0.1
     return np.log(q / q.sum()).astype(np.float32)
+
+
+if __name__ == "__main__":
+    # python two_tower_data.py DATASET_DIR OUT.npz : save_tables without needing torch here.
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python two_tower_data.py DATASET_DIR OUT.npz")
+    save_tables(tables(sys.argv[1]), sys.argv[2])

@@ -1,4 +1,7 @@
-//! Progress reporting for long jobs (indicatif on stderr; silent when quiet or not a terminal).
+//! Progress reporting for long jobs: indicatif bars on a terminal, plain milestone lines when
+//! stderr is a log, nothing when quiet.
+
+use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -46,11 +49,41 @@ impl Progress {
         }
     }
 
+    /// Whether long jobs should also report progress as plain lines on stderr: not quiet, and
+    /// stderr is not a terminal (a log file, CI, an Airflow task), where indicatif draws nothing.
+    pub fn lines(&self) -> bool {
+        !self.quiet && !std::io::stderr().is_terminal()
+    }
+
+    /// Whether step `step` of `total` is one to log as a line: the first steps (where a GPU
+    /// backend compiles its kernels), then every tenth of the run and the last.
+    pub fn is_milestone(step: usize, total: usize) -> bool {
+        matches!(step, 1..=3 | 5 | 10 | 20) || step == total || step.is_multiple_of(total.div_ceil(10).max(1))
+    }
+
     fn target(&self) -> ProgressDrawTarget {
         if self.quiet {
             ProgressDrawTarget::hidden()
         } else {
             ProgressDrawTarget::stderr()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+
+    #[test]
+    fn milestones_are_the_first_steps_every_tenth_and_the_last() {
+        let logged: Vec<usize> = (1..=95).filter(|&s| Progress::is_milestone(s, 95)).collect();
+        assert_eq!(logged, [1, 2, 3, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]);
+        assert!(Progress::is_milestone(1, 1));
+        assert_eq!((1..=4).filter(|&s| Progress::is_milestone(s, 4)).count(), 4);
+    }
+
+    #[test]
+    fn quiet_never_logs_lines() {
+        assert!(!Progress::quiet().lines());
     }
 }

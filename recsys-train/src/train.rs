@@ -241,11 +241,19 @@ pub fn fit(
     progress: Progress,
 ) -> Result<(TwoTowerModel, TrainReport)> {
     let bar = progress.bar(0, "train");
+    let lines = progress.lines();
+    let started = std::time::Instant::now();
     let mut on_step = |step: usize, total: usize, loss: f32| {
         bar.set_length(total as u64);
         bar.set_position(step as u64);
         if step.is_multiple_of(20) {
             bar.set_message(format!("loss {loss:.3}"));
+        }
+        if lines && Progress::is_milestone(step, total) {
+            eprintln!(
+                "train: step {step}/{total}, loss {loss:.4}, {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
         }
     };
     let out = match backend {
