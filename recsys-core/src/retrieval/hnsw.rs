@@ -438,10 +438,9 @@ impl HnswIndex {
             }
         }
         if out.len() < k && !filter.is_trivial() {
-            // A restrictive filter can cut the graph walk short: scan the passing items instead.
-            if out.len() < filter.count_allowed(self.len, k) {
-                return self.scan(query, k, filter);
-            }
+            // More than `budget >= k` items pass (checked above), yet the filtered walk was cut
+            // short of k: scan the passing items instead.
+            return self.scan(query, k, filter);
         }
         out.sort_unstable_by(by_rank);
         out.truncate(k);
