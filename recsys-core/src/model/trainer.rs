@@ -15,9 +15,8 @@ use crate::{Error, Result};
 use burn::module::AutodiffModule;
 use burn::nn::{Embedding, Linear};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -101,13 +100,12 @@ struct Batch<B: Backend> {
     age: CodeMix<B>,
     region: CodeMix<B>,
     user_numeric: Tensor<B, 2>,
-    correction: Tensor<B, 2>,
-    mask: Tensor<B, 2>,
+    /// What is added to the scaled logits, `b × cols`: minus the logQ correction of each column,
+    /// and −1e9 where a column holds the row's own target item again (an accidental hit).
+    offset: Tensor<B, 2>,
+    /// The logQ correction of each row's own target (the diagonal of `−offset`), `b × 1`.
+    target_correction: Tensor<B, 2>,
     b: usize,
-}
-
-fn ints<B: Backend, const D: usize>(v: Vec<i64>, shape: [usize; D], dev: &B::Device) -> Tensor<B, D, Int> {
-    Tensor::from_data(TensorData::new(v, shape), dev)
 }
 
 fn floats<B: Backend, const D: usize>(v: Vec<f32>, shape: [usize; D], dev: &B::Device) -> Tensor<B, D> {
@@ -237,14 +235,24 @@ fn make_batch<B: AutodiffBackend>(
             };
         }
     }
-    let mut mask = vec![0f32; b * cols];
-    for i in 0..b {
-        for j in 0..cols {
-            if j != i && col_items[j] == col_items[i] {
-                mask[i * cols + j] = -1e9;
+    // One dense offset per logit, built in one pass (the loss then adds it in one operation).
+    let neg_correction: Vec<f32> = correction.iter().map(|c| -c).collect();
+    let mut offset = vec![0f32; b * cols];
+    offset
+        .par_chunks_mut(cols)
+        .for_each(|row| row.copy_from_slice(&neg_correction));
+    // Accidental hits: columns with the same item as row i's target, found through a sort of the
+    // columns by item instead of comparing all b × cols pairs.
+    let mut by_item: Vec<(u32, u32)> = col_items.iter().enumerate().map(|(j, &i)| (i, j as u32)).collect();
+    by_item.sort_unstable();
+    for group in by_item.chunk_by(|a, c| a.0 == c.0).filter(|g| g.len() > 1) {
+        for &(_, i) in group.iter().filter(|&&(_, i)| (i as usize) < b) {
+            for &(_, j) in group.iter().filter(|&&(_, j)| j != i) {
+                offset[i as usize * cols + j as usize] = -1e9;
             }
         }
     }
+    let target_correction = correction[..b].to_vec();
     Batch {
         leaf,
         unique,
@@ -263,8 +271,8 @@ fn make_batch<B: AutodiffBackend>(
         age: CodeMix::lookup(&age, v.ages, dev),
         region: CodeMix::lookup(&region, v.regions, dev),
         user_numeric: floats(user_numeric, [b, super::USER_NUMERIC], dev),
-        correction: floats(correction, [1, cols], dev),
-        mask: floats(mask, [b, cols], dev),
+        offset: floats(offset, [b, cols], dev),
+        target_correction: floats(target_correction, [b, 1], dev),
         b,
     }
 }
@@ -348,9 +356,17 @@ pub fn train<B: AutodiffBackend>(
                 batch.region,
                 batch.user_numeric,
             );
-            let logits = users.matmul(items.transpose()).div_scalar(cfg.temperature) - batch.correction + batch.mask;
-            let labels = ints::<B, 2>((0..b as i64).collect(), [b, 1], device);
-            let loss = log_softmax(logits, 1).gather(1, labels).mean().neg();
+            // Sampled softmax, −mean_i log softmax(S)_ii with S = U Iᵀ / τ + offset, written so that
+            // only five element-wise passes touch the b × cols logits (they dominate the step at
+            // large batches): the temperature scales U, the diagonal comes from U and I directly,
+            // and the log-sum-exp is shifted by each row's (detached) maximum.
+            let users = users.mul_scalar(1.0 / cfg.temperature);
+            let targets = items.clone().narrow(0, 0, b);
+            let logits = users.clone().matmul(items.transpose()) + batch.offset;
+            let row_max = logits.clone().detach().max_dim(1);
+            let log_sum_exp = (logits - row_max.clone()).exp().sum_dim(1).log() + row_max;
+            let positive = (users * targets).sum_dim(1) - batch.target_correction;
+            let loss = (log_sum_exp - positive).mean();
             let loss_value: f32 = loss
                 .clone()
                 .into_data()
