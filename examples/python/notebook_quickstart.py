@@ -19,6 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import techshop_recs as tr
 
 BASELINES = ["popularity", "category_popularity", "mf"]
+# Model settings for Ta-Feng's grocery baskets (one epoch, extra uniform negatives): the defaults
+# overfit repeat purchases, which evaluation excludes; see benches/README.md, "Model quality".
+TA_FENG_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "ta-feng-train.json"
 
 
 def load_data(out: pathlib.Path, ta_feng: Optional[str], users: int, items: int, days: int) -> pathlib.Path:
@@ -105,7 +108,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     # %% Train (no gates: this is exploration, not the production pipeline)
     registry = args.out / "registry"
-    outcome = tr.train(data, registry, config=args.config, gates="off")
+    config = args.config
+    if config is None and args.ta_feng:
+        config = json.loads(TA_FENG_CONFIG.read_text())
+    outcome = tr.train(data, registry, config=config, gates="off")
     print("trained", outcome["version"], {k: round(outcome["metrics"][k], 4) for k in ("recall@20", "ndcg@20", "auc")})
 
     # %% Evaluate against the baselines on the same split

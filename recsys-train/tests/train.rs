@@ -244,3 +244,18 @@ fn item_index_hnsw_saves_a_graph_with_the_version_that_agrees_with_the_exact_sca
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("item-index"));
 }
+
+#[test]
+fn the_shipped_model_configs_load() {
+    // The JSON files under examples/ that benches and examples pass to `train --config`.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("examples");
+    let quick = recsys_train::train::load_model_config(&root.join("quick-train.json")).unwrap();
+    assert_eq!(quick.epochs, 2);
+    let ta_feng = recsys_train::train::load_model_config(&root.join("ta-feng-train.json")).unwrap();
+    assert_eq!((ta_feng.epochs, ta_feng.uniform_negatives), (1, 2048));
+    // Everything else keeps the defaults.
+    assert_eq!(
+        ta_feng.with_epochs(5).with_uniform_negatives(0),
+        recsys_core::model::TwoTowerConfig::new()
+    );
+}
