@@ -28,6 +28,7 @@
 pub mod diversify;
 pub mod error;
 pub mod features;
+mod linalg;
 pub mod model;
 pub mod pipeline;
 pub mod rerank;

@@ -15,6 +15,7 @@
 
 pub mod inference;
 pub mod net;
+mod softmax;
 pub mod sparse;
 pub mod trainer;
 

@@ -307,7 +307,6 @@ impl ExactIndex {
 
 /// `out[r × cols + c] = queries[r] · items[c]` for a block of queries and a block of items (both
 /// row-major with `d` columns): one matrix product through `gemm`, on the calling thread.
-#[allow(unsafe_code)]
 fn block_scores(queries: &[f32], items: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
     if d == 0 || !queries.len().is_multiple_of(d) || !items.len().is_multiple_of(d) {
         return Err(Error::Internal(format!(
@@ -317,49 +316,11 @@ fn block_scores(queries: &[f32], items: &[f32], d: usize, out: &mut [f32]) -> Re
         )));
     }
     let (rows, cols) = (queries.len() / d, items.len() / d);
-    if out.len() != rows * cols {
-        return Err(Error::Internal(format!(
-            "block_scores: output holds {} floats, {rows} × {cols} needed",
-            out.len()
-        )));
-    }
-    if rows == 0 || cols == 0 {
-        return Ok(());
-    }
-    let (Ok(d_stride), Ok(cols_stride)) = (isize::try_from(d), isize::try_from(cols)) else {
-        return Err(Error::Internal("block_scores: dimensions overflow isize".into()));
-    };
-    // SAFETY: the three pointers come from live slices borrowed for the whole call (`out`
-    // mutably, so it aliases neither input). With the strides given, the largest offset read
-    // from `queries` (rows × d, row stride d, column stride 1) is (rows − 1)·d + d − 1 <
-    // queries.len(); from `items`, read as the d × cols matrix itemsᵀ (row stride 1, column
-    // stride d), (cols − 1)·d + d − 1 < items.len(); and the largest written to `out` (row
-    // stride cols, column stride 1) is (rows − 1)·cols + cols − 1 < out.len(), all checked
-    // above. `read_dst` is false, so `out`'s previous contents are never read.
-    unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            d,
-            out.as_mut_ptr(),
-            1,
-            cols_stride,
-            false,
-            queries.as_ptr(),
-            1,
-            d_stride,
-            items.as_ptr(),
-            d_stride,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-    Ok(())
+    crate::linalg::matmul(
+        crate::linalg::MatRef::row_major(queries, rows, d),
+        crate::linalg::MatRef::transposed(items, cols, d),
+        out,
+    )
 }
 
 /// A query's best `k` items so far, fed score blocks in ascending item order.
