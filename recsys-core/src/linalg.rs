@@ -7,6 +7,18 @@
 use crate::{Error, Result};
 use rayon::prelude::*;
 
+/// The number of `d`-wide rows in `floats`, or an internal error naming `what` when `d` is 0 or
+/// does not divide its length.
+pub(crate) fn row_count(floats: &[f32], d: usize, what: &str) -> Result<usize> {
+    if d == 0 || !floats.len().is_multiple_of(d) {
+        return Err(Error::Internal(format!(
+            "{what}: {} floats are not a whole number of rows of dim {d}",
+            floats.len()
+        )));
+    }
+    Ok(floats.len() / d)
+}
+
 /// A read-only matrix stored in a slice with arbitrary row and column strides, so that a
 /// row-major matrix and its transpose are both views of the same data.
 #[derive(Debug, Clone, Copy)]

@@ -12,7 +12,7 @@
 //! two gradients back to burn's autodiff as the surrogate `sum(U ⊙ dU) + sum(I ⊙ dI)`, whose
 //! gradients are exactly `dU` and `dI`, so the towers below back-propagate as before.
 
-use crate::linalg::{MatRef, par_matmul};
+use crate::linalg::{MatRef, par_matmul, row_count};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -42,14 +42,8 @@ pub(crate) fn sampled_softmax(
     d: usize,
     scratch: &mut Vec<f32>,
 ) -> Result<SoftmaxLoss> {
-    if d == 0 || !users.len().is_multiple_of(d) || !items.len().is_multiple_of(d) {
-        return Err(Error::Internal(format!(
-            "sampled_softmax: {} user floats and {} item floats are not multiples of dim {d}",
-            users.len(),
-            items.len()
-        )));
-    }
-    let (b, cols) = (users.len() / d, items.len() / d);
+    let b = row_count(users, d, "sampled_softmax: users")?;
+    let cols = row_count(items, d, "sampled_softmax: items")?;
     if b == 0 || cols < b || offset.len() != b * cols {
         return Err(Error::Internal(format!(
             "sampled_softmax: {b} users, {cols} items and {} offsets (b ≥ 1, cols ≥ b, b × cols offsets needed)",

@@ -398,11 +398,11 @@ pub fn train_with<B: AutodiffBackend>(
             );
             // Sampled softmax, −mean_i log softmax(S)_ii with S = U Iᵀ / τ + offset.
             let users = users.mul_scalar(1.0 / cfg.temperature);
+            let cols = batch.offset.len() / b;
             let (loss, loss_value) = match placement {
                 LossPlacement::Host => {
                     // Loss and dL/dS on the host in one fused pass (`model/softmax.rs`), handed
                     // back to autodiff as a surrogate whose gradients are dL/dU and dL/dI.
-                    let cols = batch.offset.len() / b;
                     let dim = items.dims()[1];
                     // (`+ 0` gives the copies their own buffers: burn-ndarray copies a tensor whose
                     // buffer is shared, as the graph shares these, element by element through a
@@ -422,7 +422,6 @@ pub fn train_with<B: AutodiffBackend>(
                     // Written so that only five element-wise passes touch the b × cols logits:
                     // the temperature scales U, the diagonal comes from U and I directly, and the
                     // log-sum-exp is shifted by each row's (detached) maximum.
-                    let cols = batch.offset.len() / b;
                     let offset = floats::<B, 2>(batch.offset, [b, cols], device);
                     let target_correction = floats::<B, 2>(batch.target_correction, [b, 1], device);
                     let targets = items.clone().narrow(0, 0, b);
@@ -638,8 +637,8 @@ mod tests {
     }
 
     /// burn's `ndarray` backend draws initial weights from one process-wide generator that
-    /// `train` seeds: tests that train or initialise a net hold this lock, so that a parallel test cannot draw from it
-    /// between the seed and the initialisation.
+    /// `train` seeds: tests that train or initialise a net hold this lock, so that a parallel
+    /// test cannot draw from it between the seed and the initialisation.
     static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]

@@ -308,14 +308,8 @@ impl ExactIndex {
 /// `out[r × cols + c] = queries[r] · items[c]` for a block of queries and a block of items (both
 /// row-major with `d` columns): one matrix product through `gemm`, on the calling thread.
 fn block_scores(queries: &[f32], items: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
-    if d == 0 || !queries.len().is_multiple_of(d) || !items.len().is_multiple_of(d) {
-        return Err(Error::Internal(format!(
-            "block_scores: {} query floats and {} item floats are not multiples of dim {d}",
-            queries.len(),
-            items.len()
-        )));
-    }
-    let (rows, cols) = (queries.len() / d, items.len() / d);
+    let rows = crate::linalg::row_count(queries, d, "block_scores: queries")?;
+    let cols = crate::linalg::row_count(items, d, "block_scores: items")?;
     crate::linalg::matmul(
         crate::linalg::MatRef::row_major(queries, rows, d),
         crate::linalg::MatRef::transposed(items, cols, d),
