@@ -296,18 +296,78 @@ pub fn split(interactions: &[Interaction], num_users: usize, num_items: usize, o
         Protocol::TimeSplit => time_split(&sorted, num_users, num_items, opts)?,
         Protocol::LeaveOneOut => leave_one_out(&sorted, num_users, num_items),
     };
-    let max = opts.max_users.unwrap_or(usize::MAX);
-    if s.test.len() > max {
-        let mut keyed: Vec<(u64, TestCase)> = std::mem::take(&mut s.test)
+    sample_cases(&mut s.test, opts.max_users.unwrap_or(usize::MAX), opts.seed);
+    Ok(s)
+}
+
+/// Keeps a seeded pseudo-random subset of at most `max` cases (`max >= 1`), sorted by user.
+fn sample_cases(cases: &mut Vec<TestCase>, max: usize, seed: u64) {
+    if cases.len() > max {
+        let mut keyed: Vec<(u64, TestCase)> = std::mem::take(cases)
             .into_iter()
-            .map(|c| (splitmix64(opts.seed ^ splitmix64(u64::from(c.user))), c))
+            .map(|c| (splitmix64(seed ^ splitmix64(u64::from(c.user))), c))
             .collect();
         keyed.select_nth_unstable_by_key(max - 1, |(k, c)| (*k, c.user));
         keyed.truncate(max);
-        s.test = keyed.into_iter().map(|(_, c)| c).collect();
-        s.test.sort_by_key(|c| c.user);
+        *cases = keyed.into_iter().map(|(_, c)| c).collect();
+        cases.sort_by_key(|c| c.user);
     }
-    Ok(s)
+}
+
+/// The model-selection split inside `sp`'s training part, for early stopping: a [`Split`] whose
+/// `train` is what to fit on while selecting and whose `test` holds the validation cases (at
+/// most `max_users`, a seeded sample), so that nothing of `sp.test` is seen while selecting.
+///
+/// * Leave-one-out: fit on `sp.train` (which holds neither the validation nor the test
+///   interactions); the cases are each user's second-to-last interaction ([`Split::validation`]),
+///   predicted as of its time from the training interactions.
+/// * Time split: the same time split applied to `sp.train`: the last `opts.test_days` (default:
+///   by the same rule, on the training period's span) of the training period become the
+///   validation window; fit on what precedes it.
+pub fn validation_split(sp: &Split, opts: &SplitOptions, max_users: usize) -> Result<Split> {
+    if max_users == 0 {
+        return Err(Error::arg("validation_users", 0, "must be at least 1"));
+    }
+    let mut v = match sp.protocol {
+        Protocol::TimeSplit => {
+            if sp.train.is_empty() {
+                return Err(Error::arg("interactions", 0, "no training interactions to validate on"));
+            }
+            time_split(&sp.train, sp.num_users, sp.num_items, opts)?
+        }
+        Protocol::LeaveOneOut => {
+            // The validation interaction is each such user's last in `context` (train + validation).
+            let mut last = vec![usize::MAX; sp.num_users];
+            for (k, x) in sp.context.iter().enumerate() {
+                last[x.user as usize] = k;
+            }
+            let test = sp
+                .validation
+                .iter()
+                .filter_map(|&(user, item)| {
+                    let x = sp.context.get(*last.get(user as usize)?)?;
+                    (x.item == item).then(|| TestCase {
+                        user,
+                        targets: vec![item],
+                        as_of: x.ts,
+                    })
+                })
+                .collect();
+            Split {
+                protocol: Protocol::LeaveOneOut,
+                num_users: sp.num_users,
+                num_items: sp.num_items,
+                cutoff_ms: None,
+                train: sp.train.clone(),
+                context: sp.train.clone(),
+                validation: Vec::new(),
+                test,
+            }
+        }
+    };
+    v.validation.clear();
+    sample_cases(&mut v.test, max_users, opts.seed ^ 0x7661_6c69_6461_7465);
+    Ok(v)
 }
 
 fn time_split(sorted: &[Interaction], num_users: usize, num_items: usize, opts: &SplitOptions) -> Result<Split> {

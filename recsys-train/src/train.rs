@@ -4,6 +4,7 @@
 use crate::dataset::{Dataset, write_atomic};
 use crate::evaluate::{
     EvalOptions, Metrics, Protocol, Scorer, Split, SplitOptions, TestCase, evaluate, load_interactions, split,
+    validation_split,
 };
 use crate::features::catalog_from;
 use crate::progress::Progress;
@@ -12,7 +13,7 @@ use crate::{Error, Result};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use recsys_core::model::inference::TwoTowerModel;
-use recsys_core::model::trainer::{TrainReport, TrainingData, UserProfile};
+use recsys_core::model::trainer::{TrainReport, TrainingData, UserProfile, Validator};
 use recsys_core::model::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
 use recsys_core::retrieval::{HnswConfig, HnswIndex};
 use serde::{Deserialize, Serialize};
@@ -233,12 +234,14 @@ impl Scorer for TwoTowerScorer<'_> {
     }
 }
 
-/// Trains with the chosen backend.
+/// Trains with the chosen backend; with a `validator`, early stopping as
+/// [`TwoTowerConfig::early_stopping_patience`] says.
 pub fn fit(
     data: &TrainingData,
     cfg: &TwoTowerConfig,
     backend: BackendKind,
     progress: Progress,
+    validator: Option<&mut dyn Validator>,
 ) -> Result<(TwoTowerModel, TrainReport)> {
     let bar = progress.bar(0, "train");
     let lines = progress.lines();
@@ -259,12 +262,12 @@ pub fn fit(
     let out = match backend {
         BackendKind::Cpu => {
             type B = burn::backend::Autodiff<burn::backend::NdArray>;
-            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step)
+            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step, validator)
         }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             type B = burn::backend::Autodiff<burn::backend::Cuda>;
-            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step)
+            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step, validator)
         }
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => {
@@ -277,6 +280,107 @@ pub fn fit(
     };
     bar.finish_and_clear();
     Ok(out?)
+}
+
+/// Scores a model on a validation split after each epoch ([`validation_split`]): the metric
+/// [`TwoTowerConfig::validation_metric`] names, through the same evaluation as the test.
+pub struct SplitValidator<'a> {
+    split: &'a Split,
+    profiles: &'a [UserProfile],
+    metric: String,
+    progress: Progress,
+    epoch: usize,
+}
+
+impl<'a> SplitValidator<'a> {
+    /// A validator of `metric` on the cases of `split` (users' demographics from `profiles`).
+    pub fn new(split: &'a Split, profiles: &'a [UserProfile], metric: &str, progress: Progress) -> Self {
+        SplitValidator {
+            split,
+            profiles,
+            metric: metric.to_string(),
+            progress,
+            epoch: 0,
+        }
+    }
+}
+
+impl Validator for SplitValidator<'_> {
+    fn score(&mut self, model: &TwoTowerModel) -> recsys_core::Result<f64> {
+        self.epoch += 1;
+        let scorer = TwoTowerScorer::new(model, self.split, self.profiles);
+        let metrics = evaluate(self.split, &scorer, &EvalOptions::default());
+        let score = metrics.get(&self.metric).copied().ok_or_else(|| {
+            recsys_core::Error::invalid(
+                "validation_metric",
+                &self.metric,
+                "not a metric the evaluation computes",
+            )
+        })?;
+        self.progress.summary(format!(
+            "train: epoch {}, validation {} {score:.4} ({} users)",
+            self.epoch,
+            self.metric,
+            self.split.test.len()
+        ));
+        Ok(score)
+    }
+}
+
+/// Trains on `sp` ([`fit`]); with early stopping ([`TwoTowerConfig::early_stopping_patience`] >
+/// 0), first selects the epoch on a validation split carved from the training part: leave-one-out
+/// keeps the best epoch's weights; a time split, whose validation window is part of the training
+/// period, refits on the whole period for the best epoch count. The report carries the
+/// selection (validation scores, best epoch).
+pub fn fit_selected(
+    ds: &Dataset,
+    sp: &Split,
+    data: &TrainingData,
+    cfg: &TwoTowerConfig,
+    backend: BackendKind,
+    split_opts: &SplitOptions,
+    progress: Progress,
+) -> Result<(TwoTowerModel, TrainReport)> {
+    if cfg.early_stopping_patience == 0 {
+        return fit(data, cfg, backend, progress, None);
+    }
+    let val = validation_split(sp, split_opts, cfg.validation_users)?;
+    if val.test.is_empty() {
+        return Err(Error::arg(
+            "early_stopping_patience",
+            cfg.early_stopping_patience,
+            "the training data leaves no validation cases (leave-one-out needs users with 3+ interactions; \
+             a time split needs targets in the last window of the training period); set it to 0",
+        ));
+    }
+    match sp.protocol {
+        Protocol::LeaveOneOut => {
+            let mut v = SplitValidator::new(&val, &data.users, &cfg.validation_metric, progress);
+            fit(data, cfg, backend, progress, Some(&mut v))
+        }
+        Protocol::TimeSplit => {
+            let (data_v, _) = training_data(ds, &val);
+            let mut v = SplitValidator::new(&val, &data_v.users, &cfg.validation_metric, progress);
+            let (_, selection) = fit(&data_v, cfg, backend, progress, Some(&mut v))?;
+            let best = selection.best_epoch.unwrap_or(cfg.epochs);
+            progress.summary(format!(
+                "early stopping chose {best} epoch(s) ({} {:.4}); refitting on the whole training period",
+                cfg.validation_metric,
+                selection
+                    .validation_per_epoch
+                    .get(best - 1)
+                    .copied()
+                    .unwrap_or(f64::NAN),
+            ));
+            let refit = cfg.clone().with_epochs(best).with_early_stopping_patience(0);
+            let (model, mut report) = fit(data, &refit, backend, progress, None)?;
+            report.validation_per_epoch = selection.validation_per_epoch;
+            report.best_epoch = selection.best_epoch;
+            report.validation_seconds = selection.validation_seconds;
+            report.seconds += selection.seconds;
+            Ok((model, report))
+        }
+    }
 }
 
 /// Files of a model version in the registry.
@@ -352,19 +456,10 @@ pub struct TrainOptions {
 /// missing fields take their defaults, unknown fields and invalid values are refused.
 /// `origin` names the source in errors (a file path, or `config` for an API argument).
 pub fn model_config_from_json(given: &serde_json::Value, origin: &Path) -> Result<TwoTowerConfig> {
-    let mut merged = serde_json::to_value(TwoTowerConfig::new()).map_err(|e| Error::Internal(e.to_string()))?;
-    let (Some(given), Some(target)) = (given.as_object(), merged.as_object_mut()) else {
+    if !given.is_object() {
         return Err(Error::data(origin, "expected a JSON object"));
-    };
-    for (k, v) in given {
-        if !target.contains_key(k) {
-            return Err(Error::arg("config", k, "unknown TwoTowerConfig field"));
-        }
-        target.insert(k.clone(), v.clone());
     }
-    let cfg: TwoTowerConfig = serde_json::from_value(merged).map_err(|e| Error::data(origin, e.to_string()))?;
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(TwoTowerConfig::from_json(given)?)
 }
 
 /// Reads a [`TwoTowerConfig`] from a JSON file (see [`model_config_from_json`]).
@@ -385,6 +480,9 @@ pub struct TrainOutcome {
     pub metrics: Metrics,
     /// The re-ranker fitted with it (`None`: too few positives; serving uses the fallback weights).
     pub reranker: Option<crate::reranker::RerankFitReport>,
+    /// What training did: steps, loss per epoch, speed, and with early stopping the validation
+    /// scores and the epoch chosen.
+    pub training: TrainReport,
     /// Why it was not promoted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate_failure: Option<String>,
@@ -408,7 +506,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
     let interactions = load_interactions(&ds)?;
     let sp = split(&interactions, ds.users.len(), ds.items.len(), &opts.split)?;
     let (data, vocabs) = training_data(&ds, &sp);
-    let (model, report) = fit(&data, &opts.config, opts.backend, opts.progress)?;
+    let (model, report) = fit_selected(&ds, &sp, &data, &opts.config, opts.backend, &opts.split, opts.progress)?;
     let scorer = TwoTowerScorer::new(&model, &sp, &data.users);
     let metrics = evaluate(&sp, &scorer, &EvalOptions::default());
     opts.progress.summary(format!(
@@ -460,7 +558,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
         dataset_events: ds.manifest.num_events,
         users: ds.users.len(),
         items: ds.items.len(),
-        training: report,
+        training: report.clone(),
         backend: opts.backend,
     };
     let registry = Registry::open(&opts.registry)?;
@@ -504,6 +602,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
                 promoted: true,
                 metrics,
                 reranker: reranker.map(|r| r.1),
+                training: report,
                 gate_failure: None,
                 gate_error: None,
             }
@@ -513,6 +612,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
             promoted: false,
             metrics,
             reranker: reranker.map(|r| r.1),
+            training: report,
             gate_failure: Some(e.to_string()),
             gate_error: Some(e),
         },

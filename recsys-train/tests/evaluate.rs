@@ -769,3 +769,67 @@ fn load_interactions_in_time_order_with_types() {
         ]
     );
 }
+
+#[test]
+fn validation_split_sees_nothing_of_the_test() {
+    let xs = random_log(60, 40, 3000, 9);
+
+    // Time split: validation is the same rule applied to the training period, entirely before T.
+    let opts = SplitOptions {
+        test_days: Some(2),
+        max_users: None,
+        ..Default::default()
+    };
+    let s = split(&xs, 60, 40, &opts).unwrap();
+    let t = s.cutoff_ms.unwrap();
+    let v = validation_split(&s, &opts, 1000).unwrap();
+    let tv = v.cutoff_ms.unwrap();
+    assert_eq!(
+        t - tv,
+        2 * DAY_MS,
+        "the validation window is as long as the test window"
+    );
+    assert!(v.train.iter().chain(&v.context).all(|x| x.ts < tv));
+    assert_eq!(v.train.len(), xs.iter().filter(|x| x.ts < tv).count());
+    assert!(!v.test.is_empty());
+    for c in &v.test {
+        assert_eq!(c.as_of, tv);
+        let window: HashSet<u32> = xs
+            .iter()
+            .filter(|x| x.user == c.user && (tv..t).contains(&x.ts))
+            .map(|x| x.item)
+            .collect();
+        assert!(c.targets.iter().all(|i| window.contains(i)), "user {}", c.user);
+    }
+
+    // Leave-one-out: the cases are the second-to-last interactions, predicted from the train part
+    // (which holds neither them nor the test ones).
+    let opts = SplitOptions {
+        protocol: Protocol::LeaveOneOut,
+        max_users: None,
+        ..Default::default()
+    };
+    let s = split(&xs, 60, 40, &opts).unwrap();
+    let v = validation_split(&s, &opts, 1000).unwrap();
+    assert_eq!(v.train, s.train);
+    assert_eq!(v.context, s.train);
+    assert_eq!(v.test.len(), s.validation.len());
+    let mut per_user: HashMap<u32, Vec<Interaction>> = HashMap::new();
+    for x in &xs {
+        per_user.entry(x.user).or_default().push(*x);
+    }
+    for c in &v.test {
+        let h = &per_user[&c.user];
+        let second_last = h[h.len() - 2];
+        assert_eq!((c.targets.clone(), c.as_of), (vec![second_last.item], second_last.ts));
+        let test = s.test.iter().find(|t| t.user == c.user).unwrap();
+        assert!(c.as_of <= test.as_of);
+    }
+
+    // A seeded sample of at most `max_users` cases, the same every time; 0 is refused.
+    let a = validation_split(&s, &opts, 10).unwrap();
+    assert_eq!(a.test.len(), 10);
+    assert_eq!(a.test, validation_split(&s, &opts, 10).unwrap().test);
+    let e = validation_split(&s, &opts, 0).unwrap_err().to_string();
+    assert!(e.contains("validation_users"), "{e}");
+}

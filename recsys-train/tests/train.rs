@@ -246,6 +246,85 @@ fn item_index_hnsw_saves_a_graph_with_the_version_that_agrees_with_the_exact_sca
 }
 
 #[test]
+fn early_stopping_selects_the_epoch_on_validation_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let cfg = tmp.path().join("early.json");
+    std::fs::write(
+        &cfg,
+        r#"{"embedding_dim": 64, "id_dim": 32, "side_dim": 8, "hidden_dim": 64, "epochs": 4, "batch_size": 512,
+            "early_stopping_patience": 1, "validation_metric": "ndcg@20", "validation_users": 300}"#,
+    )
+    .unwrap();
+    for protocol in ["time-split", "leave-one-out"] {
+        let reg = tmp.path().join(format!("registry-{protocol}"));
+        let out = run(&[
+            "train",
+            "--data",
+            &data,
+            "--registry",
+            reg.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--gates",
+            "off",
+            "--protocol",
+            protocol,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("validation ndcg@20"), "{stderr}");
+        let version = json(&out)["version"].as_str().unwrap().to_string();
+        let info: Value =
+            serde_json::from_slice(&std::fs::read(reg.join(&version).join("data.json")).unwrap()).unwrap();
+        let t = &info["training"];
+        let scores = t["validation_per_epoch"].as_array().unwrap();
+        let best = t["best_epoch"].as_u64().unwrap() as usize;
+        assert!((1..=4).contains(&scores.len()), "{t}");
+        // The best epoch has the highest score, and training stopped one epoch after it at most.
+        let top = scores.iter().map(|v| v.as_f64().unwrap()).fold(f64::MIN, f64::max);
+        assert_eq!(scores[best - 1].as_f64().unwrap(), top, "{t}");
+        assert!(scores.len() == 4 || scores.len() == best + 1, "{t}");
+        let epochs_trained = t["loss_per_epoch"].as_array().unwrap().len();
+        if protocol == "time-split" {
+            // The refit on the whole training period ran the chosen number of epochs.
+            assert_eq!(epochs_trained, best, "{t}");
+            assert!(
+                stderr.contains(&format!("early stopping chose {best} epoch")),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(epochs_trained, scores.len(), "{t}");
+        }
+        // The version's config is the one asked for.
+        let saved: Value =
+            serde_json::from_slice(&std::fs::read(reg.join(&version).join("config.json")).unwrap()).unwrap();
+        assert_eq!(saved["early_stopping_patience"], 1);
+    }
+
+    // A metric the evaluation does not compute is refused before any training, naming it.
+    std::fs::write(&cfg, r#"{"early_stopping_patience": 1, "validation_metric": "mrr"}"#).unwrap();
+    let out = run(&[
+        "-q",
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        tmp.path().join("registry-bad").to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--gates",
+        "off",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("validation_metric") && stderr.contains("mrr"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_shipped_model_configs_load() {
     // The JSON files under examples/ that benches and examples pass to `train --config`.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("examples");

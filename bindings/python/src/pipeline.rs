@@ -137,7 +137,9 @@ fn split_options(protocol: &str, test_days: Option<u32>) -> PyResult<SplitOption
 /// Trains the two-tower model on ``data``, evaluates it, publishes it to ``registry`` and promotes
 /// it when the validation gates pass. ``config``: a dict (or JSON file) of TwoTowerConfig fields;
 /// ``gates``: None for the ADR's thresholds, ``"off"``, a dict or a JSON file. Returns
-/// ``{"version", "promoted", "metrics", "gate_failure"?}``: a failed gate is not an exception
+/// ``{"version", "promoted", "metrics", "training", "gate_failure"?}`` (``training``: steps, loss
+/// per epoch, samples/s, and with ``early_stopping_patience`` in ``config`` the validation scores
+/// and the epoch chosen): a failed gate is not an exception
 /// (``promoted`` is False and ``gate_failure`` names the metric; the previous model stays current).
 /// ``item_index``: ``"auto"`` saves an HNSW graph of the item embeddings with the version for
 /// catalogues of 20,000 items or more, ``"hnsw"`` always, ``"exact"`` never.

@@ -36,6 +36,9 @@ def test_train_evaluate_precompute_store(data: pathlib.Path, trained: dict, tmp_
     outcome, registry = trained["outcome"], trained["registry"]
     assert outcome["version"] == "1.0.0" and outcome["promoted"] is True
     assert 0.0 <= outcome["metrics"]["recall@20"] <= 1.0
+    training = outcome["training"]
+    assert len(training["loss_per_epoch"]) == SMALL_MODEL["epochs"] and training["steps"] > 0
+    assert "best_epoch" not in training  # no early stopping asked for
 
     reg = tr.Registry(registry)
     assert reg.current() == "1.0.0"
@@ -65,6 +68,18 @@ def test_train_evaluate_precompute_store(data: pathlib.Path, trained: dict, tmp_
     assert [r["score"] for r in recs] == sorted((r["score"] for r in recs), reverse=True)
     sims = store.get_item(recs[0]["item_id"], k=3)
     assert len(sims) == 3 and recs[0]["item_id"] not in [s["item_id"] for s in sims]
+
+
+def test_early_stopping_from_a_config_dict(data: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    config = {**SMALL_MODEL, "epochs": 3, "early_stopping_patience": 1, "validation_metric": "ndcg@20"}
+    outcome = tr.train(data, tmp_path / "registry", config=config, gates="off", quiet=True)
+    training = outcome["training"]
+    scores = training["validation_per_epoch"]
+    assert 1 <= len(scores) <= 3 and scores[training["best_epoch"] - 1] == max(scores)
+    # Time split: the refit on the whole training period runs the chosen number of epochs.
+    assert len(training["loss_per_epoch"]) == training["best_epoch"]
+    with pytest.raises(ValueError, match="validation_metric"):
+        tr.train(data, tmp_path / "r2", config={"early_stopping_patience": 1, "validation_metric": "mrr"}, quiet=True)
 
 
 def test_second_model_rollback_and_gates(data: pathlib.Path, tmp_path: pathlib.Path) -> None:

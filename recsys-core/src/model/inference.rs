@@ -213,7 +213,7 @@ impl TwoTowerModel {
         r.read_exact(&mut header).map_err(|_| bad("truncated header"))?;
         let h: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(&format!("bad header: {e}")))?;
         let field = |k: &str| h.get(k).cloned().ok_or_else(|| bad(&format!("header lacks `{k}`")));
-        let config: TwoTowerConfig = serde_json::from_value(field("config")?).map_err(|e| bad(&e.to_string()))?;
+        let config = TwoTowerConfig::from_json(&field("config")?).map_err(|e| bad(&e.to_string()))?;
         let vocab: Vocab = serde_json::from_value(field("vocab")?).map_err(|e| bad(&e.to_string()))?;
         let item_side: ItemSide = serde_json::from_value(field("item_side")?).map_err(|e| bad(&e.to_string()))?;
         let shapes: Vec<(String, usize)> =

@@ -82,7 +82,44 @@ pub struct TwoTowerConfig {
     /// Seed of initialisation and shuffling.
     #[config(default = 42)]
     pub seed: u64,
+    /// Early stopping: epochs in a row without a better validation score after which training
+    /// stops; 0 (the default) trains all `epochs`. When positive, `recsys-train train` holds out a
+    /// validation split of the training data (leave-one-out: each user's second-to-last
+    /// interaction; time split: the last window of the training period, as long as the test
+    /// window), scores [`TwoTowerConfig::validation_metric`] after every epoch and keeps the best
+    /// epoch: its weights (leave-one-out, whose validation interactions are not trained on), or
+    /// its epoch count for a refit on the whole training period (time split).
+    #[config(default = 0)]
+    pub early_stopping_patience: usize,
+    /// The metric early stopping maximises: `recall@K`, `ndcg@K` or `hr@K` for K in 10, 20, 100
+    /// or 500, or `auc`.
+    #[config(default = "String::from(\"recall@20\")")]
+    pub validation_metric: String,
+    /// Most validation users scored after each epoch (a seeded sample).
+    #[config(default = 5000)]
+    pub validation_users: usize,
 }
+
+fn given_text(given: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(given.clone()).to_string()
+}
+
+/// The metrics [`TwoTowerConfig::validation_metric`] accepts.
+pub const VALIDATION_METRICS: [&str; 13] = [
+    "recall@10",
+    "recall@20",
+    "recall@100",
+    "recall@500",
+    "ndcg@10",
+    "ndcg@20",
+    "ndcg@100",
+    "ndcg@500",
+    "hr@10",
+    "hr@20",
+    "hr@100",
+    "hr@500",
+    "auc",
+];
 
 impl TwoTowerConfig {
     /// Checks the settings, naming the first bad one.
@@ -121,7 +158,58 @@ impl TwoTowerConfig {
                 "must be >= 0",
             ));
         }
+        if !VALIDATION_METRICS.contains(&self.validation_metric.as_str()) {
+            return Err(crate::Error::invalid(
+                "validation_metric",
+                &self.validation_metric,
+                format!("expected one of {}", VALIDATION_METRICS.join(", ")),
+            ));
+        }
+        if self.early_stopping_patience > 0 && self.validation_users == 0 {
+            return Err(crate::Error::invalid(
+                "validation_users",
+                0,
+                "must be positive when early_stopping_patience is set",
+            ));
+        }
         Ok(())
+    }
+
+    /// A configuration from a JSON object of its fields, as a config file or a saved model holds
+    /// it: missing fields take their defaults (so models saved before a field existed still
+    /// load), unknown fields and invalid values are refused, naming the field.
+    pub fn from_json(given: &serde_json::Value) -> crate::Result<Self> {
+        let mut merged =
+            serde_json::to_value(TwoTowerConfig::new()).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let (Some(given), Some(target)) = (given.as_object(), merged.as_object_mut()) else {
+            return Err(crate::Error::invalid(
+                "config",
+                given,
+                "expected a JSON object of TwoTowerConfig fields",
+            ));
+        };
+        for (k, v) in given {
+            if !target.contains_key(k) {
+                return Err(crate::Error::invalid("config", k, "unknown TwoTowerConfig field"));
+            }
+            target.insert(k.clone(), v.clone());
+        }
+        let cfg: TwoTowerConfig = match serde_json::from_value(merged) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                // serde names the type, not the field: find the field by trying each alone.
+                let defaults = serde_json::to_value(TwoTowerConfig::new()).unwrap_or_default();
+                let bad = given.iter().find_map(|(k, v)| {
+                    let mut one = defaults.clone();
+                    one.as_object_mut()?.insert(k.clone(), v.clone());
+                    let err = serde_json::from_value::<TwoTowerConfig>(one).err()?;
+                    Some(crate::Error::invalid(k, v, err.to_string()))
+                });
+                return Err(bad.unwrap_or_else(|| crate::Error::invalid("config", given_text(given), e.to_string())));
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -294,6 +382,31 @@ fn normalize_weights(w: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_from_json_takes_defaults_and_names_bad_fields() {
+        let cfg = TwoTowerConfig::from_json(&serde_json::json!({"epochs": 2, "validation_metric": "ndcg@20"})).unwrap();
+        assert_eq!(
+            cfg,
+            TwoTowerConfig::new()
+                .with_epochs(2)
+                .with_validation_metric("ndcg@20".into())
+        );
+        // A full round trip keeps every field.
+        let full = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(TwoTowerConfig::from_json(&full).unwrap(), cfg);
+        let err = |v: serde_json::Value| TwoTowerConfig::from_json(&v).unwrap_err().to_string();
+        let e = err(serde_json::json!({"epochs": 2, "epoch": 3}));
+        assert!(e.contains("epoch") && e.contains("unknown"), "{e}");
+        let e = err(serde_json::json!({"batch_size": "big"}));
+        assert!(e.contains("`batch_size`") && e.contains("big"), "{e}");
+        let e = err(serde_json::json!({"validation_metric": "precision@20"}));
+        assert!(e.contains("`validation_metric`") && e.contains("precision@20"), "{e}");
+        let e = err(serde_json::json!({"early_stopping_patience": 2, "validation_users": 0}));
+        assert!(e.contains("`validation_users`"), "{e}");
+        let e = err(serde_json::json!([1, 2]));
+        assert!(e.contains("JSON object"), "{e}");
+    }
 
     fn ev(item: u32, t: EventType, ts: i64) -> HistoryEvent {
         HistoryEvent {

@@ -61,8 +61,25 @@ pub struct TrainReport {
     pub seconds: f64,
     /// Seconds of the first 20 steps (kernel compilation and autotuning on GPU backends).
     pub warmup_seconds: f64,
-    /// Examples per second after the first 20 steps.
+    /// Examples per second after the first 20 steps (validation excluded).
     pub samples_per_second: f64,
+    /// Early stopping: the validation score after each epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_per_epoch: Vec<f64>,
+    /// Early stopping: the epoch (from 1) with the best validation score, whose weights the
+    /// model holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// Early stopping: seconds spent validating (not counted in `samples_per_second`).
+    #[serde(default)]
+    pub validation_seconds: f64,
+}
+
+/// Scores the model on held-out data after each epoch, for early stopping
+/// ([`TwoTowerConfig::early_stopping_patience`]); higher is better.
+pub trait Validator {
+    /// The validation score of `model`, the network as trained so far.
+    fn score(&mut self, model: &TwoTowerModel) -> Result<f64>;
 }
 
 /// The training examples `(user, position in history)` of a data set.
@@ -304,15 +321,19 @@ impl LossPlacement {
     }
 }
 
-/// Trains a two-tower model on `data` with the backend `B` on `device`. `on_step(step, total)`
-/// is called after every step (progress reporting).
+/// Trains a two-tower model on `data` with the backend `B` on `device`. `on_step(step, total,
+/// loss)` is called after every step (progress reporting). With a `validator` and a positive
+/// [`TwoTowerConfig::early_stopping_patience`], the model is scored after every epoch, training
+/// stops once `patience` epochs in a row brought no better score, and the best epoch's weights
+/// are returned ([`TrainReport::best_epoch`]).
 pub fn train<B: AutodiffBackend>(
     data: &TrainingData,
     cfg: &TwoTowerConfig,
     device: &B::Device,
     on_step: &mut dyn FnMut(usize, usize, f32),
+    validator: Option<&mut dyn Validator>,
 ) -> Result<(TwoTowerModel, TrainReport)> {
-    train_with::<B>(data, cfg, device, LossPlacement::default_for::<B>(), on_step)
+    train_with::<B>(data, cfg, device, LossPlacement::default_for::<B>(), on_step, validator)
 }
 
 /// [`train`] with the loss computed where `placement` says (both give the same model up to
@@ -323,8 +344,13 @@ pub fn train_with<B: AutodiffBackend>(
     device: &B::Device,
     placement: LossPlacement,
     on_step: &mut dyn FnMut(usize, usize, f32),
+    validator: Option<&mut dyn Validator>,
 ) -> Result<(TwoTowerModel, TrainReport)> {
     cfg.validate()?;
+    let mut validator = validator.filter(|_| cfg.early_stopping_patience > 0);
+    // (score, epoch, weights) of the best epoch so far.
+    let mut best: Option<(f64, usize, TwoTowerModel)> = None;
+    let mut validation_after_warm = 0f64;
     data.items.validate(&data.vocab)?;
     if data.histories.len() != data.users.len() {
         return Err(Error::invalid(
@@ -370,7 +396,7 @@ pub fn train_with<B: AutodiffBackend>(
     let mut warm_at: Option<(Instant, usize)> = None;
     let mut order = all.clone();
     let mut logits_scratch = Vec::new();
-    for _epoch in 0..cfg.epochs {
+    for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         let mut loss_sum = 0f64;
         let mut loss_n = 0usize;
@@ -487,18 +513,47 @@ pub fn train_with<B: AutodiffBackend>(
             on_step(report.steps, total_steps, loss_value);
         }
         report.loss_per_epoch.push((loss_sum / loss_n.max(1) as f64) as f32);
+        if let Some(v) = validator.as_mut() {
+            let began = Instant::now();
+            let model = export(&net.valid(), table.clone(), cfg, data)?;
+            let score = v.score(&model)?;
+            if !score.is_finite() {
+                return Err(Error::Internal(format!("validation score {score} after epoch {epoch}")));
+            }
+            report.validation_per_epoch.push(score);
+            report.validation_seconds += began.elapsed().as_secs_f64();
+            if warm_at.is_some() {
+                validation_after_warm += began.elapsed().as_secs_f64();
+            }
+            match &best {
+                Some((s, _, _)) if score <= *s => {}
+                _ => best = Some((score, epoch, model)),
+            }
+            if best
+                .as_ref()
+                .is_some_and(|(_, e, _)| epoch - e >= cfg.early_stopping_patience)
+            {
+                break;
+            }
+        }
     }
     B::sync(device).ok();
     report.seconds = start.elapsed().as_secs_f64();
     let (t0, s0) = warm_at.unwrap_or((start, 0));
     let steady_steps = report.steps - s0;
-    let steady = t0.elapsed().as_secs_f64();
+    let steady = (t0.elapsed().as_secs_f64() - validation_after_warm).max(1e-9);
     report.samples_per_second = if steady_steps > 0 && steady > 0.0 {
         (steady_steps * cfg.batch_size).min(per_epoch * cfg.epochs) as f64 / steady
     } else {
         (per_epoch * cfg.epochs) as f64 / report.seconds.max(1e-9)
     };
-    let model = export(&net.valid(), table, cfg, data)?;
+    let model = match best {
+        Some((_, epoch, model)) => {
+            report.best_epoch = Some(epoch);
+            model
+        }
+        None => export(&net.valid(), table, cfg, data)?,
+    };
     Ok((model, report))
 }
 
@@ -733,9 +788,14 @@ mod tests {
         let cfg = small().with_epochs(2).with_uniform_negatives(16);
         let run = |placement| {
             let mut losses = Vec::new();
-            let (model, report) = train_with::<B>(&data, &cfg, &Default::default(), placement, &mut |_, _, l| {
-                losses.push(l)
-            })
+            let (model, report) = train_with::<B>(
+                &data,
+                &cfg,
+                &Default::default(),
+                placement,
+                &mut |_, _, l| losses.push(l),
+                None,
+            )
             .unwrap();
             (model, report, losses)
         };
@@ -771,8 +831,9 @@ mod tests {
         type B = Autodiff<NdArray>;
         let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
         let data = toy(200, 7);
-        let (model, report) = train::<B>(&data, &small(), &Default::default(), &mut |_, _, _| {}).unwrap();
+        let (model, report) = train::<B>(&data, &small(), &Default::default(), &mut |_, _, _| {}, None).unwrap();
         assert_eq!(report.loss_per_epoch.len(), 15);
+        assert!(report.best_epoch.is_none() && report.validation_per_epoch.is_empty());
         assert!(
             report.loss_per_epoch[14] < report.loss_per_epoch[0],
             "{:?}",
@@ -834,5 +895,101 @@ mod tests {
         let mut bad = buf.clone();
         bad[0] = b'X';
         assert!(TwoTowerModel::load(&mut bad.as_slice()).is_err());
+    }
+
+    /// Returns scripted scores and keeps the item embeddings of every model it scores.
+    struct Scripted {
+        scores: Vec<f64>,
+        seen: Vec<Vec<f32>>,
+    }
+
+    impl Validator for Scripted {
+        fn score(&mut self, model: &TwoTowerModel) -> Result<f64> {
+            self.seen.push(model.item_embeddings());
+            Ok(self.scores[self.seen.len() - 1])
+        }
+    }
+
+    #[test]
+    fn early_stopping_stops_after_patience_and_keeps_the_best_epoch() {
+        type B = Autodiff<NdArray>;
+        let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let data = toy(60, 3);
+        let cfg = small().with_epochs(10).with_early_stopping_patience(2);
+        let mut v = Scripted {
+            scores: vec![0.1, 0.3, 0.2, 0.3, 0.5, 0.4],
+            seen: Vec::new(),
+        };
+        let (model, report) = train::<B>(&data, &cfg, &Default::default(), &mut |_, _, _| {}, Some(&mut v)).unwrap();
+        // Epoch 2 is best; epochs 3 and 4 are not better (a tie does not count), so it stops.
+        assert_eq!(report.validation_per_epoch, [0.1, 0.3, 0.2, 0.3]);
+        assert_eq!(report.loss_per_epoch.len(), 4);
+        assert_eq!(report.best_epoch, Some(2));
+        assert!(report.validation_seconds > 0.0);
+        assert_eq!(model.item_embeddings(), v.seen[1], "the model holds epoch 2's weights");
+        assert_ne!(v.seen[1], v.seen[3], "training went on after epoch 2");
+
+        // Patience 0 trains every epoch and never validates.
+        let mut idle = Scripted {
+            scores: vec![],
+            seen: Vec::new(),
+        };
+        let cfg = small().with_epochs(3);
+        let (_, report) = train::<B>(&data, &cfg, &Default::default(), &mut |_, _, _| {}, Some(&mut idle)).unwrap();
+        assert_eq!((report.loss_per_epoch.len(), idle.seen.len()), (3, 0));
+        assert_eq!(report.best_epoch, None);
+
+        // A score that keeps improving runs every epoch and keeps the last.
+        let mut rising = Scripted {
+            scores: vec![0.1, 0.2, 0.3],
+            seen: Vec::new(),
+        };
+        let cfg = small().with_epochs(3).with_early_stopping_patience(1);
+        let (model, report) =
+            train::<B>(&data, &cfg, &Default::default(), &mut |_, _, _| {}, Some(&mut rising)).unwrap();
+        assert_eq!(report.best_epoch, Some(3));
+        assert_eq!(model.item_embeddings(), rising.seen[2]);
+
+        // A validator that returns NaN is a bug, reported as such.
+        let mut nan = Scripted {
+            scores: vec![f64::NAN],
+            seen: Vec::new(),
+        };
+        let err = train::<B>(&data, &cfg, &Default::default(), &mut |_, _, _| {}, Some(&mut nan)).unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err}");
+    }
+
+    #[test]
+    fn models_saved_before_the_early_stopping_fields_still_load() {
+        type B = NdArray;
+        let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let data = toy(4, 1);
+        let cfg = small().with_early_stopping_patience(3);
+        let net = TwoTowerNet::<B>::init(&cfg, &data.vocab, &Default::default());
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let model = export(
+            &net,
+            SparseTable::new(data.vocab.items, cfg.id_dim, 0.5, &mut rng),
+            &cfg,
+            &data,
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        model.save(&mut buf).unwrap();
+        // Rewrite the header without the fields added later, as an older version wrote it.
+        let len = u64::from_le_bytes(buf[8..16].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&buf[16..16 + len]).unwrap();
+        let config = header["config"].as_object_mut().unwrap();
+        for k in ["early_stopping_patience", "validation_metric", "validation_users"] {
+            assert!(config.remove(k).is_some(), "{k}");
+        }
+        let header = serde_json::to_vec(&header).unwrap();
+        let mut old = buf[..8].to_vec();
+        old.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        old.extend_from_slice(&header);
+        old.extend_from_slice(&buf[16 + len..]);
+        let back = TwoTowerModel::load(&mut old.as_slice()).unwrap();
+        assert_eq!(back.config, cfg.clone().with_early_stopping_patience(0));
+        assert_eq!(back.item_embeddings(), model.item_embeddings());
     }
 }
