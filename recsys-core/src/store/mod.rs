@@ -381,24 +381,36 @@ pub fn decode_list(bytes: &[u8], width: usize, what: &str) -> Result<Vec<Scored>
     let qs = &bytes[LIST_HEADER + n * width..need];
     let span = hi - lo;
     let mut out = Vec::with_capacity(n);
-    for (k, (id, &q)) in ids.chunks_exact(width).zip(qs).enumerate() {
-        let mut b = [0u8; 4];
-        b[..width].copy_from_slice(id);
-        let score = if k == 0 {
-            hi
-        } else if k + 1 == n {
-            lo
-        } else if span > 0.0 {
-            lo + f32::from(q) / 255.0 * span
-        } else {
-            hi
-        };
-        out.push(Scored {
-            item: u32::from_le_bytes(b),
-            score,
-        });
+    // One loop per index width, so the copy of each index is a fixed-size load; the first and
+    // last scores are stored exactly and patched in afterwards.
+    let (base, span) = if span > 0.0 { (lo, span) } else { (hi, 0.0) };
+    match width {
+        1 => decode_entries::<1>(ids, qs, base, span, &mut out),
+        2 => decode_entries::<2>(ids, qs, base, span, &mut out),
+        3 => decode_entries::<3>(ids, qs, base, span, &mut out),
+        4 => decode_entries::<4>(ids, qs, base, span, &mut out),
+        _ => return Err(Error::corrupt(what, format!("index width {width} is not 1 to 4 bytes"))),
+    }
+    if let Some(first) = out.first_mut() {
+        first.score = hi;
+    }
+    if n > 1 {
+        out[n - 1].score = lo;
     }
     Ok(out)
+}
+
+/// The entries of a list: `W`-byte little-endian indices and their `u8` scores between `base`
+/// and `base + span`.
+fn decode_entries<const W: usize>(ids: &[u8], qs: &[u8], base: f32, span: f32, out: &mut Vec<Scored>) {
+    out.extend(ids.chunks_exact(W).zip(qs).map(|(id, &q)| {
+        let mut b = [0u8; 4];
+        b[..W].copy_from_slice(id);
+        Scored {
+            item: u32::from_le_bytes(b),
+            score: base + f32::from(q) / 255.0 * span,
+        }
+    }));
 }
 
 /// Checks a list against a version: indices inside the dictionary, length within `top`.
