@@ -867,21 +867,19 @@ mod tests {
         assert!(in_cat as f64 / 200.0 > 0.8, "{in_cat} of 200 in the user's category");
     }
 
-    #[test]
-    fn model_file_round_trips_and_rejects_corruption() {
-        type B = NdArray;
+    /// A freshly initialised (untrained) model of the toy data with `cfg`.
+    fn untrained(cfg: &TwoTowerConfig) -> TwoTowerModel {
         let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
         let data = toy(4, 1);
-        let cfg = small();
-        let net = TwoTowerNet::<B>::init(&cfg, &data.vocab, &Default::default());
+        let net = TwoTowerNet::<NdArray>::init(cfg, &data.vocab, &Default::default());
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
-        let model = export(
-            &net,
-            SparseTable::new(data.vocab.items, cfg.id_dim, 0.5, &mut rng),
-            &cfg,
-            &data,
-        )
-        .unwrap();
+        let table = SparseTable::new(data.vocab.items, cfg.id_dim, 0.5, &mut rng);
+        export(&net, table, cfg, &data).unwrap()
+    }
+
+    #[test]
+    fn model_file_round_trips_and_rejects_corruption() {
+        let model = untrained(&small());
         let mut buf = Vec::new();
         model.save(&mut buf).unwrap();
         let back = TwoTowerModel::load(&mut buf.as_slice()).unwrap();
@@ -961,19 +959,8 @@ mod tests {
 
     #[test]
     fn models_saved_before_the_early_stopping_fields_still_load() {
-        type B = NdArray;
-        let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-        let data = toy(4, 1);
         let cfg = small().with_early_stopping_patience(3);
-        let net = TwoTowerNet::<B>::init(&cfg, &data.vocab, &Default::default());
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
-        let model = export(
-            &net,
-            SparseTable::new(data.vocab.items, cfg.id_dim, 0.5, &mut rng),
-            &cfg,
-            &data,
-        )
-        .unwrap();
+        let model = untrained(&cfg);
         let mut buf = Vec::new();
         model.save(&mut buf).unwrap();
         // Rewrite the header without the fields added later, as an older version wrote it.
