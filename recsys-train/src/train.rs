@@ -164,17 +164,33 @@ pub fn histories(interactions: &[crate::evaluate::Interaction], num_users: usize
 pub struct TwoTowerScorer<'a> {
     model: &'a TwoTowerModel,
     items: Vec<f32>,
-    contexts: Vec<Vec<HistoryEvent>>,
+    contexts: std::borrow::Cow<'a, [Vec<HistoryEvent>]>,
     profiles: &'a [UserProfile],
 }
 
 impl<'a> TwoTowerScorer<'a> {
     /// Precomputes item embeddings and the users' context histories.
     pub fn new(model: &'a TwoTowerModel, split: &Split, profiles: &'a [UserProfile]) -> Self {
+        let contexts = histories(&split.context, split.num_users);
         TwoTowerScorer {
             model,
             items: model.item_embeddings(),
-            contexts: histories(&split.context, split.num_users),
+            contexts: contexts.into(),
+            profiles,
+        }
+    }
+
+    /// [`TwoTowerScorer::new`] with the per-user context histories already built
+    /// ([`histories`] of the split's context).
+    pub fn with_contexts(
+        model: &'a TwoTowerModel,
+        contexts: &'a [Vec<HistoryEvent>],
+        profiles: &'a [UserProfile],
+    ) -> Self {
+        TwoTowerScorer {
+            model,
+            items: model.item_embeddings(),
+            contexts: contexts.into(),
             profiles,
         }
     }
@@ -286,18 +302,25 @@ pub fn fit(
 /// [`TwoTowerConfig::validation_metric`] names, through the same evaluation as the test.
 pub struct SplitValidator<'a> {
     split: &'a Split,
-    profiles: &'a [UserProfile],
+    data: &'a TrainingData,
     metric: String,
     progress: Progress,
     epoch: usize,
 }
 
 impl<'a> SplitValidator<'a> {
-    /// A validator of `metric` on the cases of `split` (users' demographics from `profiles`).
-    pub fn new(split: &'a Split, profiles: &'a [UserProfile], metric: &str, progress: Progress) -> Self {
+    /// A validator of `metric` on the cases of `split`, a [`validation_split`], whose context is
+    /// what the model trains on: `data`, built from it by [`training_data`], supplies the users'
+    /// demographics and context histories (built once, not once per epoch).
+    pub fn new(split: &'a Split, data: &'a TrainingData, metric: &str, progress: Progress) -> Self {
+        debug_assert_eq!(
+            data.histories.iter().map(Vec::len).sum::<usize>(),
+            split.context.len(),
+            "the training histories are the validation split's context"
+        );
         SplitValidator {
             split,
-            profiles,
+            data,
             metric: metric.to_string(),
             progress,
             epoch: 0,
@@ -308,7 +331,7 @@ impl<'a> SplitValidator<'a> {
 impl Validator for SplitValidator<'_> {
     fn score(&mut self, model: &TwoTowerModel) -> recsys_core::Result<f64> {
         self.epoch += 1;
-        let scorer = TwoTowerScorer::new(model, self.split, self.profiles);
+        let scorer = TwoTowerScorer::with_contexts(model, &self.data.histories, &self.data.users);
         let metrics = evaluate(self.split, &scorer, &EvalOptions::default());
         let score = metrics.get(&self.metric).copied().ok_or_else(|| {
             recsys_core::Error::invalid(
@@ -355,12 +378,12 @@ pub fn fit_selected(
     }
     match sp.protocol {
         Protocol::LeaveOneOut => {
-            let mut v = SplitValidator::new(&val, &data.users, &cfg.validation_metric, progress);
+            let mut v = SplitValidator::new(&val, data, &cfg.validation_metric, progress);
             fit(data, cfg, backend, progress, Some(&mut v))
         }
         Protocol::TimeSplit => {
             let (data_v, _) = training_data(ds, &val);
-            let mut v = SplitValidator::new(&val, &data_v.users, &cfg.validation_metric, progress);
+            let mut v = SplitValidator::new(&val, &data_v, &cfg.validation_metric, progress);
             let (_, selection) = fit(&data_v, cfg, backend, progress, Some(&mut v))?;
             let best = selection.best_epoch.unwrap_or(cfg.epochs);
             progress.summary(format!(

@@ -100,10 +100,6 @@ pub struct TwoTowerConfig {
     pub validation_users: usize,
 }
 
-fn given_text(given: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(given.clone()).to_string()
-}
-
 /// The metrics [`TwoTowerConfig::validation_metric`] accepts.
 pub const VALIDATION_METRICS: [&str; 13] = [
     "recall@10",
@@ -179,8 +175,9 @@ impl TwoTowerConfig {
     /// it: missing fields take their defaults (so models saved before a field existed still
     /// load), unknown fields and invalid values are refused, naming the field.
     pub fn from_json(given: &serde_json::Value) -> crate::Result<Self> {
-        let mut merged =
+        let defaults =
             serde_json::to_value(TwoTowerConfig::new()).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let mut merged = defaults.clone();
         let (Some(given), Some(target)) = (given.as_object(), merged.as_object_mut()) else {
             return Err(crate::Error::invalid(
                 "config",
@@ -198,14 +195,14 @@ impl TwoTowerConfig {
             Ok(cfg) => cfg,
             Err(e) => {
                 // serde names the type, not the field: find the field by trying each alone.
-                let defaults = serde_json::to_value(TwoTowerConfig::new()).unwrap_or_default();
                 let bad = given.iter().find_map(|(k, v)| {
                     let mut one = defaults.clone();
                     one.as_object_mut()?.insert(k.clone(), v.clone());
                     let err = serde_json::from_value::<TwoTowerConfig>(one).err()?;
                     Some(crate::Error::invalid(k, v, err.to_string()))
                 });
-                return Err(bad.unwrap_or_else(|| crate::Error::invalid("config", given_text(given), e.to_string())));
+                let all = serde_json::Value::Object(given.clone());
+                return Err(bad.unwrap_or_else(|| crate::Error::invalid("config", all, e.to_string())));
             }
         };
         cfg.validate()?;

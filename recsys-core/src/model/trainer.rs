@@ -347,10 +347,6 @@ pub fn train_with<B: AutodiffBackend>(
     validator: Option<&mut dyn Validator>,
 ) -> Result<(TwoTowerModel, TrainReport)> {
     cfg.validate()?;
-    let mut validator = validator.filter(|_| cfg.early_stopping_patience > 0);
-    // (score, epoch, weights) of the best epoch so far.
-    let mut best: Option<(f64, usize, TwoTowerModel)> = None;
-    let mut validation_after_warm = 0f64;
     data.items.validate(&data.vocab)?;
     if data.histories.len() != data.users.len() {
         return Err(Error::invalid(
@@ -396,6 +392,10 @@ pub fn train_with<B: AutodiffBackend>(
     let mut warm_at: Option<(Instant, usize)> = None;
     let mut order = all.clone();
     let mut logits_scratch = Vec::new();
+    let mut validator = validator.filter(|_| cfg.early_stopping_patience > 0);
+    // (score, epoch, weights) of the best epoch so far.
+    let mut best: Option<(f64, usize, TwoTowerModel)> = None;
+    let mut validation_after_warm = 0f64;
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         let mut loss_sum = 0f64;
@@ -521,9 +521,10 @@ pub fn train_with<B: AutodiffBackend>(
                 return Err(Error::Internal(format!("validation score {score} after epoch {epoch}")));
             }
             report.validation_per_epoch.push(score);
-            report.validation_seconds += began.elapsed().as_secs_f64();
+            let took = began.elapsed().as_secs_f64();
+            report.validation_seconds += took;
             if warm_at.is_some() {
-                validation_after_warm += began.elapsed().as_secs_f64();
+                validation_after_warm += took;
             }
             match &best {
                 Some((s, _, _)) if score <= *s => {}
