@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo bench -p recsys-serve --bench load -- http --url http://127.0.0.1:8080 --rates 1000,5000 --seconds 30 --users 500000
-//! cargo bench -p recsys-serve --bench load -- library --registry R --data D --store file:S --requests 20000 --users 500000 [--order random|sequential]
+//! cargo bench -p recsys-serve --bench load -- library --registry R --data D --store file:S --requests 20000 --users 500000 [--order random|sequential] [--config FILE]
 //! ```
 
 use http_body_util::{BodyExt, Empty};
@@ -129,6 +129,12 @@ fn library(kv: &HashMap<String, String>) {
     let mut opts = RecommenderOptions::new(kv.get("registry").expect("--registry"));
     opts.data = kv.get("data").map(Into::into);
     opts.store = kv.get("store").cloned();
+    if let Some(path) = kv.get("config") {
+        opts.config = recsys_serve::ServeConfig::load(std::path::Path::new(path)).unwrap_or_else(|e| {
+            eprintln!("--config {path}: {e}");
+            std::process::exit(2)
+        });
+    }
     // Every request is a distinct user: measure the pipeline, not the response cache.
     opts.config.cache.capacity = 0;
     let rec = Recommender::open(opts).unwrap();
@@ -180,6 +186,11 @@ fn library(kv: &HashMap<String, String>) {
 }
 
 fn main() {
+    // Logs (e.g. `RUST_LOG=recsys_serve=debug` for the background refresh's timings) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let (mode, kv) = args();
     match mode.as_str() {
         "http" => http(&kv),

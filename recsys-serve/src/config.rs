@@ -43,6 +43,10 @@ pub struct ServeConfig {
     /// rating) is snapshotted for all items, in milliseconds (default 1000): requests read the
     /// snapshot instead of recomputing 500 items' windows each.
     pub item_features_refresh_ms: u64,
+    /// Every item's snapshot is recomputed at least this often, in seconds (default 60), for what
+    /// changes without events (popularity decay, events leaving the trending window); items with
+    /// new events are recomputed at the next refresh. Each refresh does a slice of this sweep.
+    pub item_features_sweep_seconds: u64,
 }
 
 impl Default for ServeConfig {
@@ -60,6 +64,7 @@ impl Default for ServeConfig {
             store_timeout_ms: 20,
             trending_refresh_seconds: 60,
             item_features_refresh_ms: 1000,
+            item_features_sweep_seconds: 60,
         }
     }
 }
@@ -210,6 +215,9 @@ impl ServeConfig {
         {
             return Err(Error::bad("ab.percent", ab.percent, "must be in 0..=100"));
         }
+        if self.item_features_sweep_seconds == 0 {
+            return Err(Error::bad("item_features_sweep_seconds", 0, "must be at least 1"));
+        }
         if self.session.max_events == 0 {
             return Err(Error::bad("session.max_events", 0, "must be at least 1"));
         }
@@ -235,6 +243,7 @@ mod tests {
             (r#"{"ab": {"candidate": "v1", "percent": 150}}"#, "ab.percent"),
             (r#"{"rules": {"boosts": [{"factor": 2}]}}"#, "rules.boosts[0]"),
             (r#"{"candidates": 0}"#, "candidates"),
+            (r#"{"item_features_sweep_seconds": 0}"#, "item_features_sweep_seconds"),
         ] {
             let c: ServeConfig = serde_json::from_str(json).unwrap();
             let e = c.validate().unwrap_err().to_string();

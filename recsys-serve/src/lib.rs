@@ -11,6 +11,7 @@
 //! | a registry version loaded for serving | [`model`] |
 //! | real-time features and the catalogue | [`online`] |
 //! | the request pipeline, cache, A/B split, reload | [`recommender`] |
+//! | the item-feature snapshot requests read, kept fresh in the background | `snapshot.rs` |
 //! | event and exposure logs | [`logs`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | HTTP routes | [`http`] |
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod online;
 pub mod recommender;
+mod snapshot;
 
 pub use config::ServeConfig;
 pub use error::{Error, Result};

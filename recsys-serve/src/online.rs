@@ -245,9 +245,9 @@ impl OnlineFeatures {
         Ok((item, event_type, ts))
     }
 
-    /// Validates and applies one event. Unknown users are added; unknown items are refused
-    /// (the catalogue changes with a reload, not through events).
-    pub fn ingest(&mut self, ev: &EventIn, now_ms: i64) -> Result<()> {
+    /// Validates and applies one event; returns the item's index. Unknown users are added;
+    /// unknown items are refused (the catalogue changes with a reload, not through events).
+    pub fn ingest(&mut self, ev: &EventIn, now_ms: i64) -> Result<u32> {
         let (item, event_type, ts) = self.check(ev, now_ms)?;
         let user = match self.user_index.get(&ev.user_id) {
             Some(&u) => u,
@@ -269,7 +269,7 @@ impl OnlineFeatures {
             ev.rating,
         ));
         self.latest_ts = self.latest_ts.max(ts);
-        Ok(())
+        Ok(item)
     }
 
     /// The cut-off for "now": after every ingested event.

@@ -13,6 +13,7 @@ use crate::logs::{EventLog, Exposure, ExposureLog};
 use crate::metrics::{CacheLabel, Metrics, VariantLabel};
 use crate::model::LoadedModel;
 use crate::online::{EventIn, OnlineFeatures};
+use crate::snapshot::{ItemSnapshot, Refresher};
 use crate::{Error, Result};
 use arc_swap::ArcSwap;
 use lru::LruCache;
@@ -245,8 +246,8 @@ struct Inner {
     serving: ArcSwap<Serving>,
     features: RwLock<OnlineFeatures>,
     trends: RwLock<Arc<Trends>>,
-    /// The item side of the re-ranking features, snapshotted every `item_features_refresh_ms`.
-    item_features: RwLock<Arc<Vec<ItemFeatures>>>,
+    /// The item side of the re-ranking features, refreshed every `item_features_refresh_ms`.
+    item_features: ItemSnapshot,
     sessions: Arc<dyn SessionStore>,
     store: Option<Arc<dyn CandidateStore>>,
     rules: RulesConfig,
@@ -449,7 +450,7 @@ impl Recommender {
             serving: ArcSwap::from_pointee(serving),
             features: RwLock::new(features),
             trends: RwLock::new(Arc::new(trends)),
-            item_features: RwLock::new(Arc::new(items)),
+            item_features: ItemSnapshot::new(items),
             sessions,
             store,
             rules,
@@ -469,23 +470,33 @@ impl Recommender {
     }
 
     /// The background thread refreshing the item-feature snapshot (every
-    /// `item_features_refresh_ms`) and, from it, the trending and popular lists (every
-    /// `trending_refresh_seconds`). It stops when the recommender is dropped.
+    /// `item_features_refresh_ms`: the items with new events and a slice of a sweep over the
+    /// catalogue every `item_features_sweep_seconds`, see `snapshot.rs`) and, from it, the
+    /// trending and popular lists (every `trending_refresh_seconds`). It stops when the
+    /// recommender is dropped.
     fn spawn_trend_refresh(&self) {
         let config = &self.inner.options.config;
         let items_every = Duration::from_millis(config.item_features_refresh_ms.max(10));
         let trends_every = Duration::from_secs(config.trending_refresh_seconds.max(1));
+        let per_tick = Refresher::per_tick(
+            self.inner.item_features.current().len(),
+            items_every.as_millis() as u64,
+            config.item_features_sweep_seconds.saturating_mul(1000),
+        );
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let _ = std::thread::Builder::new().name("trends".into()).spawn(move || {
             let mut trends_at = Instant::now();
+            let mut refresher = Refresher::new(per_tick);
             loop {
                 std::thread::sleep(items_every);
                 let Some(inner) = weak.upgrade() else { return };
                 let Ok(f) = inner.features.read() else { return };
                 let started = Instant::now();
-                let items = match item_snapshot(&f, now_ms()) {
+                let as_of = f.as_of(now_ms());
+                let engine = f.engine();
+                let items = match refresher.tick(&inner.item_features, |i| Ok(engine.item_features(i, as_of)?)) {
                     Ok(items) => {
-                        tracing::debug!(items = items.len(), took = ?started.elapsed(), "item feature snapshot");
+                        tracing::debug!(took = ?started.elapsed(), "item feature snapshot");
                         items
                     }
                     Err(e) => {
@@ -503,10 +514,6 @@ impl Recommender {
                         }
                         Err(e) => tracing::warn!("trending refresh failed: {e}"),
                     }
-                }
-                drop(f);
-                if let Ok(mut w) = inner.item_features.write() {
-                    *w = Arc::new(items);
                 }
             }
         });
@@ -694,7 +701,7 @@ impl Recommender {
         let (age, region) = user.map_or((None, None), |u| f.demographics(u));
         let anonymous = history.is_empty() && age.is_none() && region.is_none();
         let trends = inner.trends.read().map(|t| Arc::clone(&t)).unwrap_or_default();
-        let item_snapshot = inner.item_features.read().map(|t| Arc::clone(&t)).unwrap_or_default();
+        let item_snapshot = inner.item_features.current();
 
         // Candidates.
         let t = Instant::now();
@@ -1033,9 +1040,12 @@ impl Recommender {
                 .features
                 .write()
                 .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
+            let mut touched = Vec::with_capacity(events.len());
             for e in events {
-                f.ingest(e, now)?;
+                touched.push(f.ingest(e, now)?);
             }
+            // Under the same write lock: the next snapshot tick sees these events.
+            inner.item_features.touch(touched);
         }
         if let Some(log) = &inner.event_log {
             let rows: Vec<(EventIn, i64)> = events.iter().cloned().zip(resolved.iter().map(|r| r.1)).collect();

@@ -434,6 +434,59 @@ async fn real_time_features_endpoints() {
 }
 
 #[tokio::test]
+async fn events_make_an_item_trending_at_the_next_refresh_not_the_next_sweep() {
+    // Refresh every 200 ms, but a sweep of the whole catalogue only once an hour: one item per
+    // refresh. An item with new events must show at the next refresh (and the trending list a
+    // second later), long before the sweep reaches it. (No response cache: the anonymous
+    // visitor's session does not change.)
+    let mut config = ServeConfig {
+        item_features_refresh_ms: 200,
+        item_features_sweep_seconds: 3600,
+        trending_refresh_seconds: 1,
+        ..ServeConfig::default()
+    };
+    config.cache.capacity = 0;
+    let rec = open(config, None);
+    let app = app(&rec);
+    let uri = "/api/v1/recommendations?user_id=anonymous-visitor&k=100";
+    let (_, before) = call(&app, "GET", uri, None).await;
+    assert_eq!(before["source"], "popular", "{before}");
+    assert!(
+        !before["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["reason"] == "Trending now"),
+        "the fixture's events are days old: nothing trends yet: {before}"
+    );
+    // The least popular of the answer, with a catalogue index the sweep cannot reach in time.
+    let item = ids(&before)
+        .into_iter()
+        .rev()
+        .find(|id| id.trim_start_matches('P').parse::<u32>().is_ok_and(|n| n >= 100))
+        .expect("an item P000100 or later");
+    let events: Vec<Value> = (0..5)
+        .map(|u| json!({"user_id": format!("trend-buyer-{u}"), "item_id": item, "event_type": "purchase"}))
+        .collect();
+    let (s, _) = call(&app, "POST", "/api/v1/events", Some(Value::Array(events))).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let started = std::time::Instant::now();
+    loop {
+        let (_, v) = call(&app, "GET", uri, None).await;
+        let first = &v["items"][0];
+        if first["item_id"] == item.as_str() {
+            assert_eq!(first["reason"], "Trending now", "{v}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "{item} not trending 4 s after its events: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn two_instances_give_identical_answers() {
     let mut config = ServeConfig::default();
     config.cache.capacity = 0;
