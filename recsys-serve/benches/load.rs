@@ -165,8 +165,9 @@ fn library(kv: &HashMap<String, String>) {
         rec.recommend(&user_of(i), &q).unwrap();
     }
     let mut lat = Vec::with_capacity(n);
-    // The calling thread's CPU time per request as well: wall time minus what the VM and the
-    // scheduler took (preemption, steal), to tell the library's own tail from the machine's.
+    // The calling thread's CPU time per request as well: wall time minus the time the guest's
+    // scheduler gave to other threads. (In a VM without steal accounting, time the host takes the
+    // vCPU away still counts as CPU time.)
     let mut cpu = Vec::with_capacity(n);
     let mut sources: HashMap<String, usize> = HashMap::new();
     for i in 0..n {

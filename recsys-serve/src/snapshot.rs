@@ -3,9 +3,9 @@
 //! candidates' windows each.
 //!
 //! A background thread keeps it fresh ([`Refresher::tick`], every `item_features_refresh_ms`)
-//! without recomputing the whole catalogue each time: a full pass over 100k items took 13 to 26 ms,
-//! and every request that overlapped it on the other core ran up to twice as slow (the library
-//! call's P99 went from about 222 to 248–307 µs with it running once a second). A tick recomputes
+//! without recomputing the whole catalogue each time: a full pass over 100k items took 13 to 48 ms
+//! on the 2-vCPU machines here, once a second, on the core the requests share with it; a tick now
+//! takes about 0.5 ms (benches/README.md, serving section). A tick recomputes
 //!
 //! - the items that received events since the last tick ([`ItemSnapshot::touch`], called by
 //!   ingestion), so a new event shows at the next tick as before, and
