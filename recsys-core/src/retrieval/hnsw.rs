@@ -167,7 +167,7 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
-/// Approximate inner-product top-k over item embeddings: an HNSW graph (usearch), built in
+/// Approximate inner-product top-k over item embeddings: an HNSW graph (usearch), searched in
 /// parallel, saved atomically, opened memory-mapped.
 ///
 /// Items are keyed by their row index. Scores are inner products (`1 − distance` of usearch's IP
@@ -212,8 +212,8 @@ thread_local! {
 }
 
 impl HnswIndex {
-    /// Builds an index over `vectors` (row-major, `len × dim`, item `i` = row `i`), inserting in
-    /// parallel with rayon. Refuses bad shapes, non-finite values and out-of-range `config`
+    /// Builds an index over `vectors` (row-major, `len × dim`, item `i` = row `i`), inserting one
+    /// item at a time (see the comment inside on why not in parallel). Refuses bad shapes, non-finite values and out-of-range `config`
     /// fields with [`Error::InvalidInput`].
     pub fn build(vectors: &[f32], dim: usize, config: &HnswConfig) -> Result<Self> {
         config.validate()?;
@@ -231,10 +231,13 @@ impl HnswIndex {
             slots: Slots::new(slots),
             source: None,
         };
-        vectors.par_chunks_exact(dim).enumerate().try_for_each(|(i, v)| {
-            let _slot = out.slots.acquire();
-            out.index.add(i as u64, v).map_err(internal("add"))
-        })?;
+        // One insert at a time: usearch 2.x's concurrent `add` can leave a node stored but
+        // unreachable by any search (unum-cloud/USearch#735, open; a node's upper-level links are
+        // published before its base-level ones). A stranded item is silently never recommended,
+        // and it showed here as an occasional recall-test failure in CI. Searches stay parallel.
+        for (i, v) in vectors.chunks_exact(dim).enumerate() {
+            out.index.add(i as u64, v).map_err(internal("add"))?;
+        }
         Ok(out)
     }
 
@@ -530,6 +533,32 @@ mod tests {
                 assert!((s.score - dot).abs() < tol, "{q:?}: {} vs {dot}", s.score);
             }
             assert!(got.windows(2).all(|w| w[0].score >= w[1].score));
+        }
+    }
+
+    /// Every item is reachable: with `expansion_search` above the catalogue size a search visits
+    /// the whole connected graph, so an item's own vector must find it first. Built inside an
+    /// 8-thread pool, where parallel inserts stranded items (unum-cloud/USearch#735).
+    #[test]
+    fn every_item_is_reachable_from_its_own_vector() {
+        let (n, dim) = (1500, 16);
+        let items = unit_vectors(n, dim, 11);
+        let cfg = HnswConfig {
+            connectivity: 4,
+            expansion_add: 16,
+            expansion_search: 2 * n,
+            ..HnswConfig::default()
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(8).build().unwrap();
+        for round in 0..3 {
+            let index = pool.install(|| HnswIndex::build(&items, dim, &cfg)).unwrap();
+            let lost: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let found = index.search(&items[i * dim..][..dim], 1, &Filter::default()).unwrap();
+                    found.first().map(|s| s.item as usize) != Some(i)
+                })
+                .collect();
+            assert!(lost.is_empty(), "round {round}: items not reachable: {lost:?}");
         }
     }
 
