@@ -50,7 +50,8 @@ impl Quantization {
 /// `benches/README.md`): `M` 16 tops out at recall@500 0.91 (`efSearch` 1,500); `M` 32,
 /// `efConstruction` 256 reaches 0.949 at `efSearch` 1,000 and 0.978 at 2,000, the default.
 /// At that recall and k = 500 the exact scan ([`super::ExactIndex::search_batch`]) was faster on
-/// that catalogue; HNSW pays off for larger catalogues and small k.
+/// that catalogue, and the inverted file ([`super::IvfIndex`]) faster still; HNSW pays off for
+/// small k (serving).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HnswConfig {
