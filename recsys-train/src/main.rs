@@ -180,6 +180,13 @@ enum Command {
         /// becomes active when the last one finishes).
         #[arg(long, default_value = "0/1")]
         shard: String,
+        /// The index answering the top-N queries: auto (the inverted file for catalogues of
+        /// 20,000 items or more, else exact), exact, or ivf.
+        #[arg(long, value_enum, default_value_t = precompute::PrecomputeIndex::Auto)]
+        index: precompute::PrecomputeIndex,
+        /// Lists the inverted file scans per query (more: better recall, slower).
+        #[arg(long, default_value_t = recsys_core::retrieval::IvfConfig::default().probes)]
+        ivf_probes: usize,
         /// Redis key time to live in seconds.
         #[arg(long, default_value_t = 7 * 24 * 3600)]
         ttl: u64,
@@ -375,9 +382,13 @@ fn run(cli: Cli) -> Result<()> {
             top,
             similar,
             shard,
+            index,
+            ivf_probes,
             ttl,
         } => {
             let mut opts = PrecomputeOptions::new(data, registry, store);
+            opts.index = index;
+            opts.ivf.probes = ivf_probes;
             opts.model = model;
             opts.top = top;
             opts.similar = similar;

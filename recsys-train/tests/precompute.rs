@@ -168,6 +168,74 @@ fn sharded_precompute_fills_the_file_store_with_the_models_exact_top_items() {
         assert_eq!(rsnap.candidates(id).unwrap(), snap.candidates(id).unwrap(), "user {id}");
     }
     assert_eq!(rsnap.similar(iid).unwrap(), snap.similar(iid).unwrap());
+
+    // A small catalogue is scanned exactly by default; `--index ivf` asks the inverted file
+    // (69 lists for 300 items), here scanning 8 lists per user: approximate lists, same rules.
+    assert!(reports.iter().all(|r| r["index"] == "exact"), "{reports:?}");
+    let ivf_url = format!("file:{}", dir.path().join("store-ivf").display());
+    let out = run(&[
+        "-q",
+        "precompute",
+        "--data",
+        &data,
+        "--registry",
+        &reg,
+        "--store",
+        &ivf_url,
+        "--top",
+        "40",
+        "--similar",
+        "10",
+        "--index",
+        "ivf",
+        "--ivf-probes",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["index"], "ivf");
+    let isnap = open_store(&ivf_url).unwrap().open_active().unwrap().unwrap();
+    let (mut hits, mut total, mut same_first) = (0usize, 0usize, 0usize);
+    for (u, events) in hist.iter().enumerate() {
+        let id = ds.users.ids.id(u as u32).unwrap();
+        let (exact, approx) = (
+            snap.candidates(id).unwrap().unwrap(),
+            isnap.candidates(id).unwrap().unwrap(),
+        );
+        assert_eq!(approx.len(), 40, "user {id}: k results while k items pass");
+        let purchased: BTreeSet<u32> = events
+            .iter()
+            .filter(|e| e.event_type == EventType::Purchase)
+            .map(|e| e.item)
+            .collect();
+        assert!(approx.iter().all(|s| !purchased.contains(&s.item)), "user {id}");
+        assert!(approx.windows(2).all(|w| w[0].score >= w[1].score), "user {id}");
+        hits += approx.iter().filter(|s| exact.iter().any(|e| e.item == s.item)).count();
+        total += exact.len();
+        same_first += usize::from(approx[0].item == exact[0].item);
+    }
+    let recall = hits as f64 / total as f64;
+    assert!(
+        recall > 0.6 && recall < 1.0,
+        "ivf recall@40 {recall}: approximate, and close"
+    );
+    assert!(
+        same_first * 10 > ds.users.len() * 9,
+        "best item kept for {same_first} users"
+    );
+    assert_eq!(isnap.similar(iid).unwrap().unwrap().len(), 10);
+    let out = run(&[
+        "precompute",
+        "--data",
+        &data,
+        "--registry",
+        &reg,
+        "--store",
+        &ivf_url,
+        "--index",
+        "hnsw",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--index"));
 }
 
 #[test]
