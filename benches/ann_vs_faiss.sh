@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Item retrieval at the ADR's scale: our exact scan and HNSW index (recsys-core::retrieval) vs
-# faiss's IndexFlatIP and IndexHNSWFlat, top-500 by inner product, on the SAME vectors: the item
+# Item retrieval at the ADR's scale: our exact scan, HNSW and IVF indexes (recsys-core::retrieval)
+# vs faiss's IndexFlatIP, IndexHNSWFlat and IndexIVFFlat, top-500 by inner product, on the SAME vectors: the item
 # embeddings of a two-tower model trained on synthetic TechShop data (100,000 items, 500,000
 # users, one day of 10M events) and user-embedding queries (a seeded sample of users, embedded from
 # their whole history: what the batch precompute queries with). Same thread count on both sides.
@@ -8,7 +8,9 @@
 #   usage: benches/ann_vs_faiss.sh
 #   env:   BENCH_DIR (cache; default ~/.cache/techshop-recs/bench), USERS, ITEMS, EVENTS_PER_DAY,
 #          THREADS (2), QUERIES (2000), K (500), M (16), EF_ADD (128), EF (search sweep),
-#          QUANT (f32[,f16,i8]: ours only), TARGET_RECALL (0.95),
+#          QUANT (f32[,f16,i8]: ours only), HNSW (on|off), IVF_LISTS (0 = 4·sqrt(items);
+#          empty: no IVF), IVF_PROBES (sweep), REPEAT (timed runs per search, median: 5),
+#          TARGET_RECALL (0.95),
 #          MAX_EXAMPLES (cap on the training examples of the one epoch; default 0 = all)
 #
 # Generated data, the imported dataset, the trained model and the faiss venv are cached under
@@ -27,6 +29,10 @@ M=${M:-32}
 EF_ADD=${EF_ADD:-256}
 EF=${EF:-1000,2000,3000}
 QUANT=${QUANT:-f32}
+HNSW=${HNSW:-on}
+IVF_LISTS=${IVF_LISTS-0}
+IVF_PROBES=${IVF_PROBES:-16,32,64,128}
+REPEAT=${REPEAT:-5}
 TARGET_RECALL=${TARGET_RECALL:-0.95}
 MAX_EXAMPLES=${MAX_EXAMPLES:-0}
 VENV="$BENCH_DIR/venv-faiss"
@@ -42,16 +48,20 @@ OUT="$MODEL_DIR/out"
 mkdir -p "$OUT"
 echo "== ours: exact and HNSW (RAYON_NUM_THREADS=$THREADS)" >&2
 cargo bench -q --workspace --bench ann -- --data "$WORK/data" --registry "$MODEL_DIR/registry" --out "$OUT" \
-  --queries "$QUERIES" --k "$K" --m "$M" --ef-add "$EF_ADD" --ef "$EF" --quant "$QUANT" | tee "$OUT/ours.jsonl"
+  --queries "$QUERIES" --k "$K" --m "$M" --ef-add "$EF_ADD" --ef "$EF" --quant "$QUANT" --hnsw "$HNSW" \
+  --ivf-lists "$IVF_LISTS" --ivf-probes "$IVF_PROBES" --repeat "$REPEAT" | tee "$OUT/ours.jsonl"
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import faiss, numpy" 2>/dev/null; then
   echo "== venv: faiss-cpu, numpy" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q faiss-cpu numpy
 fi
-echo "== faiss: IndexFlatIP and IndexHNSWFlat (omp threads $THREADS)" >&2
+# faiss's IVF gets the list count ours used (ours resolves 0 to 4·sqrt(items)).
+FAISS_LISTS=$(python3 -c 'import json,sys; print(",".join(sorted({str(r["lists"]) for r in map(json.loads, open(sys.argv[1])) if r.get("index") == "ivf"}, key=int)))' "$OUT/ours.jsonl")
+[ "$HNSW" = on ] || EF=""
+echo "== faiss: IndexFlatIP, IndexHNSWFlat, IndexIVFFlat (omp threads $THREADS)" >&2
 "$VENV/bin/python" benches/python/faiss_ann.py "$OUT" --threads "$THREADS" --m "$M" --ef-construction "$EF_ADD" \
-  --ef "$EF" | tee "$OUT/faiss.jsonl"
+  --ef "$EF" --ivf-lists "$FAISS_LISTS" --ivf-probes "$IVF_PROBES" --repeat "$REPEAT" | tee "$OUT/faiss.jsonl"
 
 python3 - "$OUT" "$TARGET_RECALL" <<'EOF'
 import json, sys
@@ -61,13 +71,17 @@ meta = json.load(open(f"{out}/meta.json"))
 k = meta["k"]
 print(f"\n{meta['items']:,} items x {meta['dim']}-d, {meta['queries']:,} user queries, top-{k}, "
       f"{rows[0]['threads']} threads")
-print(f"| engine | index | quant | M | ef_add | ef_search | build s | queries/s | recall@{k} |")
+print(f"| engine | index | quant | M / lists | ef_add | ef_search / probes | build s | queries/s | recall@{k} |")
 print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    hnsw = r["index"] == "hnsw"
-    print(f"| {r['engine']} | {r['index']} | {r.get('quantization', '-')} | {r.get('m', '-')} | "
-          f"{r.get('ef_add', '-')} | {r.get('ef', '-')} | {r['build_s']:.1f} | " if hnsw else
-          f"| {r['engine']} | {r['index']} | - | - | - | - | - | ", end="")
+    if r["index"] == "hnsw":
+        print(f"| {r['engine']} | hnsw | {r['quantization']} | {r['m']} | {r['ef_add']} | {r['ef']} | "
+              f"{r['build_s']:.1f} | ", end="")
+    elif r["index"] == "ivf":
+        print(f"| {r['engine']} | ivf | {r['quantization']} | {r['lists']} | - | {r['probes']} | "
+              f"{r['build_s']:.1f} | ", end="")
+    else:
+        print(f"| {r['engine']} | {r['index']} | - | - | - | - | - | ", end="")
     print(f"{r['qps']:,.0f} | {r['recall']:.4f} |")
 
 def best(engine, index, quant="f32", at=target):
@@ -88,5 +102,15 @@ for at in sorted({target, 0.99}):
         print(f"recall@{k} >= {at}: ours {'reached' if oh else 'not reached'}, faiss {'reached' if fh else 'not reached'}")
     if oh and oe:
         verdict = "meets" if oh["qps"] >= 5 * oe["qps"] else "misses"
-        print(f"our HNSW / our exact at recall@{k} >= {at}: {oh['qps']/oe['qps']:.1f}x ({verdict} the >= 5x target)")
+        print(f"our HNSW / our exact at recall@{k} >= {at}: {oh['qps']/oe['qps']:.2f}x ({verdict} the >= 5x target)")
+    oi, fi = best("ours", "ivf", at=at), best("faiss", "ivf", at=at)
+    if oi and fi:
+        print(f"our IVF / faiss IVF at recall@{k} >= {at}: {oi['qps']:,.0f} (probes {oi['probes']}, recall "
+              f"{oi['recall']:.4f}) / {fi['qps']:,.0f} (probes {fi['probes']}, recall {fi['recall']:.4f}) = "
+              f"{oi['qps']/fi['qps']:.2f}x")
+    if oi and oe:
+        verdict = "meets" if oi["qps"] >= 5 * oe["qps"] else "misses"
+        print(f"our IVF / our exact at recall@{k} >= {at}: {oi['qps']/oe['qps']:.2f}x ({verdict} the >= 5x target)")
+    elif oe and any(r["index"] == "ivf" for r in rows):
+        print(f"our IVF: recall@{k} >= {at} not reached")
 EOF

@@ -4,6 +4,7 @@ row-major; truth.u32: our exact top-k ids), with the same thread count. Prints o
 measurement, like ours.
 
     python faiss_ann.py DIR [--threads 2] [--m 16] [--ef-construction 128] [--ef 500,600,800]
+        [--ivf-lists 256,1024 --ivf-probes 16,32,64]
 """
 
 import argparse
@@ -24,6 +25,16 @@ def mean_recall(found, truth):
     return hits / (k * truth.shape[0])
 
 
+def timed(repeat, search):
+    """Median wall time of `repeat` runs of search() and its last answer (as ours does)."""
+    secs, out = [], None
+    for _ in range(max(1, repeat)):
+        t = time.perf_counter()
+        out = search()
+        secs.append(time.perf_counter() - t)
+    return sorted(secs)[len(secs) // 2], out
+
+
 def emit(obj):
     print(json.dumps(obj), flush=True)
 
@@ -35,6 +46,9 @@ def main():
     p.add_argument("--m", default="16")
     p.add_argument("--ef-construction", default="128")
     p.add_argument("--ef", default="500,600,800,1000")
+    p.add_argument("--ivf-lists", default="", help="IndexIVFFlat list counts (nlist); empty: no IVF")
+    p.add_argument("--ivf-probes", default="16,32,64", help="IndexIVFFlat nprobe sweep")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per search (median)")
     a = p.parse_args()
 
     meta = json.load(open(os.path.join(a.dir, "meta.json")))
@@ -50,14 +64,13 @@ def main():
     flat = faiss.IndexFlatIP(d)
     flat.add(xb)
     flat.search(xq[:10], k)  # warm up
-    t = time.perf_counter()
-    _, ids = flat.search(xq, k)
-    secs = time.perf_counter() - t
+    secs, (_, ids) = timed(a.repeat, lambda: flat.search(xq, k))
     emit({"engine": "faiss", "index": "exact", "items": xb.shape[0], "queries": nq, "k": k,
           "threads": a.threads, "search_s": secs, "qps": nq / secs,
           "recall": mean_recall(ids, truth)})
 
-    for m in [int(x) for x in a.m.split(",")]:
+    efs = [int(x) for x in a.ef.split(",") if x]  # empty: no HNSW
+    for m in [int(x) for x in a.m.split(",")] if efs else []:
         for efc in [int(x) for x in a.ef_construction.split(",")]:
             index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = efc
@@ -66,15 +79,30 @@ def main():
             build_s = time.perf_counter() - t
             index.hnsw.efSearch = 500
             index.search(xq[:10], k)  # warm up
-            for ef in [int(x) for x in a.ef.split(",")]:
+            for ef in efs:
                 index.hnsw.efSearch = ef
-                t = time.perf_counter()
-                _, ids = index.search(xq, k)
-                secs = time.perf_counter() - t
+                secs, (_, ids) = timed(a.repeat, lambda: index.search(xq, k))
                 emit({"engine": "faiss", "index": "hnsw", "quantization": "f32", "m": m,
                       "ef_add": efc, "ef": ef, "build_s": build_s, "queries": nq, "k": k,
                       "threads": a.threads, "search_s": secs, "qps": nq / secs,
                       "recall": mean_recall(ids, truth)})
+
+    for nlist in [int(x) for x in a.ivf_lists.split(",") if x]:
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        t = time.perf_counter()
+        index.train(xb)
+        index.add(xb)
+        build_s = time.perf_counter() - t
+        index.nprobe = 1
+        index.search(xq[:10], k)  # warm up
+        for probes in [int(x) for x in a.ivf_probes.split(",")]:
+            index.nprobe = probes
+            secs, (_, ids) = timed(a.repeat, lambda: index.search(xq, k))
+            emit({"engine": "faiss", "index": "ivf", "quantization": "f32", "lists": nlist,
+                  "probes": probes, "build_s": build_s, "queries": nq, "k": k,
+                  "threads": a.threads, "search_s": secs, "qps": nq / secs,
+                  "recall": mean_recall(ids, truth)})
 
 
 if __name__ == "__main__":
