@@ -207,9 +207,11 @@ pub fn evaluate<'py>(
 /// Pre-computes every user's top ``top`` candidates and every item's ``similar`` neighbours with
 /// ``model`` (default: the registry's current version) into the candidate store ``store``
 /// (``file:DIR``, ``redis://HOST:PORT[/DB]``, ``redis+cluster://...``). ``shard``: this worker's
-/// share ``"I/N"``. Returns the report ``recsys-train precompute`` prints.
+/// share ``"I/N"``. ``index``: ``"auto"`` (the inverted file from 20,000 items, else the exact
+/// scan), ``"exact"`` or ``"ivf"``; ``ivf_probes``: lists the inverted file scans per user.
+/// Returns the report ``recsys-train precompute`` prints.
 #[pyfunction]
-#[pyo3(signature = (data, registry, store, *, model="current", top=500, similar=50, shard="0/1", ttl=7 * 24 * 3600, quiet=false))]
+#[pyo3(signature = (data, registry, store, *, model="current", top=500, similar=50, shard="0/1", index="auto", ivf_probes=112, ttl=7 * 24 * 3600, quiet=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn precompute<'py>(
     py: Python<'py>,
@@ -220,10 +222,14 @@ pub fn precompute<'py>(
     top: u32,
     similar: u32,
     shard: &str,
+    index: &str,
+    ivf_probes: usize,
     ttl: u64,
     quiet: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut opts = PrecomputeOptions::new(data, registry, store);
+    opts.index = parse_enum("index", index).py()?;
+    opts.ivf.probes = ivf_probes;
     opts.model = model.to_string();
     opts.top = top;
     opts.similar = similar;

@@ -68,6 +68,18 @@ def test_train_evaluate_precompute_store(data: pathlib.Path, trained: dict, tmp_
     assert [r["score"] for r in recs] == sorted((r["score"] for r in recs), reverse=True)
     sims = store.get_item(recs[0]["item_id"], k=3)
     assert len(sims) == 3 and recs[0]["item_id"] not in [s["item_id"] for s in sims]
+    assert rep["index"] == "exact"  # 150 items: scanned exactly
+
+    # The inverted file on request (4·sqrt(150) = 49 lists, 4 scanned per user): approximate lists.
+    ivf_url = f"file:{tmp_path / 'store-ivf'}"
+    rep = tr.precompute(data, registry, ivf_url, top=50, similar=10, index="ivf", ivf_probes=4, quiet=True)
+    assert rep["index"] == "ivf" and rep["users"] == 400
+    approx = tr.CandidateStore(ivf_url).get_user("U0000007", k=50)
+    exact = [r["item_id"] for r in store.get_user("U0000007", k=50)]
+    assert len(approx) == 50
+    assert 0.3 < len({r["item_id"] for r in approx} & set(exact)) / 50 <= 1.0
+    with pytest.raises(ValueError, match="index"):
+        tr.precompute(data, registry, ivf_url, index="hnsw", quiet=True)
 
 
 def test_early_stopping_from_a_config_dict(data: pathlib.Path, tmp_path: pathlib.Path) -> None:

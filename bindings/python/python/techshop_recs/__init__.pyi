@@ -81,10 +81,15 @@ def precompute(
     top: int = 500,
     similar: int = 50,
     shard: str = "0/1",
+    index: Literal["auto", "exact", "ivf"] = "auto",
+    ivf_probes: int = 112,
     ttl: int = 604800,
     quiet: bool = False,
 ) -> Report:
-    """Every user's candidates and every item's neighbours into the store ``store`` (a URL); returns the report."""
+    """Every user's candidates and every item's neighbours into the store ``store`` (a URL); returns the report.
+
+    ``index``: the exact scan or the inverted file (``"auto"``: the inverted file from 20,000 items);
+    ``ivf_probes``: lists the inverted file scans per user."""
 
 def dataset_info(data: PathLike) -> Report:
     """The dataset's manifest summary."""
