@@ -13,7 +13,8 @@
 //! cargo bench -p recsys-train --bench ann -- --data DATA --registry REG --out DIR \
 //!     [--model current] [--queries 2000] [--k 500] [--m 16] [--ef-add 128] \
 //!     [--ef 500,600,800,1000] [--quant f32] [--hnsw on|off] [--ivf-lists 0] \
-//!     [--ivf-probes 16,32,64,128] [--ivf-iterations 10] [--ivf-train-per-list 64] [--repeat 5] \
+//!     [--ivf-probes 16,32,64,128] [--ivf-iterations 10] [--ivf-train-per-list 64] \
+//!     [--ivf-spread 0.35] [--repeat 5] \
 //!     [--seed 7]
 //! ```
 //!
@@ -51,6 +52,7 @@ struct Args {
     ivf_probes: Vec<usize>,
     ivf_iterations: usize,
     ivf_train_per_list: usize,
+    ivf_spread: Vec<f32>,
     repeat: usize,
     seed: u64,
 }
@@ -85,6 +87,7 @@ fn parse_args() -> Res<Args> {
         ivf_probes: vec![16, 32, 64, 128],
         ivf_iterations: IvfConfig::default().iterations,
         ivf_train_per_list: IvfConfig::default().train_per_list,
+        ivf_spread: vec![IvfConfig::default().spread_weight],
         repeat: 5,
         seed: 7,
     };
@@ -115,6 +118,7 @@ fn parse_args() -> Res<Args> {
             "--ivf-probes" => a.ivf_probes = list(&v)?,
             "--ivf-iterations" => a.ivf_iterations = v.parse()?,
             "--ivf-train-per-list" => a.ivf_train_per_list = v.parse()?,
+            "--ivf-spread" => a.ivf_spread = list(&v)?,
             "--repeat" => a.repeat = v.parse::<usize>()?.max(1),
             "--seed" => a.seed = v.parse()?,
             other => return Err(format!("unknown flag {other}").into()),
@@ -125,7 +129,7 @@ fn parse_args() -> Res<Args> {
             "usage: ann --data DATA --registry REG --out DIR [--model current] [--queries N] [--k K] \
                     [--m 16,32] [--ef-add 128] [--ef 500,800] [--quant f32,f16,i8] [--hnsw on|off] \
                     [--ivf-lists 0,1024] [--ivf-probes 32,64] [--ivf-iterations 10] \
-                    [--ivf-train-per-list 64] [--repeat 5] [--seed S]"
+                    [--ivf-train-per-list 64] [--ivf-spread 0,0.35] [--repeat 5] [--seed S]"
                 .into(),
         );
     }
@@ -259,11 +263,16 @@ fn main() -> Res<()> {
     )?;
     drop(exact);
 
-    for &lists in &a.ivf_lists {
+    for (&lists, &spread_weight) in a
+        .ivf_lists
+        .iter()
+        .flat_map(|l| a.ivf_spread.iter().map(move |w| (l, w)))
+    {
         let cfg = IvfConfig {
             lists,
             iterations: a.ivf_iterations,
             train_per_list: a.ivf_train_per_list,
+            spread_weight,
             ..IvfConfig::default()
         };
         let t = Instant::now();
@@ -276,7 +285,7 @@ fn main() -> Res<()> {
             let (secs, found) = timed(a.repeat, || Ok(index.search_batch(&queries, a.k, &[])?))?;
             emit(json!({
                 "engine": "ours", "index": "ivf", "quantization": "f32", "lists": index.lists(),
-                "probes": probes, "largest_list": sizes.iter().max(),
+                "probes": probes, "spread_weight": spread_weight, "largest_list": sizes.iter().max(),
                 "mean_items_scanned": index.mean_items_scanned(&queries)?, "build_s": build_s, "queries": nq,
                 "k": a.k, "threads": threads, "search_s": secs, "qps": nq as f64 / secs,
                 "recall": mean_recall(&found, &truth), "top20_found": head_recall(&found, &truth, 20),

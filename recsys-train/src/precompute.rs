@@ -41,8 +41,8 @@ pub enum PrecomputeIndex {
     /// The batched exact scan ([`ExactIndex::search_batch`]): every list exact.
     Exact,
     /// The inverted file ([`IvfIndex::search_batch`], tuned by [`PrecomputeOptions::ivf`]):
-    /// measured at the ADR's scale (100,000 items, 256-d, top-500) 5.2x the exact scan's
-    /// queries/s at recall@500 0.961 (`benches/README.md`).
+    /// measured at the ADR's scale (100,000 items, 256-d, top-500) 5.0x the exact scan's
+    /// queries/s at recall@500 0.958 to 0.975 on two models (`benches/README.md`).
     Ivf,
 }
 
@@ -243,8 +243,8 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
     // The batched exact scan or the inverted file, not HNSW: measured at the ADR's scale (100k
     // items, 256-d, top-500; `benches/ann_vs_faiss.sh`), HNSW needs efSearch 2000 to reach
     // recall@500 0.95 and then answers a third as many queries per second as the exact scan; the
-    // inverted file, batched through the same matrix products, answers 5.2x as many at recall
-    // 0.96. HNSW serves small-k online queries.
+    // inverted file, batched through the same matrix products, answers 5x as many at recall
+    // 0.96 to 0.975. HNSW serves small-k online queries.
     let index = BatchIndex::build(model.item_embeddings(), dim, opts, n_items)?;
     let embeddings = index.vectors();
     let mut writer = store.writer(&plan)?;

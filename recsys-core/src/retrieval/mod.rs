@@ -516,8 +516,8 @@ impl ItemIndex for ExactIndex {
 /// fast enough for serving, exact, and with no build step. Measured at the ADR's 100,000 items
 /// (`benches/ann_vs_faiss.sh`): for top-500 at recall@500 ≥ 0.95 the batched exact scan was
 /// faster than HNSW (2,228 vs 737 queries/s on 2 threads), and the batched inverted file
-/// ([`IvfIndex::search_batch`]) 5.2x faster than the exact scan at recall@500 0.96; HNSW wins for
-/// small k (serving).
+/// ([`IvfIndex::search_batch`]) 5x faster than the exact scan at recall@500 0.96 to 0.975; HNSW
+/// wins for small k (serving).
 pub const EXACT_MAX_ITEMS: usize = 20_000;
 
 /// An exact or HNSW index, chosen by catalogue size.
