@@ -34,6 +34,13 @@ fn trained(dir: &Path) -> (String, String) {
     (data, reg)
 }
 
+/// `recsys-train -q precompute --data DATA --registry REG --store STORE EXTRA...`.
+fn precompute(data: &str, reg: &str, store: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["-q", "precompute", "--data", data, "--registry", reg, "--store", store];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn sharded_precompute_fills_the_file_store_with_the_models_exact_top_items() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,22 +50,7 @@ fn sharded_precompute_fills_the_file_store_with_the_models_exact_top_items() {
     // Two workers: the first leaves the version inactive, the second completes and activates it.
     let mut reports = Vec::new();
     for shard in ["0/2", "1/2"] {
-        let out = run(&[
-            "-q",
-            "precompute",
-            "--data",
-            &data,
-            "--registry",
-            &reg,
-            "--store",
-            &url,
-            "--top",
-            "40",
-            "--similar",
-            "10",
-            "--shard",
-            shard,
-        ]);
+        let out = precompute(&data, &reg, &url, &["--top", "40", "--similar", "10", "--shard", shard]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         reports.push(json(&out));
     }
@@ -143,22 +135,7 @@ fn sharded_precompute_fills_the_file_store_with_the_models_exact_top_items() {
 
     // The same job into the real Redis (127.0.0.1:6379, started by .ci/run) gives the same lists.
     let redis = format!("redis://127.0.0.1:6379/0#tsr-test-precompute-{}", std::process::id());
-    let out = run(&[
-        "-q",
-        "precompute",
-        "--data",
-        &data,
-        "--registry",
-        &reg,
-        "--store",
-        &redis,
-        "--top",
-        "40",
-        "--similar",
-        "10",
-        "--ttl",
-        "600",
-    ]);
+    let out = precompute(&data, &reg, &redis, &["--top", "40", "--similar", "10", "--ttl", "600"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["activated"], true);
     let rsnap = open_store(&redis).unwrap().open_active().unwrap().unwrap();
@@ -173,24 +150,8 @@ fn sharded_precompute_fills_the_file_store_with_the_models_exact_top_items() {
     // (69 lists for 300 items), here scanning 8 lists per user: approximate lists, same rules.
     assert!(reports.iter().all(|r| r["index"] == "exact"), "{reports:?}");
     let ivf_url = format!("file:{}", dir.path().join("store-ivf").display());
-    let out = run(&[
-        "-q",
-        "precompute",
-        "--data",
-        &data,
-        "--registry",
-        &reg,
-        "--store",
-        &ivf_url,
-        "--top",
-        "40",
-        "--similar",
-        "10",
-        "--index",
-        "ivf",
-        "--ivf-probes",
-        "8",
-    ]);
+    let ivf = ["--top", "40", "--similar", "10", "--index", "ivf", "--ivf-probes", "8"];
+    let out = precompute(&data, &reg, &ivf_url, &ivf);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["index"], "ivf");
     let isnap = open_store(&ivf_url).unwrap().open_active().unwrap().unwrap();
@@ -223,17 +184,7 @@ fn sharded_precompute_fills_the_file_store_with_the_models_exact_top_items() {
         "best item kept for {same_first} users"
     );
     assert_eq!(isnap.similar(iid).unwrap().unwrap().len(), 10);
-    let out = run(&[
-        "precompute",
-        "--data",
-        &data,
-        "--registry",
-        &reg,
-        "--store",
-        &ivf_url,
-        "--index",
-        "hnsw",
-    ]);
+    let out = precompute(&data, &reg, &ivf_url, &["--index", "hnsw"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--index"));
 }
@@ -243,30 +194,17 @@ fn bad_arguments_and_an_unreachable_store_fail_clearly_and_keep_the_active_versi
     let dir = tempfile::tempdir().unwrap();
     let (data, reg) = trained(dir.path());
     let url = format!("file:{}", dir.path().join("store").display());
-    let ok = run(&[
-        "-q",
-        "precompute",
-        "--data",
-        &data,
-        "--registry",
-        &reg,
-        "--store",
-        &url,
-        "--top",
-        "20",
-    ]);
+    let ok = precompute(&data, &reg, &url, &["--top", "20"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 
-    for (args, code, needle) in [
-        (vec!["--store", "ftp://x"], 2, "ftp://x"),
-        (vec!["--store", url.as_str(), "--shard", "2/2"], 2, "2/2"),
-        (vec!["--store", url.as_str(), "--top", "0"], 2, "top"),
-        (vec!["--store", url.as_str(), "--model", "9.9.9"], 2, "9.9.9"),
-        (vec!["--store", "redis://127.0.0.1:1"], 1, "redis"),
+    for (store, args, code, needle) in [
+        ("ftp://x", &[][..], 2, "ftp://x"),
+        (url.as_str(), &["--shard", "2/2"], 2, "2/2"),
+        (url.as_str(), &["--top", "0"], 2, "top"),
+        (url.as_str(), &["--model", "9.9.9"], 2, "9.9.9"),
+        ("redis://127.0.0.1:1", &[], 1, "redis"),
     ] {
-        let mut full = vec!["-q", "precompute", "--data", &data, "--registry", &reg];
-        full.extend(args.iter().copied());
-        let out = run(&full);
+        let out = precompute(&data, &reg, store, args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -279,15 +217,6 @@ fn bad_arguments_and_an_unreachable_store_fail_clearly_and_keep_the_active_versi
     // A registry without a current model is a user error.
     let empty = dir.path().join("empty-reg");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = run(&[
-        "-q",
-        "precompute",
-        "--data",
-        &data,
-        "--registry",
-        empty.to_str().unwrap(),
-        "--store",
-        &url,
-    ]);
+    let out = precompute(&data, empty.to_str().unwrap(), &url, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
