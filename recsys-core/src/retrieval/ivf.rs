@@ -171,22 +171,12 @@ impl IvfIndex {
         let centroids = kmeans(&train, dim, lists, config.iterations, &mut rng)?;
 
         let (labels, _) = assign(vectors, &centroids, dim)?;
-        let mut offsets = vec![0usize; lists + 1];
-        for &l in &labels {
-            offsets[l as usize + 1] += 1;
-        }
-        for l in 0..lists {
-            offsets[l + 1] += offsets[l];
-        }
-        let mut next = offsets[..lists].to_vec();
-        let mut ids = vec![0u32; n];
-        let mut ordered = vec![0.0f32; n * dim];
-        for (item, &l) in labels.iter().enumerate() {
-            let pos = next[l as usize];
-            next[l as usize] += 1;
-            ids[pos] = item as u32;
-            ordered[pos * dim..(pos + 1) * dim].copy_from_slice(&vectors[item * dim..(item + 1) * dim]);
-        }
+        let (offsets, ids) = group_by(&labels, lists);
+        let ordered: Vec<f32> = ids
+            .iter()
+            .flat_map(|&item| &vectors[item as usize * dim..(item as usize + 1) * dim])
+            .copied()
+            .collect();
         let spread = (0..lists)
             .map(|l| {
                 let c = &centroids[l * dim..(l + 1) * dim];
@@ -275,7 +265,7 @@ impl IvfIndex {
             row.iter_mut().zip(&self.spread).for_each(|(s, w)| *s += w);
         }
 
-        // The block grouped by list: `members[first[l]..first[l + 1]]` are the rows probing `l`.
+        // Row `r`'s lists are `picked[r * probes..(r + 1) * probes]`.
         let mut picked = Vec::with_capacity(rows * probes);
         let (mut keys, mut scratch) = (Vec::with_capacity(lists), Vec::with_capacity(probes));
         for r in 0..rows {
@@ -288,19 +278,9 @@ impl IvfIndex {
             picked.extend_from_slice(&scratch);
         }
         drop(centroid_scores);
-        let mut first = vec![0usize; lists + 1];
-        for &l in &picked {
-            first[l as usize + 1] += 1;
-        }
-        for l in 0..lists {
-            first[l + 1] += first[l];
-        }
-        let mut next = first[..lists].to_vec();
-        let mut members = vec![0u32; picked.len()];
-        for (i, &l) in picked.iter().enumerate() {
-            members[next[l as usize]] = (i / probes) as u32;
-            next[l as usize] += 1;
-        }
+        // The block grouped by list: `members[first[l]..first[l + 1]]` are the rows probing `l`.
+        let (first, mut members) = group_by(&picked, lists);
+        members.iter_mut().for_each(|i| *i /= probes as u32);
 
         let mut tops: Vec<RunningTopK> = (0..rows).map(|_| RunningTopK::new(k)).collect();
         let mut gathered: Vec<f32> = Vec::new();
@@ -408,6 +388,25 @@ impl ItemIndex for IvfIndex {
             probes = probes.saturating_mul(2).min(self.lists());
         }
     }
+}
+
+/// A counting sort of the indexes of `keys` (each `< buckets`) by key: bucket `b` holds
+/// `order[offsets[b]..offsets[b + 1]]`, in ascending index order.
+fn group_by(keys: &[u32], buckets: usize) -> (Vec<usize>, Vec<u32>) {
+    let mut offsets = vec![0usize; buckets + 1];
+    for &b in keys {
+        offsets[b as usize + 1] += 1;
+    }
+    for b in 0..buckets {
+        offsets[b + 1] += offsets[b];
+    }
+    let mut next = offsets[..buckets].to_vec();
+    let mut order = vec![0u32; keys.len()];
+    for (i, &b) in keys.iter().enumerate() {
+        order[next[b as usize]] = i as u32;
+        next[b as usize] += 1;
+    }
+    (offsets, order)
 }
 
 /// Into `out`: the indexes of the `probes` highest of `scores` (in no particular order; ties to
