@@ -45,7 +45,6 @@ use crate::{Error, Result};
 use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// Query-time restrictions on which items may be returned.
 #[derive(Debug, Clone, Copy, Default)]
@@ -391,34 +390,29 @@ impl RunningTopK {
 
     /// Offers the scores of items `first, first + 1, …`.
     fn offer(&mut self, scores: &[f32], first: u32, filter: &Filter<'_>) {
+        self.offer_by(scores, |i| first + i as u32, filter);
+    }
+
+    /// Offers the scores of items `ids` (in any order; `scores[i]` is item `ids[i]`).
+    fn offer_ids(&mut self, scores: &[f32], ids: &[u32], filter: &Filter<'_>) {
+        self.offer_by(&scores[..scores.len().min(ids.len())], |i| ids[i], filter);
+    }
+
+    /// Offers `scores[i]` for item `item(i)`.
+    #[inline]
+    fn offer_by(&mut self, scores: &[f32], item: impl Fn(usize) -> u32, filter: &Filter<'_>) {
         let trivial = filter.is_trivial();
         for (b, block) in scores.chunks(16).enumerate() {
+            // Once the floor has risen most blocks of 16 hold nothing above it: one vectorised
+            // count skips them.
             let floor = self.floor;
             if block.iter().filter(|&&s| s >= floor).count() == 0 {
                 continue;
             }
-            for (i, &score) in block.iter().enumerate() {
-                let item = first + (b * 16 + i) as u32;
-                if score >= self.floor && (trivial || filter.allows(item)) {
-                    self.push(item, score);
-                }
-            }
-        }
-    }
-
-    /// Offers the scores of items `ids` (in any order).
-    fn offer_ids(&mut self, scores: &[f32], ids: &[u32], filter: &Filter<'_>) {
-        let trivial = filter.is_trivial();
-        for (scores, ids) in scores.chunks(16).zip(ids.chunks(16)) {
-            // Once the floor has risen most blocks of 16 hold nothing above it: one vectorised
-            // count skips them.
-            let floor = self.floor;
-            if scores.iter().filter(|&&s| s >= floor).count() == 0 {
-                continue;
-            }
-            for (&score, &item) in scores.iter().zip(ids) {
-                if score >= self.floor && (trivial || filter.allows(item)) {
-                    self.push(item, score);
+            for (j, &score) in block.iter().enumerate() {
+                let id = item(b * 16 + j);
+                if score >= self.floor && (trivial || filter.allows(id)) {
+                    self.push(id, score);
                 }
             }
         }
@@ -432,60 +426,13 @@ impl RunningTopK {
     }
 }
 
-/// A result ordered by rank, worst greatest: a max-heap of them keeps the worst on top.
-#[derive(PartialEq)]
-struct Ranked(Scored);
-
-impl Eq for Ranked {}
-
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> Ordering {
-        by_rank(&self.0, &other.0)
-    }
-}
-
-/// The `k` best of `scores` (indexed by item) passing `filter`, best first.
-///
-/// For `k` small next to the catalogue: one pass with a bounded heap (no copy of the scores, and
-/// the filter is only asked about items good enough to enter it). For large `k`: the passing
-/// items, `select_nth_unstable_by` for the `k`-th, then a sort of the `k`.
+/// The `k` best of `scores` (indexed by item) passing `filter`, best first: the running top-k
+/// of the batch scans fed one block ([`RunningTopK`]; the filter is only asked about items
+/// good enough to enter it).
 fn top_k(scores: &[f32], k: usize, filter: &Filter<'_>) -> Vec<Scored> {
-    if k.saturating_mul(8) >= scores.len() {
-        let mut all: Vec<Scored> = scores
-            .iter()
-            .enumerate()
-            .map(|(i, &score)| Scored { item: i as u32, score })
-            .filter(|s| filter.is_trivial() || filter.allows(s.item))
-            .collect();
-        if all.len() > k {
-            all.select_nth_unstable_by(k - 1, by_rank);
-            all.truncate(k);
-        }
-        all.sort_unstable_by(by_rank);
-        return all;
-    }
-    let mut heap = BinaryHeap::with_capacity(k.min(scores.len()));
-    let trivial = filter.is_trivial();
-    for (i, &score) in scores.iter().enumerate() {
-        let s = Scored { item: i as u32, score };
-        if heap.len() < k {
-            if trivial || filter.allows(s.item) {
-                heap.push(Ranked(s));
-            }
-        } else if let Some(mut worst) = heap.peek_mut()
-            && by_rank(&s, &worst.0) == Ordering::Less
-            && (trivial || filter.allows(s.item))
-        {
-            *worst = Ranked(s);
-        }
-    }
-    heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
+    let mut top = RunningTopK::new(k);
+    top.offer(scores, 0, filter);
+    top.into_sorted()
 }
 
 impl ItemIndex for ExactIndex {
