@@ -4,7 +4,7 @@
 //! first, ties broken towards the lower item index):
 //!
 //! - [`ExactIndex`]: a full scan. One query: a matrix-vector product (`ndarray`) and a partial
-//!   selection (a bounded heap, or `select_nth_unstable_by` for large k). Many queries
+//!   selection (the running top-k buffer the batch scans use). Many queries
 //!   ([`ExactIndex::search_batch`]): cache-sized blocks of queries × items through the `gemm`
 //!   crate's AVX-512/AVX2 kernels, multi-threaded over query blocks, with a running top-k per query.
 //!   Used for small catalogues, the batch pre-computation, and as ground truth.
