@@ -455,37 +455,44 @@ pub fn train_with<B: AutodiffBackend>(
                     let row_max = logits.clone().detach().max_dim(1);
                     let log_sum_exp = (logits - row_max.clone()).exp().sum_dim(1).log() + row_max;
                     let positive = (users * targets).sum_dim(1) - target_correction;
+                    // Read back with the gradients below: reading it here would wait for the
+                    // forward pass before the backward pass is even queued.
                     let loss = (log_sum_exp - positive).mean();
-                    let loss_value: f32 = values(loss.clone())?[0];
-                    (loss, loss_value)
+                    (loss, f32::NAN)
                 }
             };
+            let mut grads = loss.backward();
+            // The host's share of the backward pass: the gradients of the id rows (the leaf) and of
+            // the pooled histories, fetched in one transfer (with the backend's loss), one wait.
+            let host_grads = [
+                batch.leaf.grad_remove(&mut grads),
+                batch.short_pooled.grad_remove(&mut grads),
+                batch.long_pooled.grad_remove(&mut grads),
+            ];
+            let lens = [batch.target_local.len() * d, b * d, b * d];
+            let (fetched, backend_loss) = fetch_host_grads(
+                host_grads,
+                &lens,
+                match placement {
+                    LossPlacement::Host => None,
+                    LossPlacement::Backend => Some(loss.inner()),
+                },
+            )?;
+            let loss_value = backend_loss.unwrap_or(loss_value);
             if !loss_value.is_finite() {
                 return Err(Error::Internal(format!(
                     "training diverged: loss {loss_value} at step {}",
                     report.steps
                 )));
             }
-            let mut grads = loss.backward();
-            let grad_of = |t: Option<Tensor<B::InnerBackend, 2>>, len: usize| -> Result<Vec<f32>> {
-                match t {
-                    Some(g) => g
-                        .into_data()
-                        .to_vec::<f32>()
-                        .map_err(|e| Error::Internal(format!("{e:?}"))),
-                    None => Ok(vec![0.0; len]),
-                }
-            };
+            let [g_leaf, gs, gl] = fetched;
             let u = batch.unique.len();
-            let g_leaf = grad_of(batch.leaf.grad_remove(&mut grads), batch.target_local.len() * d)?;
             let mut g_rows = vec![0f32; u * d];
             for (g, &t) in g_leaf.chunks_exact(d).zip(&batch.target_local) {
                 for (a, &x) in g_rows[t as usize * d..(t as usize + 1) * d].iter_mut().zip(g) {
                     *a += x;
                 }
             }
-            let gs = grad_of(batch.short_pooled.grad_remove(&mut grads), b * d)?;
-            let gl = grad_of(batch.long_pooled.grad_remove(&mut grads), b * d)?;
             // d pooled / d row = the row's pooling weight: scatter the pooled gradients back, one
             // row per task, adding its history slots in slot order (the sequential sum's order).
             let (offsets, slots) = slots_by_row(&batch.hist_rows, u);
@@ -579,6 +586,52 @@ fn slots_by_row(rows: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
         }
     }
     (start, slots)
+}
+
+/// Gradients the host needs (`None`: the parameter took no part, all zeros of `lens[i]`) and,
+/// when the loss was computed on the backend, the loss. With the loss they come back in one
+/// transfer: on a GPU each read-back waits for every queued kernel, a round trip each. Without it
+/// (the host computed the loss: a CPU backend) each is read on its own, sparing the copy.
+fn fetch_host_grads<B: Backend>(
+    grads: [Option<Tensor<B, 2>>; 3],
+    lens: &[usize; 3],
+    loss: Option<Tensor<B, 1>>,
+) -> Result<([Vec<f32>; 3], Option<f32>)> {
+    let Some(loss) = loss else {
+        let mut out: [Vec<f32>; 3] = Default::default();
+        for ((slot, g), &len) in out.iter_mut().zip(grads).zip(lens) {
+            *slot = match g {
+                Some(g) => values(g)?,
+                None => vec![0.0; len],
+            };
+        }
+        return Ok((out, None));
+    };
+    let present = grads.each_ref().map(Option::is_some);
+    let mut parts: Vec<Tensor<B, 1>> = grads.into_iter().flatten().map(|g| g.flatten(0, 1)).collect();
+    parts.push(loss);
+    let all = values(Tensor::cat(parts, 0))?;
+    let mut at = 0;
+    let mut out: [Vec<f32>; 3] = Default::default();
+    for ((slot, &here), &len) in out.iter_mut().zip(&present).zip(lens) {
+        *slot = if here {
+            let part = all.get(at..at + len).ok_or_else(|| {
+                Error::Internal(format!(
+                    "read-back of {} values, expected {} more at {at}",
+                    all.len(),
+                    len
+                ))
+            })?;
+            at += len;
+            part.to_vec()
+        } else {
+            vec![0.0; len]
+        };
+    }
+    let loss = *all
+        .get(at)
+        .ok_or_else(|| Error::Internal(format!("read-back of {} values has no loss at {at}", all.len())))?;
+    Ok((out, Some(loss)))
 }
 
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
@@ -777,6 +830,30 @@ mod tests {
         assert_eq!(slots, [1, 4, 0, 3, 5]);
         let (offsets, slots) = slots_by_row(&[], 2);
         assert_eq!((offsets, slots), (vec![0, 0, 0], vec![]));
+    }
+
+    #[test]
+    fn host_gradients_come_back_in_place_with_or_without_the_loss() {
+        type B = NdArray;
+        let dev = Default::default();
+        let t = |v: Vec<f32>, rows: usize| floats::<B, 2>(v, [rows, 2], &dev);
+        let grads = || [Some(t(vec![1., 2., 3., 4.], 2)), None, Some(t(vec![5., 6.], 1))];
+        let lens = [4, 2, 2];
+        let want = [vec![1., 2., 3., 4.], vec![0., 0.], vec![5., 6.]];
+        // One read-back with the loss at its end (a GPU backend's placement) ...
+        let loss = floats::<B, 1>(vec![0.25], [1], &dev);
+        let (got, l) = fetch_host_grads(grads(), &lens, Some(loss)).unwrap();
+        assert_eq!((got, l), (want.clone(), Some(0.25)));
+        // ... and one per gradient without it.
+        let (got, l) = fetch_host_grads(grads(), &lens, None).unwrap();
+        assert_eq!((got, l), (want, None));
+        // A gradient shorter than its stated length is an internal error, not a panic.
+        let err = fetch_host_grads(
+            [Some(t(vec![1., 2.], 1)), None, None],
+            &[4, 2, 2],
+            Some(floats::<B, 1>(vec![1.], [1], &dev)),
+        );
+        assert!(matches!(err, Err(Error::Internal(_))), "{err:?}");
     }
 
     #[test]
