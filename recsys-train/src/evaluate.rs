@@ -21,6 +21,7 @@ use arrow::datatypes::{Int8Type, TimestampMillisecondType, UInt32Type};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
+use recsys_core::model::HistoryEvent;
 use recsys_core::schema::{DAY_MS, EventType, columns as col};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,6 +37,19 @@ pub struct Interaction {
     pub ts: i64,
     /// What the user did.
     pub event_type: EventType,
+}
+
+/// Per-user histories (time order) of a list of interactions: the model's view of a split.
+pub fn histories(interactions: &[Interaction], num_users: usize) -> Vec<Vec<HistoryEvent>> {
+    let mut h = vec![Vec::new(); num_users];
+    for it in interactions {
+        h[it.user as usize].push(HistoryEvent {
+            item: it.item,
+            event_type: it.event_type,
+            ts: it.ts,
+        });
+    }
+    h
 }
 
 /// Columns [`load_interactions`] reads.

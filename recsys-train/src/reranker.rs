@@ -10,10 +10,9 @@
 
 use crate::Result;
 use crate::dataset::Dataset;
-use crate::evaluate::Split;
+use crate::evaluate::{Split, histories};
 use crate::features::build_engine;
 use crate::progress::Progress;
-use crate::train::histories;
 use recsys_core::features::FeatureConfig;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::trainer::UserProfile;

@@ -3,8 +3,8 @@
 
 use crate::dataset::{Dataset, write_atomic};
 use crate::evaluate::{
-    EvalOptions, Metrics, Protocol, Scorer, Split, SplitOptions, TestCase, evaluate, load_interactions, split,
-    validation_split,
+    EvalOptions, Metrics, Protocol, Scorer, Split, SplitOptions, TestCase, evaluate, histories, load_interactions,
+    split, validation_split,
 };
 use crate::features::catalog_from;
 use crate::progress::Progress;
@@ -144,19 +144,6 @@ pub fn training_data(ds: &Dataset, split: &Split) -> (TrainingData, Vocabularies
         price_bounds: catalog.price_bounds.clone(),
     };
     (data, vocabs)
-}
-
-/// Per-user histories (time order) of a list of interactions.
-pub fn histories(interactions: &[crate::evaluate::Interaction], num_users: usize) -> Vec<Vec<HistoryEvent>> {
-    let mut h = vec![Vec::new(); num_users];
-    for it in interactions {
-        h[it.user as usize].push(HistoryEvent {
-            item: it.item,
-            event_type: it.event_type,
-            ts: it.ts,
-        });
-    }
-    h
 }
 
 /// Scores a test case with a trained two-tower model: the user embedding from the user's context

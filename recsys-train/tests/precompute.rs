@@ -8,8 +8,9 @@ use recsys_core::model::{UserContext, UserInputs};
 use recsys_core::schema::EventType;
 use recsys_core::store::open_store;
 use recsys_train::dataset::Dataset;
+use recsys_train::evaluate::histories;
 use recsys_train::evaluate::load_interactions;
-use recsys_train::train::{Vocabularies, histories, load_model};
+use recsys_train::train::{Vocabularies, load_model};
 use std::collections::BTreeSet;
 use std::path::Path;
 
