@@ -6,11 +6,14 @@
 //! engine as of the prediction time, so training and serving cannot skew.
 //!
 //! Half of the cases (by user) fit the weights, the other half measure them: the report gives the
-//! held-out AUC of the fitted re-ranker and of the embedding similarity alone.
+//! held-out AUC of the fitted re-ranker and of the embedding similarity alone, and the quality of
+//! the top 20 on those cases three ways ([`ListQuality`]): the candidates re-ranked, the same
+//! candidates in retrieval order, and global popularity over the whole catalogue.
 
 use crate::Result;
+use crate::baselines::Popularity;
 use crate::dataset::Dataset;
-use crate::evaluate::{Split, histories};
+use crate::evaluate::{Split, histories, ndcg_at_k, recall_at_k};
 use crate::features::build_engine;
 use crate::progress::Progress;
 use recsys_core::features::FeatureConfig;
@@ -50,6 +53,83 @@ pub struct RerankFitReport {
     pub auc: f64,
     /// Held-out AUC of the embedding similarity alone (what ranking by retrieval score gives).
     pub auc_similarity_only: f64,
+    /// Top-20 quality on the held-out cases (absent in reports written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout_top20: Option<ListQuality>,
+}
+
+/// The top 20 of the held-out cases, mean NDCG@20 and recall@20 over the cases (targets as the
+/// evaluation's; items in the user's history before the prediction time never ranked): the
+/// candidates as the re-ranker orders them (what serving returns, before diversity and rules),
+/// the same candidates in retrieval order (the two-tower alone), and the items by training
+/// popularity (the popularity baseline on the same cases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListQuality {
+    /// Held-out cases measured.
+    pub cases: usize,
+    /// Candidates per case the re-ranker ordered.
+    pub candidates: usize,
+    /// NDCG@20 of the re-ranked candidates.
+    pub ndcg_reranked: f64,
+    /// NDCG@20 of the candidates in retrieval order.
+    pub ndcg_retrieval: f64,
+    /// NDCG@20 of global popularity.
+    pub ndcg_popularity: f64,
+    /// Recall@20 of the re-ranked candidates.
+    pub recall_reranked: f64,
+    /// Recall@20 of the candidates in retrieval order.
+    pub recall_retrieval: f64,
+    /// Recall@20 of global popularity.
+    pub recall_popularity: f64,
+}
+
+/// One held-out case: its slice of the held-out candidates (retrieval order), targets and the
+/// items never to rank (sorted).
+struct HeldOut {
+    rows: std::ops::Range<usize>,
+    items: Vec<u32>,
+    targets: Vec<u32>,
+    seen: Vec<u32>,
+}
+
+/// Cut-off of [`ListQuality`].
+const LIST_K: usize = 20;
+
+/// Mean top-20 quality of the held-out cases under the fitted re-ranker, the retrieval order and
+/// popularity (`popular`: every item, most popular first).
+fn list_quality(cases: &[HeldOut], logits: &[f32], popular: &[u32], candidates: usize) -> ListQuality {
+    let mut sums = [0f64; 6];
+    for c in cases {
+        let mut reranked: Vec<(f32, u32)> = logits[c.rows.clone()]
+            .iter()
+            .copied()
+            .zip(c.items.iter().copied())
+            .collect();
+        // Stable: ties keep the retrieval order.
+        reranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let reranked: Vec<u32> = reranked.into_iter().map(|(_, i)| i).collect();
+        let by_popularity: Vec<u32> = popular
+            .iter()
+            .copied()
+            .filter(|i| c.seen.binary_search(i).is_err())
+            .take(LIST_K)
+            .collect();
+        for (k, ranking) in [&reranked, &c.items, &by_popularity].into_iter().enumerate() {
+            sums[k] += ndcg_at_k(ranking, &c.targets, LIST_K);
+            sums[3 + k] += recall_at_k(ranking, &c.targets, LIST_K);
+        }
+    }
+    let n = cases.len().max(1) as f64;
+    ListQuality {
+        cases: cases.len(),
+        candidates,
+        ndcg_reranked: sums[0] / n,
+        ndcg_retrieval: sums[1] / n,
+        ndcg_popularity: sums[2] / n,
+        recall_reranked: sums[3] / n,
+        recall_retrieval: sums[4] / n,
+        recall_popularity: sums[5] / n,
+    }
 }
 
 /// Builds labelled candidates for the sampled cases and fits the re-ranker; `Ok(None)` when the
@@ -78,6 +158,7 @@ pub fn fit_reranker(
     let bar = progress.bar(cases.len() as u64, "re-ranker");
     let mut fit_set = Vec::new();
     let mut holdout = Vec::new();
+    let mut held_out_cases = Vec::new();
     let d = model.dim();
     for (n, case) in cases.iter().enumerate() {
         bar.inc(1);
@@ -126,6 +207,14 @@ pub fn fit_reranker(
             recency_half_life_ms: 24 * 3600 * 1000,
         };
         let out = if n % 2 == 0 { &mut fit_set } else { &mut holdout };
+        if n % 2 == 1 {
+            held_out_cases.push(HeldOut {
+                rows: out.len()..out.len() + candidates.len(),
+                items: candidates.iter().map(|c| c.item).collect(),
+                targets: case.targets.clone(),
+                seen: seen.clone(),
+            });
+        }
         for c in candidates {
             let item = engine.item_features(c.item, as_of)?;
             let similarity = codes.dot(c.item, &emb)?.unwrap_or(0.0);
@@ -148,15 +237,72 @@ pub fn fit_reranker(
     let labels: Vec<bool> = holdout.iter().map(|e| e.1).collect();
     let fitted: Vec<f32> = holdout.iter().map(|e| reranker.logit(&e.0)).collect();
     let sim: Vec<f32> = holdout.iter().map(|e| e.0.similarity).collect();
+    let mut popular: Vec<u32> = (0..split.num_items as u32).collect();
+    let counts = Popularity::fit(split);
+    let count = |i: u32| counts.scores().get(i as usize).copied().unwrap_or(0.0);
+    // Stable: ties in item order, as the evaluation's ranking breaks them.
+    popular.sort_by(|&a, &b| count(b).total_cmp(&count(a)));
+    let quality = list_quality(&held_out_cases, &fitted, &popular, opts.candidates);
     let report = RerankFitReport {
         examples: fit_set.len(),
         positives: positives(&fit_set),
         auc: auc(&fitted, &labels),
         auc_similarity_only: auc(&sim, &labels),
+        holdout_top20: Some(quality.clone()),
     };
     progress.summary(format!(
-        "re-ranker fitted on {} candidates ({} positive): held-out AUC {:.4} (similarity alone {:.4})",
-        report.examples, report.positives, report.auc, report.auc_similarity_only
+        "re-ranker fitted on {} candidates ({} positive): held-out AUC {:.4} (similarity alone {:.4}); \
+         held-out NDCG@20 {:.4} re-ranked, {:.4} retrieval order, {:.4} popularity ({} cases)",
+        report.examples,
+        report.positives,
+        report.auc,
+        report.auc_similarity_only,
+        quality.ndcg_reranked,
+        quality.ndcg_retrieval,
+        quality.ndcg_popularity,
+        quality.cases
     ));
     Ok(Some((reranker, report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_quality_ranks_each_way_and_never_shows_history() {
+        // Case 1: retrieval order [10, 11, 12]; the re-ranker puts 12 first; 12 is the target.
+        // Case 2: retrieval order [20, 21]; the re-ranker keeps it; 20 is the target.
+        let cases = [
+            HeldOut {
+                rows: 0..3,
+                items: vec![10, 11, 12],
+                targets: vec![12],
+                seen: vec![0],
+            },
+            HeldOut {
+                rows: 3..5,
+                items: vec![20, 21],
+                targets: vec![20],
+                seen: vec![],
+            },
+        ];
+        let logits = [0.1, 0.2, 0.9, 0.5, -0.5];
+        // Item 0 is the most popular but case 1 has it in its history; 12 comes next.
+        let popular = [0, 12, 7, 20];
+        let q = list_quality(&cases, &logits, &popular, 3);
+        // The gain of a hit at 0-based position p.
+        let dcg = |p: usize| 1.0 / ((p + 2) as f64).log2();
+        assert_eq!((q.cases, q.candidates), (2, 3));
+        // Re-ranked: both targets first.
+        assert!((q.ndcg_reranked - 1.0).abs() < 1e-12, "{q:?}");
+        // Retrieval order: case 1's target third, case 2's first.
+        assert!((q.ndcg_retrieval - (dcg(2) + 1.0) / 2.0).abs() < 1e-12, "{q:?}");
+        // Popularity: case 1 ranks [12, 7, 20] (0 is history), case 2 ranks [0, 12, 7, 20].
+        assert!((q.ndcg_popularity - (1.0 + dcg(3)) / 2.0).abs() < 1e-12, "{q:?}");
+        assert_eq!(
+            (q.recall_reranked, q.recall_retrieval, q.recall_popularity),
+            (1.0, 1.0, 1.0)
+        );
+    }
 }
