@@ -206,13 +206,14 @@ pub fn fit_reranker(
             now_ms: case.as_of,
             recency_half_life_ms: 24 * 3600 * 1000,
         };
-        let out = if n % 2 == 0 { &mut fit_set } else { &mut holdout };
-        if n % 2 == 1 {
+        let held_out = n % 2 == 1;
+        let out = if held_out { &mut holdout } else { &mut fit_set };
+        if held_out {
             held_out_cases.push(HeldOut {
                 rows: out.len()..out.len() + candidates.len(),
                 items: candidates.iter().map(|c| c.item).collect(),
                 targets: case.targets.clone(),
-                seen: seen.clone(),
+                seen,
             });
         }
         for c in candidates {

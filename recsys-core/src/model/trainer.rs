@@ -425,7 +425,8 @@ pub fn train_with<B: AutodiffBackend>(
             // Sampled softmax, −mean_i log softmax(S)_ii with S = U Iᵀ / τ + offset.
             let users = users.mul_scalar(1.0 / cfg.temperature);
             let cols = batch.offset.len() / b;
-            let (loss, loss_value) = match placement {
+            // The loss value when the host computed it; `None`: read back from the backend below.
+            let (loss, host_loss) = match placement {
                 LossPlacement::Host => {
                     // Loss and dL/dS on the host in one fused pass (`model/softmax.rs`), handed
                     // back to autodiff as a surrogate whose gradients are dL/dU and dL/dI.
@@ -442,7 +443,7 @@ pub fn train_with<B: AutodiffBackend>(
                     )?;
                     let d_users = floats::<B, 2>(host.d_users, [b, dim], device);
                     let d_items = floats::<B, 2>(host.d_items, [cols, dim], device);
-                    ((users * d_users).sum() + (items * d_items).sum(), host.loss)
+                    ((users * d_users).sum() + (items * d_items).sum(), Some(host.loss))
                 }
                 LossPlacement::Backend => {
                     // Written so that only five element-wise passes touch the b × cols logits:
@@ -458,7 +459,7 @@ pub fn train_with<B: AutodiffBackend>(
                     // Read back with the gradients below: reading it here would wait for the
                     // forward pass before the backward pass is even queued.
                     let loss = (log_sum_exp - positive).mean();
-                    (loss, f32::NAN)
+                    (loss, None)
                 }
             };
             let mut grads = loss.backward();
@@ -470,15 +471,11 @@ pub fn train_with<B: AutodiffBackend>(
                 batch.long_pooled.grad_remove(&mut grads),
             ];
             let lens = [batch.target_local.len() * d, b * d, b * d];
-            let (fetched, backend_loss) = fetch_host_grads(
-                host_grads,
-                &lens,
-                match placement {
-                    LossPlacement::Host => None,
-                    LossPlacement::Backend => Some(loss.inner()),
-                },
-            )?;
-            let loss_value = backend_loss.unwrap_or(loss_value);
+            let (fetched, backend_loss) =
+                fetch_host_grads(host_grads, &lens, host_loss.is_none().then(|| loss.inner()))?;
+            let loss_value = host_loss
+                .or(backend_loss)
+                .ok_or_else(|| Error::Internal("the loss was neither computed on the host nor read back".into()))?;
             if !loss_value.is_finite() {
                 return Err(Error::Internal(format!(
                     "training diverged: loss {loss_value} at step {}",
