@@ -13,7 +13,9 @@
 # caches of the first (a warm start). Runs are numbered 1-cuda, 2-cuda, ...
 # Environment: PYTHON (with torch and numpy there; with numpy, pandas and pyarrow here); EXAMPLES,
 # EPOCHS, STEPS as two_tower_vs_torch.sh takes them; LIMIT=SECONDS bounds each run,
-# DEADLINE=SECONDS (from the start of the script) all of them.
+# DEADLINE=SECONDS (from the start of the script) all of them. PyTorch runs once, in the first
+# run; the later ones compare with its figure. EXAMPLES a multiple of the batch (1024) keeps a
+# partial last batch, a shape of its own to compile, out of a cold run's timed steps.
 # Each variant keeps cubecl's caches (autotune results and compiled PTX) apart, in
 # target/cubecl-FEATURE (a cubecl.toml written at the repository root points there). With $OUT set,
 # each run's comparison line goes to $OUT/summary.txt and its files into ONE archive,
@@ -99,7 +101,7 @@ case "$MODE" in
       [ -n "${CUBECL_LOG:-}" ] && export CUBECL_DEBUG_LOG="$files/cubecl.log"
       limit=()
       [ -n "$bound" ] && limit=(timeout "$bound")
-      BIN="$work/recsys-train-$v" PYTHON="$PYTHON" TABLES="$DIR/tables.npz" \
+      BIN="$work/recsys-train-$v" PYTHON="$PYTHON" TABLES="$DIR/tables.npz" TORCH_JSON="$work/torch.json" \
         "${limit[@]}" benches/two_tower_vs_torch.sh "$work/data" "$work/bench-$run" |
         tee -a "$summary" || status=$?
       if [ -n "${OUT:-}" ]; then

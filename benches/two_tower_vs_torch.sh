@@ -11,6 +11,8 @@
 #                   (`python benches/python/torch_two_tower.py DATASET_DIR --save-tables FILE.npz`)
 #   EXAMPLES=N examples per epoch for us and the example pool for PyTorch (default 200000),
 #   EPOCHS=N (default 2), STEPS=N timed PyTorch steps (default 300)
+#   TORCH_JSON=FILE PyTorch's report: written by the first run that names it, read by the later
+#                   ones (several builds of ours against one PyTorch run on the same machine)
 # Both sides skip their first 20 steps in the figure (CUDA kernel compilation, and autotuning in a
 # `cuda-autotune` build) and report that warm-up separately.
 set -euo pipefail
@@ -54,8 +56,14 @@ echo "{\"epochs\": $EPOCHS, \"max_examples_per_epoch\": $EXAMPLES}" >"$WORK/conf
 "$BIN" train --data "$DATA" --registry "$WORK/registry" --config "$WORK/config.json" \
   --backend "$BACKEND" --gates off --item-index exact >"$WORK/train.json" 2> >(tee "$WORK/train.log" >&2)
 ours=$("$PYTHON" -c "import json,glob; t=json.load(open(glob.glob('$WORK/registry/*/data.json')[0]))['training']; print(t['samples_per_second'], t['warmup_seconds'], t['steps'])")
-"$PYTHON" benches/python/torch_two_tower.py "${TABLES:-$DATA}" --device "$BACKEND" --steps "$STEPS" \
-  --max-examples "$EXAMPLES" >"$WORK/torch.json"
+if [ -n "${TORCH_JSON:-}" ] && [ -s "$TORCH_JSON" ]; then
+  echo "PyTorch's figure from $TORCH_JSON (an earlier run on this machine)" >&2
+  cp "$TORCH_JSON" "$WORK/torch.json"
+else
+  "$PYTHON" benches/python/torch_two_tower.py "${TABLES:-$DATA}" --device "$BACKEND" --steps "$STEPS" \
+    --max-examples "$EXAMPLES" >"$WORK/torch.json"
+  [ -n "${TORCH_JSON:-}" ] && cp "$WORK/torch.json" "$TORCH_JSON"
+fi
 theirs=$("$PYTHON" -c "import json; t=json.load(open('$WORK/torch.json')); print(t['samples_per_second'], t['warmup_seconds'], t['device'])")
 "$PYTHON" - "$ours" "$theirs" "$BACKEND" <<'EOF'
 import sys
@@ -63,4 +71,13 @@ o, t, backend = sys.argv[1].split(), sys.argv[2].split(maxsplit=2), sys.argv[3]
 print(f"two-tower training on {t[2]} (burn backend {backend}), batch 1024, history 100, 256-d: "
       f"techshop-recs {float(o[0]):,.0f} samples/s ({o[2]} steps, the first 20 timed apart as warm-up: {float(o[1]):.1f} s), "
       f"PyTorch {float(t[0]):,.0f} samples/s (warm-up {float(t[1]):.1f} s), ratio {float(o[0]) / float(t[0]):.2f}x")
+EOF
+# Where our steps after the warm-up went (a GPU's own work shows up mostly as read-back).
+"$PYTHON" - "$WORK" <<'EOF'
+import glob, json, sys
+t = json.load(open(glob.glob(sys.argv[1] + "/registry/*/data.json")[0]))["training"]
+p, n = t.get("phases"), t["steps"] - 20
+if p and n > 0:
+    parts = ", ".join(f"{k.replace('_', ' ')} {v / n * 1e3:.2f}" for k, v in p.items())
+    print(f"  our step after warm-up, ms: {parts} (sum {sum(p.values()) / n * 1e3:.2f})")
 EOF
