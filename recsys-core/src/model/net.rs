@@ -177,18 +177,42 @@ pub struct CodeMix<B: Backend> {
 impl<B: Backend> CodeMix<B> {
     /// One-hot rows: row `i` looks up `codes[i]`. Codes beyond the vocabulary use its last row.
     pub fn lookup(codes: &[u32], vocab: usize, device: &B::Device) -> Self {
-        Self::pool(codes, &vec![1.0; codes.len()], 1, vocab, device)
+        MixData::lookup(codes, vocab).upload(device)
     }
 
     /// Row `i` is the sum of `weights[j] × row(codes[j])` over `j` in
     /// `i * per_row .. (i + 1) * per_row` (a weight of zero marks padding). Codes beyond the
     /// vocabulary use its last row.
     pub fn pool(codes: &[u32], weights: &[f32], per_row: usize, vocab: usize, device: &B::Device) -> Self {
-        Self::pool_as(codes, weights, per_row, vocab, vocab <= DENSE_CODES_MAX, device)
+        MixData::pool(codes, weights, per_row, vocab).upload(device)
+    }
+}
+
+/// A [`CodeMix`] still in host memory: built without a device (the trainer plans the next batch
+/// on another thread while the current step runs), uploaded by [`MixData::upload`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixData {
+    /// `[n, k]` weights, row-major.
+    weights: Vec<f32>,
+    n: usize,
+    k: usize,
+    /// The `k` table rows the weights refer to; `None` for the whole table.
+    rows: Option<Vec<i64>>,
+}
+
+impl MixData {
+    /// [`CodeMix::lookup`] on the host.
+    pub fn lookup(codes: &[u32], vocab: usize) -> Self {
+        Self::pool(codes, &vec![1.0; codes.len()], 1, vocab)
     }
 
-    /// [`CodeMix::pool`] with weights over the whole table (`dense`) or over the distinct codes.
-    fn pool_as(codes: &[u32], weights: &[f32], per_row: usize, vocab: usize, dense: bool, device: &B::Device) -> Self {
+    /// [`CodeMix::pool`] on the host.
+    pub fn pool(codes: &[u32], weights: &[f32], per_row: usize, vocab: usize) -> Self {
+        Self::pool_as(codes, weights, per_row, vocab, vocab <= DENSE_CODES_MAX)
+    }
+
+    /// [`MixData::pool`] with weights over the whole table (`dense`) or over the distinct codes.
+    fn pool_as(codes: &[u32], weights: &[f32], per_row: usize, vocab: usize, dense: bool) -> Self {
         let per_row = per_row.max(1);
         let n = codes.len().div_ceil(per_row);
         let last = vocab.max(1) as u32 - 1;
@@ -199,8 +223,10 @@ impl<B: Backend> CodeMix<B> {
             for (j, (c, w)) in pairs.enumerate() {
                 m[(j / per_row) * k + c as usize] += w;
             }
-            return CodeMix {
-                weights: Tensor::from_data(TensorData::new(m, [n, k]), device),
+            return MixData {
+                weights: m,
+                n,
+                k,
                 rows: None,
             };
         }
@@ -223,9 +249,20 @@ impl<B: Backend> CodeMix<B> {
         for (j, (slot, w)) in slots.into_iter().enumerate() {
             m[(j / per_row) * k + slot] += w;
         }
+        MixData {
+            weights: m,
+            n,
+            k,
+            rows: Some(distinct),
+        }
+    }
+
+    /// The tensors on `device`.
+    pub fn upload<B: Backend>(self, device: &B::Device) -> CodeMix<B> {
+        let k = self.k;
         CodeMix {
-            weights: Tensor::from_data(TensorData::new(m, [n, k]), device),
-            rows: Some(Tensor::from_data(TensorData::new(distinct, [k]), device)),
+            weights: Tensor::from_data(TensorData::new(self.weights, [self.n, k]), device),
+            rows: self.rows.map(|r| Tensor::from_data(TensorData::new(r, [k]), device)),
         }
     }
 }
@@ -267,7 +304,7 @@ mod tests {
         }
         let mut grads = Vec::new();
         for dense in [true, false] {
-            let m = CodeMix::<B>::pool_as(&codes, &weights, 4, vocab, dense, &dev);
+            let m: CodeMix<B> = MixData::pool_as(&codes, &weights, 4, vocab, dense).upload(&dev);
             assert_eq!(m.rows.is_none(), dense);
             let out = TwoTowerNet::<B>::mix(&e, m);
             for (a, b) in values(out.clone()).iter().zip(&want) {

@@ -10,7 +10,7 @@
 //! a lazy-Adam update ([`SparseTable`]).
 
 use super::inference::{Dense, TwoTowerModel};
-use super::net::{CodeMix, TwoTowerNet};
+use super::net::{CodeMix, MixData, TwoTowerNet};
 use super::softmax::sampled_softmax;
 use super::sparse::SparseTable;
 use super::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
@@ -73,6 +73,54 @@ pub struct TrainReport {
     /// Early stopping: seconds spent validating (not counted in `samples_per_second`).
     #[serde(default)]
     pub validation_seconds: f64,
+    /// Where the steps after the first 20 spent their time.
+    #[serde(default)]
+    pub phases: StepPhases,
+}
+
+/// Seconds spent in each phase of a training step, summed over the steps after the first 20 (the
+/// steps `samples_per_second` counts). A GPU backend runs queued work asynchronously: its
+/// forward and backward passes show up mostly in `read_back`, where the host waits for them, and
+/// `forward`, `backward` and `optimizer` are then the host's cost of queuing them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepPhases {
+    /// Completing the batch on the host (the id rows' gather and history pooling) and uploading
+    /// it, plus any wait for the next batch's plan, made on another thread during the step.
+    pub batch: f64,
+    /// The forward pass up to the loss (on [`LossPlacement::Host`], the host's fused loss too).
+    pub forward: f64,
+    /// The backward pass.
+    pub backward: f64,
+    /// Reading the id rows' gradients (and the backend's loss) back to the host.
+    pub read_back: f64,
+    /// Waiting for the id table's update (the gradients scattered into its rows and their lazy
+    /// Adam step), which runs on another thread during the optimizer step.
+    pub id_table: f64,
+    /// burn's Adam step on the dense parameters.
+    pub optimizer: f64,
+}
+
+impl StepPhases {
+    /// The sum of the phases.
+    pub fn total(&self) -> f64 {
+        self.batch + self.forward + self.backward + self.read_back + self.id_table + self.optimizer
+    }
+}
+
+/// A stopwatch that adds the time since its last lap to a phase, once `on`.
+struct Laps {
+    last: Instant,
+    on: bool,
+}
+
+impl Laps {
+    fn lap(&mut self, phase: &mut f64) {
+        let now = Instant::now();
+        if self.on {
+            *phase += (now - self.last).as_secs_f64();
+        }
+        self.last = now;
+    }
 }
 
 /// Scores the model on held-out data after each epoch, for early stopping
@@ -95,31 +143,23 @@ pub fn examples(data: &TrainingData, cfg: &TwoTowerConfig) -> Vec<(u32, u32)> {
     out
 }
 
-struct Batch<B: Backend> {
-    /// Id-table rows of the target (and negative) items, one per column of the logits (a leaf:
-    /// its gradient is added into the rows of `unique` by hand).
-    leaf: Tensor<B, 2>,
-    unique: Vec<u32>,
-    /// Position in `unique` of each column's item.
-    target_local: Vec<u32>,
-    target_cat: CodeMix<B>,
-    target_brand: CodeMix<B>,
-    target_price: CodeMix<B>,
-    target_numeric: Tensor<B, 2>,
-    /// Local row of each history slot (`unique.len()` for padding), `b × L`.
-    hist_rows: Vec<u32>,
-    /// Short- and long-term pooling weights, `b × L`.
-    short_w: Vec<f32>,
-    long_w: Vec<f32>,
-    /// Pooled id embeddings (leaves), `[b, id_dim]`.
-    short_pooled: Tensor<B, 2>,
-    long_pooled: Tensor<B, 2>,
+/// The host's part of a batch: everything that does not depend on the id table's values, so
+/// that the trainer can plan the next batch on another thread while the current step runs
+/// ([`fill_batch`] then gathers and pools the id rows from the table as that step left it).
+struct Plan {
+    rows: IdRows,
+    target_cat: MixData,
+    target_brand: MixData,
+    target_price: MixData,
+    /// `[cols, ITEM_NUMERIC]` row-major.
+    target_numeric: Vec<f32>,
     /// History categories and price buckets pooled with the long-term weights.
-    hist_cat: CodeMix<B>,
-    hist_price: CodeMix<B>,
-    age: CodeMix<B>,
-    region: CodeMix<B>,
-    user_numeric: Tensor<B, 2>,
+    hist_cat: MixData,
+    hist_price: MixData,
+    age: MixData,
+    region: MixData,
+    /// `[b, USER_NUMERIC]` row-major.
+    user_numeric: Vec<f32>,
     /// What is added to the scaled logits, `b × cols` row-major: minus the logQ correction of
     /// each column, and −1e9 where a column holds the row's own target item again (an accidental
     /// hit).
@@ -129,32 +169,100 @@ struct Batch<B: Backend> {
     b: usize,
 }
 
+/// The id-table rows a batch touches and where they enter it: what the host keeps of a batch
+/// to update those rows after the step.
+struct IdRows {
+    /// Distinct items of the batch (columns and history).
+    unique: Vec<u32>,
+    /// Position in `unique` of each column's item.
+    target_local: Vec<u32>,
+    /// Position in `unique` of each history slot (`unique.len()` for padding), `b × L`.
+    hist_rows: Vec<u32>,
+    /// Short- and long-term pooling weights, `b × L`.
+    short_w: Vec<f32>,
+    long_w: Vec<f32>,
+}
+
+impl IdRows {
+    /// Adds the gradients of the columns' rows (`g_leaf`, one row per column) and of the pooled
+    /// histories (`g_short`, `g_long`, one row per example; `L` slots each) into one gradient per
+    /// distinct row, and applies `table`'s lazy Adam step to those rows.
+    fn update(&self, table: &mut SparseTable, [g_leaf, g_short, g_long]: &[Vec<f32>; 3], l: usize, lr: f32) {
+        let d = table.dim();
+        let u = self.unique.len();
+        let mut g_rows = vec![0f32; u * d];
+        for (g, &t) in g_leaf.chunks_exact(d).zip(&self.target_local) {
+            for (a, &x) in g_rows[t as usize * d..(t as usize + 1) * d].iter_mut().zip(g) {
+                *a += x;
+            }
+        }
+        // d pooled / d row = the row's pooling weight: scatter the pooled gradients back, one
+        // row per task, adding its history slots in slot order (the sequential sum's order).
+        let (offsets, slots) = slots_by_row(&self.hist_rows, u);
+        g_rows.par_chunks_mut(d).enumerate().for_each(|(r, out)| {
+            for &s in &slots[offsets[r] as usize..offsets[r + 1] as usize] {
+                let (s, k) = (s as usize, s as usize / l);
+                let (ws, wl) = (self.short_w[s], self.long_w[s]);
+                let (gsk, glk) = (&g_short[k * d..(k + 1) * d], &g_long[k * d..(k + 1) * d]);
+                for (t, (&a, &c)) in out.iter_mut().zip(gsk.iter().zip(glk)) {
+                    *t += ws * a + wl * c;
+                }
+            }
+        });
+        table.adam_step(&self.unique, &g_rows, lr);
+    }
+}
+
+/// A batch on the device, ready for a step.
+struct Batch<B: Backend> {
+    /// Id-table rows of the target (and negative) items, one per column of the logits (a leaf:
+    /// its gradient is added into the rows of `rows.unique` by hand).
+    leaf: Tensor<B, 2>,
+    rows: IdRows,
+    target_cat: CodeMix<B>,
+    target_brand: CodeMix<B>,
+    target_price: CodeMix<B>,
+    target_numeric: Tensor<B, 2>,
+    /// Pooled id embeddings (leaves), `[b, id_dim]`.
+    short_pooled: Tensor<B, 2>,
+    long_pooled: Tensor<B, 2>,
+    hist_cat: CodeMix<B>,
+    hist_price: CodeMix<B>,
+    age: CodeMix<B>,
+    region: CodeMix<B>,
+    user_numeric: Tensor<B, 2>,
+    /// See [`Plan::offset`].
+    offset: Vec<f32>,
+    target_correction: Vec<f32>,
+    b: usize,
+}
+
 fn floats<B: Backend, const D: usize>(v: Vec<f32>, shape: [usize; D], dev: &B::Device) -> Tensor<B, D> {
     Tensor::from_data(TensorData::new(v, shape), dev)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_batch<B: AutodiffBackend>(
+/// Plans the batch of the examples `chunk`: the user-tower inputs, the columns (targets, then
+/// `uniform_negatives` drawn from `rng`), the distinct items, the side codes and the loss's
+/// offsets. `local_of` (one entry per item, all `u32::MAX`) is scratch, left as it was found.
+fn plan_batch(
     chunk: &[(u32, u32)],
     data: &TrainingData,
     cfg: &TwoTowerConfig,
-    table: &SparseTable,
     log_q: &[f32],
     local_of: &mut [u32],
     rng: &mut impl Rng,
-    dev: &B::Device,
-) -> Batch<B> {
+) -> Plan {
     let b = chunk.len();
     let l = cfg.history_len;
     let n_items = data.vocab.items;
     let mut unique: Vec<u32> = Vec::new();
-    let mut local = |item: u32, unique: &mut Vec<u32>| -> i64 {
+    let mut local = |item: u32, unique: &mut Vec<u32>| -> u32 {
         let slot = &mut local_of[item as usize];
         if *slot == u32::MAX {
             *slot = unique.len() as u32;
             unique.push(item);
         }
-        *slot as i64
+        *slot
     };
     // Targets followed by uniform negatives form the item side.
     let mut col_items: Vec<u32> = chunk
@@ -164,7 +272,7 @@ fn make_batch<B: AutodiffBackend>(
     for _ in 0..cfg.uniform_negatives {
         col_items.push(rng.random_range(0..n_items as u32));
     }
-    let target_local: Vec<u32> = col_items.iter().map(|&i| local(i, &mut unique) as u32).collect();
+    let target_local: Vec<u32> = col_items.iter().map(|&i| local(i, &mut unique)).collect();
     let mut hist_items = vec![u32::MAX; b * l];
     let mut weights = vec![0f32; b * l];
     let mut long_weights = vec![0f32; b * l];
@@ -200,52 +308,19 @@ fn make_batch<B: AutodiffBackend>(
         region.push(inputs.region);
         user_numeric.extend_from_slice(&inputs.numeric);
     }
-    let hist_local: Vec<i64> = hist_items
+    let hist_local: Vec<Option<u32>> = hist_items
         .iter()
-        .map(|&i| if i == u32::MAX { -1 } else { local(i, &mut unique) })
+        .map(|&i| (i != u32::MAX).then(|| local(i, &mut unique)))
         .collect();
-    let pad = unique.len() as i64;
-    let hist_local: Vec<i64> = hist_local.into_iter().map(|x| if x < 0 { pad } else { x }).collect();
+    let pad = unique.len() as u32;
+    let hist_rows: Vec<u32> = hist_local.into_iter().map(|x| x.unwrap_or(pad)).collect();
     for &i in &unique {
         local_of[i as usize] = u32::MAX;
     }
-    let d = cfg.id_dim;
-    let rows = table.gather(&unique, 0);
-    // Pool the history rows here (and back-propagate into them by hand after the step).
-    let mut short_pooled = vec![0f32; b * d];
-    let mut long_pooled = vec![0f32; b * d];
-    short_pooled
-        .par_chunks_mut(d)
-        .zip(long_pooled.par_chunks_mut(d))
-        .enumerate()
-        .for_each(|(k, (short, long))| {
-            for j in 0..l {
-                let r = hist_local[k * l + j] as usize;
-                if r as i64 == pad {
-                    continue;
-                }
-                let (ws, wl) = (weights[k * l + j], long_weights[k * l + j]);
-                let src = &rows[r * d..(r + 1) * d];
-                for (t, &v) in short.iter_mut().zip(src) {
-                    *t += ws * v;
-                }
-                for (t, &v) in long.iter_mut().zip(src) {
-                    *t += wl * v;
-                }
-            }
-        });
-    let cols = col_items.len();
-    let mut leaf_rows = vec![0f32; cols * d];
-    for (dst, &t) in leaf_rows.chunks_exact_mut(d).zip(&target_local) {
-        dst.copy_from_slice(&rows[t as usize * d..(t as usize + 1) * d]);
-    }
-    let leaf = floats::<B, 2>(leaf_rows, [cols, d], dev).require_grad();
     let side = |f: &dyn Fn(usize) -> u32| -> Vec<u32> { col_items.iter().map(|&i| f(i as usize)).collect() };
-    let target_cat = side(&|i| data.items.category[i]);
-    let target_brand = side(&|i| data.items.brand[i]);
-    let target_price = side(&|i| data.items.price_bucket[i]);
     let v = &data.vocab;
     let target_numeric: Vec<f32> = col_items.iter().flat_map(|&i| data.items.numeric[i as usize]).collect();
+    let cols = col_items.len();
     let mut correction = vec![0f32; cols];
     if cfg.logq_correction {
         for (j, &i) in col_items.iter().enumerate() {
@@ -274,26 +349,81 @@ fn make_batch<B: AutodiffBackend>(
         }
     }
     let target_correction = correction[..b].to_vec();
-    Batch {
-        leaf,
-        unique,
-        target_local,
-        target_cat: CodeMix::lookup(&target_cat, v.categories, dev),
-        target_brand: CodeMix::lookup(&target_brand, v.brands, dev),
-        target_price: CodeMix::lookup(&target_price, v.price_buckets, dev),
-        target_numeric: floats(target_numeric, [cols, super::ITEM_NUMERIC], dev),
-        hist_rows: hist_local.iter().map(|&x| x as u32).collect(),
-        short_pooled: floats::<B, 2>(short_pooled, [b, d], dev).require_grad(),
-        long_pooled: floats::<B, 2>(long_pooled, [b, d], dev).require_grad(),
-        hist_cat: CodeMix::pool(&hist_cat, &long_weights, l, v.categories, dev),
-        hist_price: CodeMix::pool(&hist_price, &long_weights, l, v.price_buckets, dev),
-        short_w: weights,
-        long_w: long_weights,
-        age: CodeMix::lookup(&age, v.ages, dev),
-        region: CodeMix::lookup(&region, v.regions, dev),
-        user_numeric: floats(user_numeric, [b, super::USER_NUMERIC], dev),
+    let hist_cat = MixData::pool(&hist_cat, &long_weights, l, v.categories);
+    let hist_price = MixData::pool(&hist_price, &long_weights, l, v.price_buckets);
+    Plan {
+        rows: IdRows {
+            unique,
+            target_local,
+            hist_rows,
+            short_w: weights,
+            long_w: long_weights,
+        },
+        target_cat: MixData::lookup(&side(&|i| data.items.category[i]), v.categories),
+        target_brand: MixData::lookup(&side(&|i| data.items.brand[i]), v.brands),
+        target_price: MixData::lookup(&side(&|i| data.items.price_bucket[i]), v.price_buckets),
+        target_numeric,
+        hist_cat,
+        hist_price,
+        age: MixData::lookup(&age, v.ages),
+        region: MixData::lookup(&region, v.regions),
+        user_numeric,
         offset,
         target_correction,
+        b,
+    }
+}
+
+/// Completes `plan` with the id rows as `table` holds them now (the columns' rows as a leaf, the
+/// histories pooled here, back-propagated into by hand after the step) and uploads it all.
+fn fill_batch<B: AutodiffBackend>(plan: Plan, table: &SparseTable, cfg: &TwoTowerConfig, dev: &B::Device) -> Batch<B> {
+    let (b, l, d) = (plan.b, cfg.history_len, cfg.id_dim);
+    let ids = &plan.rows;
+    let pad = ids.unique.len();
+    let rows = table.gather(&ids.unique, 0);
+    let mut short_pooled = vec![0f32; b * d];
+    let mut long_pooled = vec![0f32; b * d];
+    short_pooled
+        .par_chunks_mut(d)
+        .zip(long_pooled.par_chunks_mut(d))
+        .enumerate()
+        .for_each(|(k, (short, long))| {
+            for j in 0..l {
+                let r = ids.hist_rows[k * l + j] as usize;
+                if r == pad {
+                    continue;
+                }
+                let (ws, wl) = (ids.short_w[k * l + j], ids.long_w[k * l + j]);
+                let src = &rows[r * d..(r + 1) * d];
+                for (t, &v) in short.iter_mut().zip(src) {
+                    *t += ws * v;
+                }
+                for (t, &v) in long.iter_mut().zip(src) {
+                    *t += wl * v;
+                }
+            }
+        });
+    let cols = ids.target_local.len();
+    let mut leaf_rows = vec![0f32; cols * d];
+    for (dst, &t) in leaf_rows.chunks_exact_mut(d).zip(&ids.target_local) {
+        dst.copy_from_slice(&rows[t as usize * d..(t as usize + 1) * d]);
+    }
+    Batch {
+        leaf: floats::<B, 2>(leaf_rows, [cols, d], dev).require_grad(),
+        rows: plan.rows,
+        target_cat: plan.target_cat.upload(dev),
+        target_brand: plan.target_brand.upload(dev),
+        target_price: plan.target_price.upload(dev),
+        target_numeric: floats(plan.target_numeric, [cols, super::ITEM_NUMERIC], dev),
+        short_pooled: floats::<B, 2>(short_pooled, [b, d], dev).require_grad(),
+        long_pooled: floats::<B, 2>(long_pooled, [b, d], dev).require_grad(),
+        hist_cat: plan.hist_cat.upload(dev),
+        hist_price: plan.hist_price.upload(dev),
+        age: plan.age.upload(dev),
+        region: plan.region.upload(dev),
+        user_numeric: floats(plan.user_numeric, [b, super::USER_NUMERIC], dev),
+        offset: plan.offset,
+        target_correction: plan.target_correction,
         b,
     }
 }
@@ -343,6 +473,20 @@ pub fn train_with<B: AutodiffBackend>(
     cfg: &TwoTowerConfig,
     device: &B::Device,
     placement: LossPlacement,
+    on_step: &mut dyn FnMut(usize, usize, f32),
+    validator: Option<&mut dyn Validator>,
+) -> Result<(TwoTowerModel, TrainReport)> {
+    train_impl::<B>(data, cfg, device, placement, true, on_step, validator)
+}
+
+/// [`train_with`], planning each batch on another thread during the step before it
+/// (`pipelined`) or on the training thread when its turn comes; both give the same model.
+fn train_impl<B: AutodiffBackend>(
+    data: &TrainingData,
+    cfg: &TwoTowerConfig,
+    device: &B::Device,
+    placement: LossPlacement,
+    pipelined: bool,
     on_step: &mut dyn FnMut(usize, usize, f32),
     validator: Option<&mut dyn Validator>,
 ) -> Result<(TwoTowerModel, TrainReport)> {
@@ -400,112 +544,54 @@ pub fn train_with<B: AutodiffBackend>(
         order.shuffle(&mut rng);
         let mut loss_sum = 0f64;
         let mut loss_n = 0usize;
-        for chunk in order[..per_epoch].chunks(cfg.batch_size) {
-            if chunk.len() < 2 {
-                continue;
-            }
-            let batch = make_batch::<B>(chunk, data, cfg, &table, &log_q, &mut local_of, &mut rng, device);
-            let items = net.items(
-                batch.leaf.clone(),
-                batch.target_cat,
-                batch.target_brand,
-                batch.target_price,
-                batch.target_numeric,
-            );
-            let [b, l, d] = [batch.b, cfg.history_len, cfg.id_dim];
-            let users = net.users_pooled(
-                batch.short_pooled.clone(),
-                batch.long_pooled.clone(),
-                batch.hist_cat,
-                batch.hist_price,
-                batch.age,
-                batch.region,
-                batch.user_numeric,
-            );
-            // Sampled softmax, −mean_i log softmax(S)_ii with S = U Iᵀ / τ + offset.
-            let users = users.mul_scalar(1.0 / cfg.temperature);
-            let cols = batch.offset.len() / b;
-            // The loss value when the host computed it; `None`: read back from the backend below.
-            let (loss, host_loss) = match placement {
-                LossPlacement::Host => {
-                    // Loss and dL/dS on the host in one fused pass (`model/softmax.rs`), handed
-                    // back to autodiff as a surrogate whose gradients are dL/dU and dL/dI.
-                    let dim = items.dims()[1];
-                    // (`+ 0` gives the copies their own buffers: burn-ndarray copies a tensor whose
-                    // buffer is shared, as the graph shares these, element by element through a
-                    // dynamic-rank iterator, 40 ms for 4096 × 256 against 3 ms this way.)
-                    let host = sampled_softmax(
-                        &values(users.clone().detach().add_scalar(0.0))?,
-                        &values(items.clone().detach().add_scalar(0.0))?,
-                        &batch.offset,
-                        dim,
-                        &mut logits_scratch,
-                    )?;
-                    let d_users = floats::<B, 2>(host.d_users, [b, dim], device);
-                    let d_items = floats::<B, 2>(host.d_items, [cols, dim], device);
-                    ((users * d_users).sum() + (items * d_items).sum(), Some(host.loss))
-                }
-                LossPlacement::Backend => {
-                    // Written so that only five element-wise passes touch the b × cols logits:
-                    // the temperature scales U, the diagonal comes from U and I directly, and the
-                    // log-sum-exp is shifted by each row's (detached) maximum.
-                    let offset = floats::<B, 2>(batch.offset, [b, cols], device);
-                    let target_correction = floats::<B, 2>(batch.target_correction, [b, 1], device);
-                    let targets = items.clone().narrow(0, 0, b);
-                    let logits = users.clone().matmul(items.transpose()) + offset;
-                    let row_max = logits.clone().detach().max_dim(1);
-                    let log_sum_exp = (logits - row_max.clone()).exp().sum_dim(1).log() + row_max;
-                    let positive = (users * targets).sum_dim(1) - target_correction;
-                    // Read back with the gradients below: reading it here would wait for the
-                    // forward pass before the backward pass is even queued.
-                    let loss = (log_sum_exp - positive).mean();
-                    (loss, None)
-                }
+        let chunks: Vec<&[(u32, u32)]> = order[..per_epoch]
+            .chunks(cfg.batch_size)
+            .filter(|c| c.len() >= 2)
+            .collect();
+        // The batch planned during the previous step, if any.
+        let mut planned: Option<Plan> = None;
+        for (k, &chunk) in chunks.iter().enumerate() {
+            let mut laps = Laps {
+                last: Instant::now(),
+                on: warm_at.is_some(),
             };
-            let mut grads = loss.backward();
-            // The host's share of the backward pass: the gradients of the id rows (the leaf) and of
-            // the pooled histories, fetched in one transfer (with the backend's loss), one wait.
-            let host_grads = [
-                batch.leaf.grad_remove(&mut grads),
-                batch.short_pooled.grad_remove(&mut grads),
-                batch.long_pooled.grad_remove(&mut grads),
-            ];
-            let lens = [batch.target_local.len() * d, b * d, b * d];
-            let (fetched, backend_loss) =
-                fetch_host_grads(host_grads, &lens, host_loss.is_none().then(|| loss.inner()))?;
-            let loss_value = host_loss
-                .or(backend_loss)
-                .ok_or_else(|| Error::Internal("the loss was neither computed on the host nor read back".into()))?;
-            if !loss_value.is_finite() {
-                return Err(Error::Internal(format!(
-                    "training diverged: loss {loss_value} at step {}",
-                    report.steps
-                )));
-            }
-            let [g_leaf, gs, gl] = fetched;
-            let u = batch.unique.len();
-            let mut g_rows = vec![0f32; u * d];
-            for (g, &t) in g_leaf.chunks_exact(d).zip(&batch.target_local) {
-                for (a, &x) in g_rows[t as usize * d..(t as usize + 1) * d].iter_mut().zip(g) {
-                    *a += x;
-                }
-            }
-            // d pooled / d row = the row's pooling weight: scatter the pooled gradients back, one
-            // row per task, adding its history slots in slot order (the sequential sum's order).
-            let (offsets, slots) = slots_by_row(&batch.hist_rows, u);
-            g_rows.par_chunks_mut(d).enumerate().for_each(|(r, out)| {
-                for &s in &slots[offsets[r] as usize..offsets[r + 1] as usize] {
-                    let (s, k) = (s as usize, s as usize / l);
-                    let (ws, wl) = (batch.short_w[s], batch.long_w[s]);
-                    let (gsk, glk) = (&gs[k * d..(k + 1) * d], &gl[k * d..(k + 1) * d]);
-                    for (t, (&a, &c)) in out.iter_mut().zip(gsk.iter().zip(glk)) {
-                        *t += ws * a + wl * c;
-                    }
-                }
+            let plan = match planned.take() {
+                Some(plan) => plan,
+                None => plan_batch(chunk, data, cfg, &log_q, &mut local_of, &mut rng),
+            };
+            let batch = fill_batch::<B>(plan, &table, cfg, device);
+            laps.lap(&mut report.phases.batch);
+            // The next batch is planned on another thread while this step runs (in the same
+            // order as without: the same negatives from `rng`, the same model).
+            let next = chunks.get(k + 1).copied().filter(|_| pipelined);
+            let (scratch, draws, q) = (&mut local_of, &mut rng, &log_q[..]);
+            let setup = StepSetup {
+                cfg,
+                placement,
+                device,
+                step_no: report.steps,
+            };
+            let phases = &mut report.phases;
+            let (outcome, next_plan) = std::thread::scope(|s| {
+                let planner = next.map(|c| s.spawn(move || plan_batch(c, data, cfg, q, scratch, draws)));
+                let outcome = step(
+                    net,
+                    &mut optim,
+                    batch,
+                    &mut table,
+                    &setup,
+                    &mut logits_scratch,
+                    &mut laps,
+                    phases,
+                );
+                (outcome, planner.map(|h| h.join()))
             });
-            table.adam_step(&batch.unique, &g_rows[..u * d], cfg.sparse_learning_rate);
-            let gp = GradientsParams::from_grads(grads, &net);
-            net = optim.step(cfg.learning_rate, net, gp);
+            planned = next_plan
+                .transpose()
+                .map_err(|_| Error::Internal("planning a training batch panicked".into()))?;
+            laps.lap(&mut report.phases.batch);
+            let (stepped, loss_value) = outcome?;
+            net = stepped;
             report.steps += 1;
             loss_sum += f64::from(loss_value);
             loss_n += 1;
@@ -560,6 +646,128 @@ pub fn train_with<B: AutodiffBackend>(
         None => export(&net.valid(), table, cfg, data)?,
     };
     Ok((model, report))
+}
+
+/// What a step takes besides its batch and the state it updates.
+struct StepSetup<'a, B: Backend> {
+    cfg: &'a TwoTowerConfig,
+    placement: LossPlacement,
+    device: &'a B::Device,
+    /// Steps taken before this one (for the error of a diverged loss).
+    step_no: usize,
+}
+
+/// One training step on `batch`: forward pass and sampled-softmax loss, backward pass, the id
+/// rows' gradients scattered into `table` with its lazy Adam, and burn's Adam on the dense
+/// network. Returns the updated network and the step's loss.
+#[allow(clippy::too_many_arguments)]
+fn step<B: AutodiffBackend, O: Optimizer<TwoTowerNet<B>, B>>(
+    net: TwoTowerNet<B>,
+    optim: &mut O,
+    batch: Batch<B>,
+    table: &mut SparseTable,
+    setup: &StepSetup<B>,
+    logits_scratch: &mut Vec<f32>,
+    laps: &mut Laps,
+    phases: &mut StepPhases,
+) -> Result<(TwoTowerNet<B>, f32)> {
+    let StepSetup {
+        cfg,
+        placement,
+        device,
+        step_no,
+    } = *setup;
+    let items = net.items(
+        batch.leaf.clone(),
+        batch.target_cat,
+        batch.target_brand,
+        batch.target_price,
+        batch.target_numeric,
+    );
+    let [b, l, d] = [batch.b, cfg.history_len, cfg.id_dim];
+    let users = net.users_pooled(
+        batch.short_pooled.clone(),
+        batch.long_pooled.clone(),
+        batch.hist_cat,
+        batch.hist_price,
+        batch.age,
+        batch.region,
+        batch.user_numeric,
+    );
+    // Sampled softmax, −mean_i log softmax(S)_ii with S = U Iᵀ / τ + offset.
+    let users = users.mul_scalar(1.0 / cfg.temperature);
+    let cols = batch.rows.target_local.len();
+    // The loss value when the host computed it; `None`: read back from the backend below.
+    let (loss, host_loss) = match placement {
+        LossPlacement::Host => {
+            // Loss and dL/dS on the host in one fused pass (`model/softmax.rs`), handed
+            // back to autodiff as a surrogate whose gradients are dL/dU and dL/dI.
+            let dim = items.dims()[1];
+            // (`+ 0` gives the copies their own buffers: burn-ndarray copies a tensor whose
+            // buffer is shared, as the graph shares these, element by element through a
+            // dynamic-rank iterator, 40 ms for 4096 × 256 against 3 ms this way.)
+            let host = sampled_softmax(
+                &values(users.clone().detach().add_scalar(0.0))?,
+                &values(items.clone().detach().add_scalar(0.0))?,
+                &batch.offset,
+                dim,
+                logits_scratch,
+            )?;
+            let d_users = floats::<B, 2>(host.d_users, [b, dim], device);
+            let d_items = floats::<B, 2>(host.d_items, [cols, dim], device);
+            ((users * d_users).sum() + (items * d_items).sum(), Some(host.loss))
+        }
+        LossPlacement::Backend => {
+            // Written so that only five element-wise passes touch the b × cols logits:
+            // the temperature scales U, the diagonal comes from U and I directly, and the
+            // log-sum-exp is shifted by each row's (detached) maximum.
+            let offset = floats::<B, 2>(batch.offset, [b, cols], device);
+            let target_correction = floats::<B, 2>(batch.target_correction, [b, 1], device);
+            let targets = items.clone().narrow(0, 0, b);
+            let logits = users.clone().matmul(items.transpose()) + offset;
+            let row_max = logits.clone().detach().max_dim(1);
+            let log_sum_exp = (logits - row_max.clone()).exp().sum_dim(1).log() + row_max;
+            let positive = (users * targets).sum_dim(1) - target_correction;
+            // Read back with the gradients below: reading it here would wait for the
+            // forward pass before the backward pass is even queued.
+            let loss = (log_sum_exp - positive).mean();
+            (loss, None)
+        }
+    };
+    laps.lap(&mut phases.forward);
+    let mut grads = loss.backward();
+    laps.lap(&mut phases.backward);
+    // The host's share of the backward pass: the gradients of the id rows (the leaf) and of
+    // the pooled histories, fetched in one transfer (with the backend's loss), one wait.
+    let host_grads = [
+        batch.leaf.grad_remove(&mut grads),
+        batch.short_pooled.grad_remove(&mut grads),
+        batch.long_pooled.grad_remove(&mut grads),
+    ];
+    let lens = [batch.rows.target_local.len() * d, b * d, b * d];
+    let (fetched, backend_loss) = fetch_host_grads(host_grads, &lens, host_loss.is_none().then(|| loss.inner()))?;
+    laps.lap(&mut phases.read_back);
+    let loss_value = host_loss
+        .or(backend_loss)
+        .ok_or_else(|| Error::Internal("the loss was neither computed on the host nor read back".into()))?;
+    if !loss_value.is_finite() {
+        return Err(Error::Internal(format!(
+            "training diverged: loss {loss_value} at step {}",
+            step_no
+        )));
+    }
+    // The id table's update (on the host) runs on another thread while burn's Adam step on the
+    // dense network is queued.
+    let (net, updated) = std::thread::scope(|s| {
+        let updater = s.spawn(|| batch.rows.update(table, &fetched, l, cfg.sparse_learning_rate));
+        let gp = GradientsParams::from_grads(grads, &net);
+        let net = optim.step(cfg.learning_rate, net, gp);
+        laps.lap(&mut phases.optimizer);
+        (net, updater.join())
+    });
+    updated.map_err(|_| Error::Internal("the id table's update panicked".into()))?;
+    laps.lap(&mut phases.id_table);
+    Ok((net, loss_value))
 }
 
 /// The positions of `rows` grouped by row (rows `>= n` are padding and left out), as offsets
@@ -902,6 +1110,42 @@ mod tests {
     }
 
     #[test]
+    fn batches_planned_ahead_on_another_thread_train_the_same_model() {
+        type B = Autodiff<NdArray>;
+        let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let data = toy(120, 9);
+        // Uniform negatives: a batch planned out of turn would draw other ones from the seeded rng.
+        let cfg = small().with_epochs(3).with_uniform_negatives(16);
+        let run = |pipelined| {
+            let mut losses = Vec::new();
+            let (model, report) = train_impl::<B>(
+                &data,
+                &cfg,
+                &Default::default(),
+                LossPlacement::Host,
+                pipelined,
+                &mut |_, _, l| losses.push(l),
+                None,
+            )
+            .unwrap();
+            (model.item_embeddings(), report.steps, losses)
+        };
+        let (ahead, ahead_steps, ahead_losses) = run(true);
+        let (inline, inline_steps, inline_losses) = run(false);
+        assert_eq!(ahead_steps, inline_steps);
+        assert!(ahead_steps >= 6, "{ahead_steps} steps");
+        for (step, (a, b)) in ahead_losses.iter().zip(&inline_losses).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "step {step}: {a} vs {b}");
+        }
+        let diff = ahead
+            .iter()
+            .zip(&inline)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "item embeddings differ by up to {diff}");
+    }
+
+    #[test]
     fn training_learns_planted_categories() {
         type B = Autodiff<NdArray>;
         let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
@@ -909,6 +1153,20 @@ mod tests {
         let (model, report) = train::<B>(&data, &small(), &Default::default(), &mut |_, _, _| {}, None).unwrap();
         assert_eq!(report.loss_per_epoch.len(), 15);
         assert!(report.best_epoch.is_none() && report.validation_per_epoch.is_empty());
+        // Every phase of the steps after the 20th took some time, and together no more than the run.
+        let p = report.phases;
+        assert!(report.steps > 20, "{} steps", report.steps);
+        for (name, s) in [
+            ("batch", p.batch),
+            ("forward", p.forward),
+            ("backward", p.backward),
+            ("read_back", p.read_back),
+            ("id_table", p.id_table),
+            ("optimizer", p.optimizer),
+        ] {
+            assert!(s > 0.0, "phase {name}: {s} s in {p:?}");
+        }
+        assert!(p.total() <= report.seconds, "{p:?} vs {} s", report.seconds);
         assert!(
             report.loss_per_epoch[14] < report.loss_per_epoch[0],
             "{:?}",
