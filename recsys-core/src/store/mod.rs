@@ -385,10 +385,10 @@ pub fn decode_list(bytes: &[u8], width: usize, what: &str) -> Result<Vec<Scored>
     // last scores are stored exactly and patched in afterwards.
     let (base, span) = if span > 0.0 { (lo, span) } else { (hi, 0.0) };
     match width {
-        1 => decode_entries::<1>(ids, qs, base, span, &mut out),
-        2 => decode_entries::<2>(ids, qs, base, span, &mut out),
-        3 => decode_entries::<3>(ids, qs, base, span, &mut out),
-        4 => decode_entries::<4>(ids, qs, base, span, &mut out),
+        1 => decode_entries::<1>(ids, qs, (base, span, hi), &mut out),
+        2 => decode_entries::<2>(ids, qs, (base, span, hi), &mut out),
+        3 => decode_entries::<3>(ids, qs, (base, span, hi), &mut out),
+        4 => decode_entries::<4>(ids, qs, (base, span, hi), &mut out),
         _ => return Err(Error::corrupt(what, format!("index width {width} is not 1 to 4 bytes"))),
     }
     if let Some(first) = out.first_mut() {
@@ -402,13 +402,16 @@ pub fn decode_list(bytes: &[u8], width: usize, what: &str) -> Result<Vec<Scored>
 
 /// The entries of a list: `W`-byte little-endian indices and their `u8` scores between `base`
 /// and `base + span`.
-fn decode_entries<const W: usize>(ids: &[u8], qs: &[u8], base: f32, span: f32, out: &mut Vec<Scored>) {
+/// Appends the entries of `ids` (`W` bytes each) with their scores `base + q / 255 × span`,
+/// capped at `hi` (the first score): `lo + (hi − lo)` can round one step above `hi`, which would
+/// put the second entry above the first.
+fn decode_entries<const W: usize>(ids: &[u8], qs: &[u8], (base, span, hi): (f32, f32, f32), out: &mut Vec<Scored>) {
     out.extend(ids.chunks_exact(W).zip(qs).map(|(id, &q)| {
         let mut b = [0u8; 4];
         b[..W].copy_from_slice(id);
         Scored {
             item: u32::from_le_bytes(b),
-            score: base + f32::from(q) / 255.0 * span,
+            score: (base + f32::from(q) / 255.0 * span).min(hi),
         }
     }));
 }
@@ -470,6 +473,21 @@ mod tests {
         for (a, b) in back.iter().zip(&l) {
             assert!((a.score - b.score).abs() <= 1.0 / 510.0 + 1e-6, "{a:?} vs {b:?}");
         }
+    }
+
+    #[test]
+    fn decoded_scores_stay_in_order_where_lo_plus_span_rounds_above_the_first() {
+        // Found by a pre-computed list: 0.18423252 + (0.43556187 − 0.18423252) rounds to
+        // 0.4355619, one step above the first score, so the second entry (quantised to 255)
+        // came back above the first.
+        let (hi, lo) = (0.435_561_87_f32, 0.184_232_52_f32);
+        assert!(lo + (hi - lo) > hi, "the case this test is about");
+        let l = list(&[hi, hi, 0.3, lo]);
+        let mut buf = Vec::new();
+        encode_list(&l, 4, &mut buf).unwrap();
+        let back = decode_list(&buf, 4, "t").unwrap();
+        assert!(back.windows(2).all(|w| w[0].score >= w[1].score), "{back:?}");
+        assert_eq!((back[0].score, back[1].score, back[3].score), (hi, hi, lo));
     }
 
     #[test]
