@@ -13,6 +13,7 @@
 //! table is updated sparsely ([`sparse`]). Inference ([`inference`]) runs on plain `f32` slices with
 //! the same input construction ([`UserInputs::build`]) as training, so the two cannot skew.
 
+mod batch;
 pub mod inference;
 pub mod net;
 mod softmax;

@@ -9,21 +9,21 @@
 //! the item-id table is gathered into a leaf tensor per batch, and only the touched rows receive
 //! a lazy-Adam update ([`SparseTable`]).
 
+use super::batch::{Batch, Plan, fill_batch, floats, plan_batch};
 use super::inference::{Dense, TwoTowerModel};
-use super::net::{CodeMix, MixData, TwoTowerNet};
+use super::net::TwoTowerNet;
 use super::softmax::sampled_softmax;
 use super::sparse::SparseTable;
-use super::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
+use super::{HistoryEvent, ItemSide, TwoTowerConfig, Vocab};
 use crate::{Error, Result};
 use burn::module::AutodiffModule;
 use burn::nn::{Embedding, Linear};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rayon::prelude::*;
 use std::time::Instant;
 
 /// Per-user static inputs (codes, 0 = unknown).
@@ -141,291 +141,6 @@ pub fn examples(data: &TrainingData, cfg: &TwoTowerConfig) -> Vec<(u32, u32)> {
         }
     }
     out
-}
-
-/// The host's part of a batch: everything that does not depend on the id table's values, so
-/// that the trainer can plan the next batch on another thread while the current step runs
-/// ([`fill_batch`] then gathers and pools the id rows from the table as that step left it).
-struct Plan {
-    rows: IdRows,
-    target_cat: MixData,
-    target_brand: MixData,
-    target_price: MixData,
-    /// `[cols, ITEM_NUMERIC]` row-major.
-    target_numeric: Vec<f32>,
-    /// History categories and price buckets pooled with the long-term weights.
-    hist_cat: MixData,
-    hist_price: MixData,
-    age: MixData,
-    region: MixData,
-    /// `[b, USER_NUMERIC]` row-major.
-    user_numeric: Vec<f32>,
-    /// What is added to the scaled logits, `b × cols` row-major: minus the logQ correction of
-    /// each column, and −1e9 where a column holds the row's own target item again (an accidental
-    /// hit).
-    offset: Vec<f32>,
-    /// The logQ correction of each row's own target (the diagonal of `−offset`).
-    target_correction: Vec<f32>,
-    b: usize,
-}
-
-/// The id-table rows a batch touches and where they enter it: what the host keeps of a batch
-/// to update those rows after the step.
-struct IdRows {
-    /// Distinct items of the batch (columns and history).
-    unique: Vec<u32>,
-    /// Position in `unique` of each column's item.
-    target_local: Vec<u32>,
-    /// Position in `unique` of each history slot (`unique.len()` for padding), `b × L`.
-    hist_rows: Vec<u32>,
-    /// Short- and long-term pooling weights, `b × L`.
-    short_w: Vec<f32>,
-    long_w: Vec<f32>,
-}
-
-impl IdRows {
-    /// Adds the gradients of the columns' rows (`g_leaf`, one row per column) and of the pooled
-    /// histories (`g_short`, `g_long`, one row per example; `L` slots each) into one gradient per
-    /// distinct row, and applies `table`'s lazy Adam step to those rows.
-    fn update(&self, table: &mut SparseTable, [g_leaf, g_short, g_long]: &[Vec<f32>; 3], l: usize, lr: f32) {
-        let d = table.dim();
-        let u = self.unique.len();
-        let mut g_rows = vec![0f32; u * d];
-        for (g, &t) in g_leaf.chunks_exact(d).zip(&self.target_local) {
-            for (a, &x) in g_rows[t as usize * d..(t as usize + 1) * d].iter_mut().zip(g) {
-                *a += x;
-            }
-        }
-        // d pooled / d row = the row's pooling weight: scatter the pooled gradients back, one
-        // row per task, adding its history slots in slot order (the sequential sum's order).
-        let (offsets, slots) = slots_by_row(&self.hist_rows, u);
-        g_rows.par_chunks_mut(d).enumerate().for_each(|(r, out)| {
-            for &s in &slots[offsets[r] as usize..offsets[r + 1] as usize] {
-                let (s, k) = (s as usize, s as usize / l);
-                let (ws, wl) = (self.short_w[s], self.long_w[s]);
-                let (gsk, glk) = (&g_short[k * d..(k + 1) * d], &g_long[k * d..(k + 1) * d]);
-                for (t, (&a, &c)) in out.iter_mut().zip(gsk.iter().zip(glk)) {
-                    *t += ws * a + wl * c;
-                }
-            }
-        });
-        table.adam_step(&self.unique, &g_rows, lr);
-    }
-}
-
-/// A batch on the device, ready for a step.
-struct Batch<B: Backend> {
-    /// Id-table rows of the target (and negative) items, one per column of the logits (a leaf:
-    /// its gradient is added into the rows of `rows.unique` by hand).
-    leaf: Tensor<B, 2>,
-    rows: IdRows,
-    target_cat: CodeMix<B>,
-    target_brand: CodeMix<B>,
-    target_price: CodeMix<B>,
-    target_numeric: Tensor<B, 2>,
-    /// Pooled id embeddings (leaves), `[b, id_dim]`.
-    short_pooled: Tensor<B, 2>,
-    long_pooled: Tensor<B, 2>,
-    hist_cat: CodeMix<B>,
-    hist_price: CodeMix<B>,
-    age: CodeMix<B>,
-    region: CodeMix<B>,
-    user_numeric: Tensor<B, 2>,
-    /// See [`Plan::offset`].
-    offset: Vec<f32>,
-    target_correction: Vec<f32>,
-    b: usize,
-}
-
-fn floats<B: Backend, const D: usize>(v: Vec<f32>, shape: [usize; D], dev: &B::Device) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(v, shape), dev)
-}
-
-/// Plans the batch of the examples `chunk`: the user-tower inputs, the columns (targets, then
-/// `uniform_negatives` drawn from `rng`), the distinct items, the side codes and the loss's
-/// offsets. `local_of` (one entry per item, all `u32::MAX`) is scratch, left as it was found.
-fn plan_batch(
-    chunk: &[(u32, u32)],
-    data: &TrainingData,
-    cfg: &TwoTowerConfig,
-    log_q: &[f32],
-    local_of: &mut [u32],
-    rng: &mut impl Rng,
-) -> Plan {
-    let b = chunk.len();
-    let l = cfg.history_len;
-    let n_items = data.vocab.items;
-    let mut unique: Vec<u32> = Vec::new();
-    let mut local = |item: u32, unique: &mut Vec<u32>| -> u32 {
-        let slot = &mut local_of[item as usize];
-        if *slot == u32::MAX {
-            *slot = unique.len() as u32;
-            unique.push(item);
-        }
-        *slot
-    };
-    // Targets followed by uniform negatives form the item side.
-    let mut col_items: Vec<u32> = chunk
-        .iter()
-        .map(|&(u, p)| data.histories[u as usize][p as usize].item)
-        .collect();
-    for _ in 0..cfg.uniform_negatives {
-        col_items.push(rng.random_range(0..n_items as u32));
-    }
-    let target_local: Vec<u32> = col_items.iter().map(|&i| local(i, &mut unique)).collect();
-    let mut hist_items = vec![u32::MAX; b * l];
-    let mut weights = vec![0f32; b * l];
-    let mut long_weights = vec![0f32; b * l];
-    let mut hist_cat = vec![0u32; b * l];
-    let mut hist_price = vec![0u32; b * l];
-    let mut age = Vec::with_capacity(b);
-    let mut region = Vec::with_capacity(b);
-    let mut user_numeric = Vec::with_capacity(b * super::USER_NUMERIC);
-    // The user-tower inputs of every example, in parallel (recency weights of up to L events each).
-    let all_inputs: Vec<UserInputs> = chunk
-        .par_iter()
-        .map(|&(u, p)| {
-            let h = &data.histories[u as usize];
-            let profile = data.users.get(u as usize).copied().unwrap_or_default();
-            let ctx = UserContext {
-                history: &h[..p as usize],
-                as_of: h[p as usize].ts,
-                age: profile.age,
-                region: profile.region,
-            };
-            UserInputs::build(&ctx, cfg)
-        })
-        .collect();
-    for (k, inputs) in all_inputs.iter().enumerate() {
-        for (j, &it) in inputs.items.iter().enumerate() {
-            hist_items[k * l + j] = it;
-            weights[k * l + j] = inputs.weights[j];
-            long_weights[k * l + j] = inputs.long_weights[j];
-            hist_cat[k * l + j] = data.items.category[it as usize];
-            hist_price[k * l + j] = data.items.price_bucket[it as usize];
-        }
-        age.push(inputs.age);
-        region.push(inputs.region);
-        user_numeric.extend_from_slice(&inputs.numeric);
-    }
-    let hist_local: Vec<Option<u32>> = hist_items
-        .iter()
-        .map(|&i| (i != u32::MAX).then(|| local(i, &mut unique)))
-        .collect();
-    let pad = unique.len() as u32;
-    let hist_rows: Vec<u32> = hist_local.into_iter().map(|x| x.unwrap_or(pad)).collect();
-    for &i in &unique {
-        local_of[i as usize] = u32::MAX;
-    }
-    let side = |f: &dyn Fn(usize) -> u32| -> Vec<u32> { col_items.iter().map(|&i| f(i as usize)).collect() };
-    let v = &data.vocab;
-    let target_numeric: Vec<f32> = col_items.iter().flat_map(|&i| data.items.numeric[i as usize]).collect();
-    let cols = col_items.len();
-    let mut correction = vec![0f32; cols];
-    if cfg.logq_correction {
-        for (j, &i) in col_items.iter().enumerate() {
-            correction[j] = if j < b {
-                (b as f32).ln() + log_q[i as usize]
-            } else {
-                (cfg.uniform_negatives as f32 / n_items as f32).ln()
-            };
-        }
-    }
-    // One dense offset per logit, built in one pass (the loss then adds it in one operation).
-    let neg_correction: Vec<f32> = correction.iter().map(|c| -c).collect();
-    let mut offset = vec![0f32; b * cols];
-    offset
-        .par_chunks_mut(cols)
-        .for_each(|row| row.copy_from_slice(&neg_correction));
-    // Accidental hits: columns with the same item as row i's target, found through a sort of the
-    // columns by item instead of comparing all b × cols pairs.
-    let mut by_item: Vec<(u32, u32)> = col_items.iter().enumerate().map(|(j, &i)| (i, j as u32)).collect();
-    by_item.sort_unstable();
-    for group in by_item.chunk_by(|a, c| a.0 == c.0).filter(|g| g.len() > 1) {
-        for &(_, i) in group.iter().filter(|&&(_, i)| (i as usize) < b) {
-            for &(_, j) in group.iter().filter(|&&(_, j)| j != i) {
-                offset[i as usize * cols + j as usize] = -1e9;
-            }
-        }
-    }
-    let target_correction = correction[..b].to_vec();
-    let hist_cat = MixData::pool(&hist_cat, &long_weights, l, v.categories);
-    let hist_price = MixData::pool(&hist_price, &long_weights, l, v.price_buckets);
-    Plan {
-        rows: IdRows {
-            unique,
-            target_local,
-            hist_rows,
-            short_w: weights,
-            long_w: long_weights,
-        },
-        target_cat: MixData::lookup(&side(&|i| data.items.category[i]), v.categories),
-        target_brand: MixData::lookup(&side(&|i| data.items.brand[i]), v.brands),
-        target_price: MixData::lookup(&side(&|i| data.items.price_bucket[i]), v.price_buckets),
-        target_numeric,
-        hist_cat,
-        hist_price,
-        age: MixData::lookup(&age, v.ages),
-        region: MixData::lookup(&region, v.regions),
-        user_numeric,
-        offset,
-        target_correction,
-        b,
-    }
-}
-
-/// Completes `plan` with the id rows as `table` holds them now (the columns' rows as a leaf, the
-/// histories pooled here, back-propagated into by hand after the step) and uploads it all.
-fn fill_batch<B: AutodiffBackend>(plan: Plan, table: &SparseTable, cfg: &TwoTowerConfig, dev: &B::Device) -> Batch<B> {
-    let (b, l, d) = (plan.b, cfg.history_len, cfg.id_dim);
-    let ids = &plan.rows;
-    let pad = ids.unique.len();
-    let rows = table.gather(&ids.unique, 0);
-    let mut short_pooled = vec![0f32; b * d];
-    let mut long_pooled = vec![0f32; b * d];
-    short_pooled
-        .par_chunks_mut(d)
-        .zip(long_pooled.par_chunks_mut(d))
-        .enumerate()
-        .for_each(|(k, (short, long))| {
-            for j in 0..l {
-                let r = ids.hist_rows[k * l + j] as usize;
-                if r == pad {
-                    continue;
-                }
-                let (ws, wl) = (ids.short_w[k * l + j], ids.long_w[k * l + j]);
-                let src = &rows[r * d..(r + 1) * d];
-                for (t, &v) in short.iter_mut().zip(src) {
-                    *t += ws * v;
-                }
-                for (t, &v) in long.iter_mut().zip(src) {
-                    *t += wl * v;
-                }
-            }
-        });
-    let cols = ids.target_local.len();
-    let mut leaf_rows = vec![0f32; cols * d];
-    for (dst, &t) in leaf_rows.chunks_exact_mut(d).zip(&ids.target_local) {
-        dst.copy_from_slice(&rows[t as usize * d..(t as usize + 1) * d]);
-    }
-    Batch {
-        leaf: floats::<B, 2>(leaf_rows, [cols, d], dev).require_grad(),
-        rows: plan.rows,
-        target_cat: plan.target_cat.upload(dev),
-        target_brand: plan.target_brand.upload(dev),
-        target_price: plan.target_price.upload(dev),
-        target_numeric: floats(plan.target_numeric, [cols, super::ITEM_NUMERIC], dev),
-        short_pooled: floats::<B, 2>(short_pooled, [b, d], dev).require_grad(),
-        long_pooled: floats::<B, 2>(long_pooled, [b, d], dev).require_grad(),
-        hist_cat: plan.hist_cat.upload(dev),
-        hist_price: plan.hist_price.upload(dev),
-        age: plan.age.upload(dev),
-        region: plan.region.upload(dev),
-        user_numeric: floats(plan.user_numeric, [b, super::USER_NUMERIC], dev),
-        offset: plan.offset,
-        target_correction: plan.target_correction,
-        b,
-    }
 }
 
 /// Where the sampled-softmax loss and its gradient with respect to the logits are computed.
@@ -770,29 +485,6 @@ fn step<B: AutodiffBackend, O: Optimizer<TwoTowerNet<B>, B>>(
     Ok((net, loss_value))
 }
 
-/// The positions of `rows` grouped by row (rows `>= n` are padding and left out), as offsets
-/// (`n + 1`) into the positions, ascending within each row.
-fn slots_by_row(rows: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
-    let mut start = vec![0u32; n + 1];
-    for &r in rows {
-        if (r as usize) < n {
-            start[r as usize + 1] += 1;
-        }
-    }
-    for i in 0..n {
-        start[i + 1] += start[i];
-    }
-    let mut next = start.clone();
-    let mut slots = vec![0u32; start[n] as usize];
-    for (s, &r) in rows.iter().enumerate() {
-        if (r as usize) < n {
-            slots[next[r as usize] as usize] = s as u32;
-            next[r as usize] += 1;
-        }
-    }
-    (start, slots)
-}
-
 /// Gradients the host needs (`None`: the parameter took no part, all zeros of `lens[i]`) and,
 /// when the loss was computed on the backend, the loss. With the loss they come back in one
 /// transfer: on a GPU each read-back waits for every queued kernel, a round trip each. Without it
@@ -893,8 +585,11 @@ pub fn export<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::net::CodeMix;
+    use crate::model::{UserContext, UserInputs};
     use crate::schema::EventType;
     use burn::backend::{Autodiff, NdArray};
+    use rand::Rng;
 
     fn toy(users: usize, seed: u64) -> TrainingData {
         // 40 items in 4 categories; each user lives in one category.
@@ -1025,16 +720,6 @@ mod tests {
         for (a, b) in u.iter().zip(&plain_u) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
-    }
-
-    #[test]
-    fn slots_by_row_groups_positions_in_order_and_drops_padding() {
-        // Rows of 6 history slots over 3 distinct rows; 3 is padding.
-        let (offsets, slots) = slots_by_row(&[2, 0, 3, 2, 1, 2], 3);
-        assert_eq!(offsets, [0, 1, 2, 5]);
-        assert_eq!(slots, [1, 4, 0, 3, 5]);
-        let (offsets, slots) = slots_by_row(&[], 2);
-        assert_eq!((offsets, slots), (vec![0, 0, 0], vec![]));
     }
 
     #[test]
