@@ -399,7 +399,7 @@ mod tests {
         // History slots: the events before the target, padding (weight 0) past them.
         let pad = rows.unique.len() as u32;
         for (k, &(u, p)) in chunk.iter().enumerate() {
-            let before: Vec<u32> = data.histories[u as usize][..p as usize]
+            let mut want: Vec<u32> = data.histories[u as usize][..p as usize]
                 .iter()
                 .map(|e| e.item)
                 .collect();
@@ -409,7 +409,6 @@ mod tests {
                 .map(|&r| rows.unique[r as usize])
                 .collect();
             seen.sort_unstable();
-            let mut want = before.clone();
             want.sort_unstable();
             assert_eq!(seen, want, "example {k}");
             let padded = rows.hist_rows[k * l..(k + 1) * l]

@@ -401,10 +401,8 @@ pub fn decode_list(bytes: &[u8], width: usize, what: &str) -> Result<Vec<Scored>
 }
 
 /// The entries of a list: `W`-byte little-endian indices and their `u8` scores between `base`
-/// and `base + span`.
-/// Appends the entries of `ids` (`W` bytes each) with their scores `base + q / 255 × span`,
-/// capped at `hi` (the first score): `lo + (hi − lo)` can round one step above `hi`, which would
-/// put the second entry above the first.
+/// and `base + span`, capped at `hi` (the list's first score): `lo + (hi − lo)` can round one
+/// step above `hi`, which would put the second entry above the first.
 fn decode_entries<const W: usize>(ids: &[u8], qs: &[u8], (base, span, hi): (f32, f32, f32), out: &mut Vec<Scored>) {
     out.extend(ids.chunks_exact(W).zip(qs).map(|(id, &q)| {
         let mut b = [0u8; 4];
