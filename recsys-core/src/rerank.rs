@@ -133,41 +133,87 @@ impl RerankFeatures {
         price: Option<f64>,
         user: &RerankUser<'_>,
     ) -> Self {
-        let (price_fit, price_unknown) = match (price, user.avg_order_value) {
-            (Some(p), Some(aov)) if p > 0.0 && aov > 0.0 && p.is_finite() && aov.is_finite() => {
-                (-((p / aov).ln().abs()) as f32, 0.0)
-            }
+        Self::from_parts(candidate, similarity, &RerankItem::new(item, price), &user.prepare())
+    }
+
+    /// [`RerankFeatures::with_similarity`] from the item and user sides computed beforehand: the
+    /// per-candidate part of a request, which reads one 16-byte [`RerankItem`] and takes no
+    /// logarithm or exponential. [`RerankFeatures::with_similarity`] goes through this function,
+    /// so both give the same features.
+    pub fn from_parts(candidate: Scored, similarity: f32, item: &RerankItem, user: &PreparedUser) -> Self {
+        let (price_fit, price_unknown) = match user.ln_avg_order_value {
+            Some(ln_aov) if !item.ln_price.is_nan() => (-(item.ln_price - ln_aov).abs(), 0.0),
             _ => (0.0, 1.0),
         };
-        let (session_category_share, category_recency) = match item.category {
-            None => (0.0, 0.0),
-            Some(c) => {
-                let share = if user.session_categories.is_empty() {
-                    0.0
-                } else {
-                    let n = user.session_categories.iter().filter(|&&s| s == c).count();
-                    n as f32 / user.session_categories.len() as f32
-                };
-                let recency = match user.last_category_ms.iter().find(|(k, _)| *k == c) {
-                    Some(&(_, ts)) if user.recency_half_life_ms > 0 => {
-                        let age = (user.now_ms - ts).max(0) as f64;
-                        (-age / user.recency_half_life_ms as f64).exp2() as f32
-                    }
-                    _ => 0.0,
-                };
-                (share, recency)
-            }
-        };
+        let (session_category_share, category_recency) = user.category(item.category);
         RerankFeatures {
             similarity,
             retrieval_score: candidate.score,
-            popularity: item.popularity_score.max(0.0).ln_1p() as f32,
-            trending: item.trending_score_1h.max(0.0).ln_1p() as f32,
+            popularity: item.popularity,
+            trending: item.trending,
             price_fit,
             price_unknown,
             session_category_share,
             category_recency,
         }
+    }
+}
+
+/// [`RerankItem::category`] of an item without a category.
+pub const NO_CATEGORY: u32 = u32::MAX;
+
+/// The item side of [`RerankFeatures`], computed once per item (serving keeps one per item in a
+/// snapshot refreshed in the background) instead of once per candidate: the logarithms taken and
+/// the price folded in. 16 bytes, aligned, so a candidate's record is one cache line.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C, align(16))]
+pub struct RerankItem {
+    /// `ln(1 + popularity_score)` ([`RerankFeatures::popularity`]).
+    pub popularity: f32,
+    /// `ln(1 + trending_score_1h)` ([`RerankFeatures::trending`]).
+    pub trending: f32,
+    /// `ln(price)`; NaN when the price is unknown, not positive or not finite.
+    pub ln_price: f32,
+    /// Category index, [`NO_CATEGORY`] when unknown.
+    pub category: u32,
+}
+
+impl RerankItem {
+    /// The record of an item from its features and current price (negative scores count as 0).
+    pub fn new(item: &ItemFeatures, price: Option<f64>) -> Self {
+        RerankItem {
+            popularity: item.popularity_score.max(0.0).ln_1p() as f32,
+            trending: item.trending_score_1h.max(0.0).ln_1p() as f32,
+            ln_price: match price {
+                Some(p) if p > 0.0 && p.is_finite() => p.ln() as f32,
+                _ => f32::NAN,
+            },
+            category: item.category.unwrap_or(NO_CATEGORY),
+        }
+    }
+}
+
+/// The user side of [`RerankFeatures`] that does not depend on the candidate, computed once per
+/// request by [`RerankUser::prepare`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PreparedUser {
+    /// `ln(avg_order_value)`; `None` when unknown, not positive or not finite.
+    ln_avg_order_value: Option<f32>,
+    /// (category, session share, recency) for every category of the session or the history.
+    categories: Vec<(u32, f32, f32)>,
+}
+
+impl PreparedUser {
+    /// ([`RerankFeatures::session_category_share`], [`RerankFeatures::category_recency`]) of an
+    /// item in category `category` (zeros for [`NO_CATEGORY`] and categories the user never saw).
+    fn category(&self, category: u32) -> (f32, f32) {
+        if category == NO_CATEGORY {
+            return (0.0, 0.0);
+        }
+        self.categories
+            .iter()
+            .find(|e| e.0 == category)
+            .map_or((0.0, 0.0), |e| (e.1, e.2))
     }
 }
 
@@ -186,6 +232,46 @@ pub struct RerankUser<'a> {
     pub now_ms: i64,
     /// Half-life of [`RerankFeatures::category_recency`].
     pub recency_half_life_ms: i64,
+}
+
+impl RerankUser<'_> {
+    /// The part of the features that is the same for every candidate of this request: the
+    /// logarithm of the average order value, and the session share and recency of each category
+    /// the user touched (a category's recency from its first entry in `last_category_ms`).
+    pub fn prepare(&self) -> PreparedUser {
+        let ln_avg_order_value = self
+            .avg_order_value
+            .filter(|aov| *aov > 0.0 && aov.is_finite())
+            .map(|aov| aov.ln() as f32);
+        let mut categories: Vec<(u32, f32, f32)> = Vec::new();
+        let touched = self
+            .session_categories
+            .iter()
+            .chain(self.last_category_ms.iter().map(|e| &e.0));
+        for &c in touched {
+            if c == NO_CATEGORY || categories.iter().any(|e| e.0 == c) {
+                continue;
+            }
+            let share = if self.session_categories.is_empty() {
+                0.0
+            } else {
+                let n = self.session_categories.iter().filter(|&&s| s == c).count();
+                n as f32 / self.session_categories.len() as f32
+            };
+            let recency = match self.last_category_ms.iter().find(|(k, _)| *k == c) {
+                Some(&(_, ts)) if self.recency_half_life_ms > 0 => {
+                    let age = (self.now_ms - ts).max(0) as f64;
+                    (-age / self.recency_half_life_ms as f64).exp2() as f32
+                }
+                _ => 0.0,
+            };
+            categories.push((c, share, recency));
+        }
+        PreparedUser {
+            ln_avg_order_value,
+            categories,
+        }
+    }
 }
 
 /// The time of the user's last interaction per category, from a newest-first history
@@ -782,6 +868,116 @@ mod tests {
         );
         assert!(RerankFeatures::compute(Scored { item: 0, score: 0.0 }, &[1.0], &item, None, &user).is_err());
         assert_eq!(RerankFeatures::from_array(f.to_array()), f);
+    }
+
+    /// The per-candidate formulas of the features, written out in f64 as they read in the docs.
+    fn reference(
+        c: Scored,
+        similarity: f32,
+        item: &ItemFeatures,
+        price: Option<f64>,
+        u: &RerankUser,
+    ) -> RerankFeatures {
+        let (price_fit, price_unknown) = match (price, u.avg_order_value) {
+            (Some(p), Some(a)) if p > 0.0 && a > 0.0 && p.is_finite() && a.is_finite() => {
+                (-((p / a).ln().abs()) as f32, 0.0)
+            }
+            _ => (0.0, 1.0),
+        };
+        let (share, recency) = match item.category {
+            None => (0.0, 0.0),
+            Some(cat) => {
+                let n = u.session_categories.iter().filter(|&&s| s == cat).count();
+                let share = if n == 0 {
+                    0.0
+                } else {
+                    n as f32 / u.session_categories.len() as f32
+                };
+                let recency = u.last_category_ms.iter().find(|e| e.0 == cat).map_or(0.0, |&(_, ts)| {
+                    (-((u.now_ms - ts).max(0) as f64) / u.recency_half_life_ms as f64).exp2() as f32
+                });
+                (share, recency)
+            }
+        };
+        RerankFeatures {
+            similarity,
+            retrieval_score: c.score,
+            popularity: item.popularity_score.max(0.0).ln_1p() as f32,
+            trending: item.trending_score_1h.max(0.0).ln_1p() as f32,
+            price_fit,
+            price_unknown,
+            session_category_share: share,
+            category_recency: recency,
+        }
+    }
+
+    #[test]
+    fn prepared_user_and_item_records_give_the_per_candidate_formulas() {
+        // Categories only in the session (4), only in the history (7), in both (1), in neither (9),
+        // none; prices unknown, zero, negative, infinite, cheap and dear; popularity negative.
+        let last = [(1u32, 9_000i64), (7, 1_000), (1, 2_000)];
+        let sessions: [&[u32]; 2] = [&[4, 1, 4, 4], &[]];
+        for session in sessions {
+            for aov in [None, Some(80.0), Some(0.0), Some(f64::NAN)] {
+                let user = RerankUser {
+                    embedding: &[1.0],
+                    avg_order_value: aov,
+                    session_categories: session,
+                    last_category_ms: &last,
+                    now_ms: 10_000,
+                    recency_half_life_ms: 3_000,
+                };
+                let prepared = user.prepare();
+                for category in [Some(1), Some(4), Some(7), Some(9), None] {
+                    for price in [
+                        None,
+                        Some(0.0),
+                        Some(-5.0),
+                        Some(f64::INFINITY),
+                        Some(3.5),
+                        Some(2_400.0),
+                    ] {
+                        let item = ItemFeatures {
+                            item: 3,
+                            popularity_score: 41.5,
+                            avg_rating: None,
+                            price_bucket: None,
+                            trending_score_1h: -2.0,
+                            category,
+                        };
+                        let c = Scored { item: 3, score: 0.7 };
+                        let want = reference(c, 0.25, &item, price, &user);
+                        let got = RerankFeatures::from_parts(c, 0.25, &RerankItem::new(&item, price), &prepared);
+                        for (k, (g, w)) in got.to_array().iter().zip(want.to_array()).enumerate() {
+                            assert!(
+                                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                                "{}: {g} vs {w} ({category:?}, {price:?}, {aov:?}, {session:?})",
+                                FEATURE_NAMES[k]
+                            );
+                        }
+                        assert_eq!(got, RerankFeatures::with_similarity(c, 0.25, &item, price, &user));
+                    }
+                }
+            }
+        }
+        // By hand: category 1's recency from its first entry (1 s old, half-life 3 s), its share 1/4.
+        let user = RerankUser {
+            embedding: &[1.0],
+            avg_order_value: None,
+            session_categories: sessions[0],
+            last_category_ms: &last,
+            now_ms: 10_000,
+            recency_half_life_ms: 3_000,
+        };
+        let cat1 = RerankItem {
+            category: 1,
+            ..Default::default()
+        };
+        let f = RerankFeatures::from_parts(Scored { item: 0, score: 0.0 }, 0.0, &cat1, &user.prepare());
+        assert_eq!(f.session_category_share, 0.25);
+        assert!((f.category_recency - (-1.0f64 / 3.0).exp2() as f32).abs() < 1e-7);
+        assert_eq!(std::mem::size_of::<RerankItem>(), 16);
+        assert_eq!(std::mem::align_of::<RerankItem>(), 16);
     }
 
     #[test]

@@ -18,10 +18,10 @@ use crate::{Error, Result};
 use arc_swap::ArcSwap;
 use lru::LruCache;
 use recsys_core::diversify::Similarity;
-use recsys_core::features::{FeatureConfig, ItemFeatures};
+use recsys_core::features::FeatureConfig;
 use recsys_core::model::HistoryEvent;
 use recsys_core::pipeline::{Context, Request, recommend};
-use recsys_core::rerank::{RerankFeatures, RerankUser, last_category_times};
+use recsys_core::rerank::{RerankFeatures, RerankItem, RerankUser, last_category_times};
 use recsys_core::retrieval::Filter;
 use recsys_core::rules::{
     Boost, BoostTarget, Eligibility, ItemAttributes, Pin, ReasonInputs, RequestFilters, RulesConfig, UserExclusions,
@@ -176,26 +176,31 @@ const POPULAR_PER_CATEGORY: usize = 200;
 const POPULAR_REASON_PER_CATEGORY: usize = 10;
 const TRENDING_KEEP: usize = 50;
 
-/// Every item's re-ranking inputs ([`ItemFeatures`]) as of one moment, indexed by item.
-fn item_snapshot(f: &OnlineFeatures, now_ms: i64) -> Result<Vec<ItemFeatures>> {
-    let engine = f.engine();
+/// Every item's re-ranking inputs ([`RerankItem`]) as of one moment, indexed by item.
+fn item_snapshot(f: &OnlineFeatures, now_ms: i64) -> Result<Vec<RerankItem>> {
     let as_of = f.as_of(now_ms);
-    (0..f.num_items() as u32)
-        .map(|i| Ok(engine.item_features(i, as_of)?))
-        .collect()
+    (0..f.num_items() as u32).map(|i| rerank_item(f, i, as_of)).collect()
+}
+
+/// One item's re-ranking inputs: its features as of `as_of` and its current price.
+fn rerank_item(f: &OnlineFeatures, item: u32, as_of: i64) -> Result<RerankItem> {
+    let features = f.engine().item_features(item, as_of)?;
+    let price = f.item_prices().get(item as usize).copied().flatten();
+    Ok(RerankItem::new(&features, price))
 }
 
 impl Trends {
-    fn compute(f: &OnlineFeatures, items: &[ItemFeatures]) -> Result<Trends> {
+    /// The lists from the item snapshot (its `ln(1 + score)` values rank as the scores do).
+    fn compute(f: &OnlineFeatures, items: &[RerankItem]) -> Result<Trends> {
         let mut pop = Vec::with_capacity(items.len());
         let mut trend = Vec::new();
-        for it in items {
-            pop.push((it.popularity_score, it.item));
-            if it.trending_score_1h > 0.0 {
-                trend.push((it.trending_score_1h, it.item));
+        for (i, it) in (0u32..).zip(items) {
+            pop.push((it.popularity, i));
+            if it.trending > 0.0 {
+                trend.push((it.trending, i));
             }
         }
-        let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         pop.sort_by(by_score);
         trend.sort_by(by_score);
         let cats = f.item_categories();
@@ -247,7 +252,7 @@ struct Inner {
     features: RwLock<OnlineFeatures>,
     trends: RwLock<Arc<Trends>>,
     /// The item side of the re-ranking features, refreshed every `item_features_refresh_ms`.
-    item_features: ItemSnapshot,
+    item_features: ItemSnapshot<RerankItem>,
     sessions: Arc<dyn SessionStore>,
     store: Option<Arc<dyn CandidateStore>>,
     rules: RulesConfig,
@@ -478,7 +483,7 @@ impl Recommender {
         let config = &self.inner.options.config;
         let items_every = Duration::from_millis(config.item_features_refresh_ms.max(10));
         let trends_every = Duration::from_secs(config.trending_refresh_seconds.max(1));
-        let per_tick = Refresher::per_tick(
+        let per_tick = crate::snapshot::per_tick(
             self.inner.item_features.current().len(),
             items_every.as_millis() as u64,
             config.item_features_sweep_seconds.saturating_mul(1000),
@@ -493,8 +498,7 @@ impl Recommender {
                 let Ok(f) = inner.features.read() else { return };
                 let started = Instant::now();
                 let as_of = f.as_of(now_ms());
-                let engine = f.engine();
-                let items = match refresher.tick(&inner.item_features, |i| Ok(engine.item_features(i, as_of)?)) {
+                let items = match refresher.tick(&inner.item_features, |i| rerank_item(&f, i, as_of)) {
                     Ok(items) => {
                         tracing::debug!(took = ?started.elapsed(), "item feature snapshot");
                         items
@@ -794,10 +798,11 @@ impl Recommender {
             now_ms: as_of,
             recency_half_life_ms: 24 * 3600 * 1000,
         };
+        let prepared = ruser.prepare();
         let prices = f.item_prices();
         let mut feats = Vec::with_capacity(candidates.len());
         // Similarity from the 8-bit item codes (as the re-ranker was trained): 256 bytes per
-        // candidate instead of 1 KiB. The candidates' rows (codes, item features, price) are
+        // candidate instead of 1 KiB; the rest from the item's 16-byte snapshot record. Both are
         // scattered over tables of 100k items, so a few candidates' rows are requested ahead:
         // memory latency, not arithmetic, was most of this loop's time.
         let codes = model.quantized();
@@ -806,9 +811,6 @@ impl Recommender {
             codes.prefetch(item);
             if let Some(x) = item_snapshot.get(item as usize) {
                 recsys_core::simd::prefetch(std::slice::from_ref(x));
-            }
-            if let Some(p) = prices.get(item as usize) {
-                recsys_core::simd::prefetch(std::slice::from_ref(p));
             }
         };
         for c in candidates.iter().take(PREFETCH_AHEAD) {
@@ -822,13 +824,12 @@ impl Recommender {
             let item = match item_snapshot.get(c.item as usize) {
                 Some(snapshot) => snapshot,
                 None => {
-                    computed = f.engine().item_features(c.item, as_of)?;
+                    computed = rerank_item(&f, c.item, as_of)?;
                     &computed
                 }
             };
             let similarity = codes.dot(c.item, emb)?.unwrap_or(0.0);
-            let price = prices.get(c.item as usize).copied().flatten();
-            feats.push(RerankFeatures::with_similarity(*c, similarity, item, price, &ruser));
+            feats.push(RerankFeatures::from_parts(*c, similarity, item, &prepared));
         }
         let recently_viewed: Vec<u32> = recent
             .iter()

@@ -1,7 +1,7 @@
 //! Fits the online re-ranker ([`recsys_core::rerank::Reranker`], a logistic regression over the
 //! [`RerankFeatures`]) offline, on the training run's own split: for sampled test cases, the
 //! trained model's top candidates are the impressions, and a candidate the user went on to
-//! interact with is a positive. Features come from the same [`RerankFeatures::with_similarity`] serving
+//! interact with is a positive. Features come from the same [`RerankFeatures::from_parts`] serving
 //! calls, with the similarity from the same 8-bit item codes ([`QuantizedVectors`]), on the feature
 //! engine as of the prediction time, so training and serving cannot skew.
 //!
@@ -20,7 +20,7 @@ use recsys_core::features::FeatureConfig;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::trainer::UserProfile;
 use recsys_core::model::{UserContext, UserInputs};
-use recsys_core::rerank::{FitConfig, RerankFeatures, RerankUser, Reranker, auc, last_category_times};
+use recsys_core::rerank::{FitConfig, RerankFeatures, RerankItem, RerankUser, Reranker, auc, last_category_times};
 use recsys_core::retrieval::{ExactIndex, Filter, ItemIndex, QuantizedVectors};
 use serde::{Deserialize, Serialize};
 
@@ -216,11 +216,12 @@ pub fn fit_reranker(
                 seen,
             });
         }
+        let prepared = user.prepare();
         for c in candidates {
             let item = engine.item_features(c.item, as_of)?;
             let similarity = codes.dot(c.item, &emb)?.unwrap_or(0.0);
             let price = engine.catalog().price.get(c.item as usize).copied().flatten();
-            let f = RerankFeatures::with_similarity(c, similarity, &item, price, &user);
+            let f = RerankFeatures::from_parts(c, similarity, &RerankItem::new(&item, price), &prepared);
             out.push((f, case.targets.contains(&c.item)));
         }
     }

@@ -11,31 +11,56 @@ use super::check_vectors;
 use crate::{Error, Result};
 
 /// Item-major 8-bit vectors with one `f32` scale per item.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Each row starts on a 64-byte cache line (rows of 64 or more bytes are padded to whole lines),
+/// so a 256-d row is four lines, not the five that a row straddling line boundaries touches.
+#[derive(Debug)]
 pub struct QuantizedVectors {
     dim: usize,
-    codes: Vec<i8>,
+    /// Bytes from one row to the next: `dim`, rounded up to whole lines from 64 bytes on.
+    stride: usize,
+    /// The rows, from `offset` on (a few spare bytes in front align the first row).
+    buf: Vec<i8>,
+    offset: usize,
     scales: Vec<f32>,
 }
+
+/// Cache line size the rows are aligned to.
+const LINE: usize = 64;
 
 impl QuantizedVectors {
     /// Quantizes `vectors` (row-major, `len × dim`, finite). Refuses a length that is not a
     /// multiple of `dim` and non-finite values, naming them.
     pub fn new(vectors: &[f32], dim: usize) -> Result<Self> {
         let n = check_vectors(vectors, dim)?;
-        let mut codes = Vec::with_capacity(vectors.len());
-        let mut scales = Vec::with_capacity(n);
-        for row in vectors.chunks_exact(dim) {
+        let mut q = Self::zeroed(dim, n);
+        for (i, row) in vectors.chunks_exact(dim).enumerate() {
             let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
             let scale = max / 127.0;
-            scales.push(scale);
+            q.scales[i] = scale;
             if scale > 0.0 {
-                codes.extend(row.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8));
-            } else {
-                codes.extend(std::iter::repeat_n(0i8, dim));
+                let start = q.offset + i * q.stride;
+                for (c, x) in q.buf[start..start + dim].iter_mut().zip(row) {
+                    *c = (x / scale).round().clamp(-127.0, 127.0) as i8;
+                }
             }
         }
-        Ok(QuantizedVectors { dim, codes, scales })
+        Ok(q)
+    }
+
+    /// `n` zero rows of `dim` codes (scales 0), laid out aligned.
+    fn zeroed(dim: usize, n: usize) -> Self {
+        let stride = if dim >= LINE { dim.next_multiple_of(LINE) } else { dim };
+        let buf = vec![0i8; n * stride + LINE - 1];
+        // The allocation does not move afterwards: the buffer is never resized.
+        let offset = buf.as_ptr().align_offset(LINE).min(LINE - 1);
+        QuantizedVectors {
+            dim,
+            stride,
+            buf,
+            offset,
+            scales: vec![0.0; n],
+        }
     }
 
     /// Floats per vector.
@@ -56,8 +81,9 @@ impl QuantizedVectors {
     /// The codes and scale of `item` (`None` outside the table).
     pub fn row(&self, item: u32) -> Option<(&[i8], f32)> {
         let i = item as usize;
-        let start = i.checked_mul(self.dim)?;
-        Some((self.codes.get(start..start + self.dim)?, *self.scales.get(i)?))
+        let scale = *self.scales.get(i)?;
+        let start = self.offset + i * self.stride;
+        Some((&self.buf[start..start + self.dim], scale))
     }
 
     /// `query · item` (`None` for an item outside the table). `query` must have `dim` floats.
@@ -80,11 +106,37 @@ impl QuantizedVectors {
         Some(sa * sb * crate::simd::dot_i8_i8(ca, cb) as f32)
     }
 
-    /// Starts loading `item`'s codes into cache (see [`crate::simd::prefetch`]).
+    /// Starts loading `item`'s codes and scale into cache (see [`crate::simd::prefetch`]),
+    /// without waiting for either.
     pub fn prefetch(&self, item: u32) {
-        if let Some((codes, _)) = self.row(item) {
-            crate::simd::prefetch(codes);
+        let i = item as usize;
+        if let Some(scale) = self.scales.get(i) {
+            let start = self.offset + i * self.stride;
+            crate::simd::prefetch(&self.buf[start..start + self.dim]);
+            crate::simd::prefetch(std::slice::from_ref(scale));
         }
+    }
+}
+
+impl Clone for QuantizedVectors {
+    /// A copy with its own aligned buffer (a plain copy of the bytes would lose the alignment).
+    fn clone(&self) -> Self {
+        let mut q = Self::zeroed(self.dim, self.len());
+        q.scales.copy_from_slice(&self.scales);
+        for i in 0..self.len() {
+            let (from, to) = (self.offset + i * self.stride, q.offset + i * q.stride);
+            q.buf[to..to + self.dim].copy_from_slice(&self.buf[from..from + self.dim]);
+        }
+        q
+    }
+}
+
+impl PartialEq for QuantizedVectors {
+    /// Same dimension, scales and codes (the padding and alignment do not count).
+    fn eq(&self, other: &Self) -> bool {
+        self.dim == other.dim
+            && self.scales == other.scales
+            && (0..self.len() as u32).all(|i| self.row(i).map(|r| r.0) == other.row(i).map(|r| r.0))
     }
 }
 
@@ -131,6 +183,31 @@ mod tests {
         }
         // An item with itself: about 1 for unit vectors.
         assert!((q.similarity(3, 3).unwrap() - 1.0).abs() < 2e-3);
+    }
+
+    #[test]
+    fn rows_start_on_cache_lines_and_copies_keep_the_codes() {
+        for dim in [64, 100, 256] {
+            let items = unit_vectors(7, dim, 3);
+            let q = QuantizedVectors::new(&items, dim).unwrap();
+            let copy = q.clone();
+            assert_eq!(copy, q);
+            for table in [&q, &copy] {
+                for i in 0..7u32 {
+                    let (codes, scale) = table.row(i).unwrap();
+                    assert_eq!(codes.as_ptr() as usize % LINE, 0, "dim {dim}, row {i}");
+                    assert_eq!(codes.len(), dim);
+                    let row = &items[i as usize * dim..][..dim];
+                    let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                    assert_eq!(scale, max / 127.0);
+                    assert_eq!(codes[0], (row[0] / scale).round() as i8);
+                    table.prefetch(i);
+                }
+            }
+            assert_eq!(q.row(7), None);
+            assert_eq!(q.row(u32::MAX), None);
+            q.prefetch(u32::MAX);
+        }
     }
 
     #[test]
