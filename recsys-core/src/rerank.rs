@@ -207,9 +207,7 @@ impl PreparedUser {
     /// ([`RerankFeatures::session_category_share`], [`RerankFeatures::category_recency`]) of an
     /// item in category `category` (zeros for [`NO_CATEGORY`] and categories the user never saw).
     fn category(&self, category: u32) -> (f32, f32) {
-        if category == NO_CATEGORY {
-            return (0.0, 0.0);
-        }
+        // `prepare` never lists NO_CATEGORY.
         self.categories
             .iter()
             .find(|e| e.0 == category)

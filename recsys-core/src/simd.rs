@@ -160,14 +160,18 @@ pub fn prefetch<T>(v: &[T]) {
     let _ = v;
 }
 
-/// The offsets within `bytes` bytes at address `addr` of one byte per 64-byte cache line they
-/// touch: the first byte, then the first byte of each further line (none when `bytes` is 0).
+/// Bytes per cache line (x86-64 and most ARM cores), the unit of [`prefetch`] and of the
+/// alignment of [`crate::retrieval::QuantizedVectors`]' rows.
+pub(crate) const CACHE_LINE: usize = 64;
+
+/// The offsets within `bytes` bytes at address `addr` of one byte per cache line they touch: the
+/// first byte, then the first byte of each further line (none when `bytes` is 0).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn line_offsets(addr: usize, bytes: usize) -> impl Iterator<Item = usize> {
-    let next_line = 64 - addr % 64;
+    let next_line = CACHE_LINE - addr % CACHE_LINE;
     std::iter::once(0)
         .filter(move |_| bytes > 0)
-        .chain((next_line..bytes).step_by(64))
+        .chain((next_line..bytes).step_by(CACHE_LINE))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -235,20 +239,6 @@ fn dot_i8_avx2(a: &[f32], q: &[i8]) -> f32 {
     _mm_cvtss_f32(h) + tail
 }
 
-/// The sum of `L` running sums (`L` a power of two), added pairwise.
-#[inline(always)]
-fn sum_pairwise<const L: usize>(mut acc: [f32; L]) -> f32 {
-    let mut width = L;
-    while width > 1 {
-        width /= 2;
-        let (low, high) = acc.split_at_mut(width);
-        for (s, &h) in low.iter_mut().zip(&high[..width]) {
-            *s += h;
-        }
-    }
-    acc[0]
-}
-
 #[inline(always)]
 fn dot_i8_i8_lanes<const L: usize>(a: &[i8], b: &[i8]) -> i32 {
     let n = a.len().min(b.len());
@@ -282,7 +272,15 @@ fn dot_lanes<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
             *s += p * q;
         }
     }
-    sum_pairwise(acc) + tail
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = acc.split_at_mut(width);
+        for (s, &h) in low.iter_mut().zip(&high[..width]) {
+            *s += h;
+        }
+    }
+    acc[0] + tail
 }
 
 #[inline(always)]

@@ -1,7 +1,7 @@
 //! The item side of the re-ranking features for every item (serving keeps a
-//! [`recsys_core::rerank::RerankItem`] per item: decayed popularity and trending count as logarithms,
-//! price, category), as one snapshot that requests read instead of recomputing 500 candidates'
-//! windows each.
+//! [`recsys_core::rerank::RerankItem`] per item: decayed popularity and trending count as
+//! logarithms, price, category; a price change shows at the next tick, as an event does), as one
+//! snapshot that requests read instead of recomputing 500 candidates' windows each.
 //!
 //! A background thread keeps it fresh ([`Refresher::tick`], every `item_features_refresh_ms`)
 //! without recomputing the whole catalogue each time: a full pass over 100k items took 13 to 48 ms

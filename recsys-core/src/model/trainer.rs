@@ -746,6 +746,27 @@ mod tests {
         assert!(matches!(err, Err(Error::Internal(_))), "{err:?}");
     }
 
+    /// Trains on the ndarray backend (no validator), recording the loss of every step.
+    fn train_recording_losses(
+        data: &TrainingData,
+        cfg: &TwoTowerConfig,
+        placement: LossPlacement,
+        pipelined: bool,
+    ) -> (TwoTowerModel, TrainReport, Vec<f32>) {
+        let mut losses = Vec::new();
+        let (model, report) = train_impl::<Autodiff<NdArray>>(
+            data,
+            cfg,
+            &Default::default(),
+            placement,
+            pipelined,
+            &mut |_, _, l| losses.push(l),
+            None,
+        )
+        .unwrap();
+        (model, report, losses)
+    }
+
     #[test]
     fn host_and_backend_loss_train_the_same_model() {
         type B = Autodiff<NdArray>;
@@ -754,21 +775,9 @@ mod tests {
         let data = toy(120, 5);
         // Uniform negatives over 40 items: extra columns and many accidental hits.
         let cfg = small().with_epochs(2).with_uniform_negatives(16);
-        let run = |placement| {
-            let mut losses = Vec::new();
-            let (model, report) = train_with::<B>(
-                &data,
-                &cfg,
-                &Default::default(),
-                placement,
-                &mut |_, _, l| losses.push(l),
-                None,
-            )
-            .unwrap();
-            (model, report, losses)
-        };
-        let (host_model, host, host_losses) = run(LossPlacement::Host);
-        let (backend_model, backend, backend_losses) = run(LossPlacement::Backend);
+        let (host_model, host, host_losses) = train_recording_losses(&data, &cfg, LossPlacement::Host, true);
+        let (backend_model, backend, backend_losses) =
+            train_recording_losses(&data, &cfg, LossPlacement::Backend, true);
         assert_eq!(host.steps, backend.steps);
         assert!(host.steps >= 4);
         // The same loss at every step: to 1e-4 while both runs start from the same weights, to 1e-2
@@ -796,23 +805,12 @@ mod tests {
 
     #[test]
     fn batches_planned_ahead_on_another_thread_train_the_same_model() {
-        type B = Autodiff<NdArray>;
         let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
         let data = toy(120, 9);
         // Uniform negatives: a batch planned out of turn would draw other ones from the seeded rng.
         let cfg = small().with_epochs(3).with_uniform_negatives(16);
         let run = |pipelined| {
-            let mut losses = Vec::new();
-            let (model, report) = train_impl::<B>(
-                &data,
-                &cfg,
-                &Default::default(),
-                LossPlacement::Host,
-                pipelined,
-                &mut |_, _, l| losses.push(l),
-                None,
-            )
-            .unwrap();
+            let (model, report, losses) = train_recording_losses(&data, &cfg, LossPlacement::Host, pipelined);
             (model.item_embeddings(), report.steps, losses)
         };
         let (ahead, ahead_steps, ahead_losses) = run(true);

@@ -8,6 +8,7 @@
 //! similarity feature through this same type, so serving and training see identical values.
 
 use super::check_vectors;
+use crate::simd::CACHE_LINE as LINE;
 use crate::{Error, Result};
 
 /// Item-major 8-bit vectors with one `f32` scale per item.
@@ -25,9 +26,6 @@ pub struct QuantizedVectors {
     scales: Vec<f32>,
 }
 
-/// Cache line size the rows are aligned to.
-const LINE: usize = 64;
-
 impl QuantizedVectors {
     /// Quantizes `vectors` (row-major, `len × dim`, finite). Refuses a length that is not a
     /// multiple of `dim` and non-finite values, naming them.
@@ -39,7 +37,7 @@ impl QuantizedVectors {
             let scale = max / 127.0;
             q.scales[i] = scale;
             if scale > 0.0 {
-                let start = q.offset + i * q.stride;
+                let start = q.start(i);
                 for (c, x) in q.buf[start..start + dim].iter_mut().zip(row) {
                     *c = (x / scale).round().clamp(-127.0, 127.0) as i8;
                 }
@@ -63,6 +61,11 @@ impl QuantizedVectors {
         }
     }
 
+    /// Where row `i`'s codes start in `buf`.
+    fn start(&self, i: usize) -> usize {
+        self.offset + i * self.stride
+    }
+
     /// Floats per vector.
     pub fn dim(&self) -> usize {
         self.dim
@@ -82,7 +85,7 @@ impl QuantizedVectors {
     pub fn row(&self, item: u32) -> Option<(&[i8], f32)> {
         let i = item as usize;
         let scale = *self.scales.get(i)?;
-        let start = self.offset + i * self.stride;
+        let start = self.start(i);
         Some((&self.buf[start..start + self.dim], scale))
     }
 
@@ -111,7 +114,7 @@ impl QuantizedVectors {
     pub fn prefetch(&self, item: u32) {
         let i = item as usize;
         if let Some(scale) = self.scales.get(i) {
-            let start = self.offset + i * self.stride;
+            let start = self.start(i);
             crate::simd::prefetch(&self.buf[start..start + self.dim]);
             crate::simd::prefetch(std::slice::from_ref(scale));
         }
@@ -124,7 +127,7 @@ impl Clone for QuantizedVectors {
         let mut q = Self::zeroed(self.dim, self.len());
         q.scales.copy_from_slice(&self.scales);
         for i in 0..self.len() {
-            let (from, to) = (self.offset + i * self.stride, q.offset + i * q.stride);
+            let (from, to) = (self.start(i), q.start(i));
             q.buf[to..to + self.dim].copy_from_slice(&self.buf[from..from + self.dim]);
         }
         q
