@@ -6,8 +6,10 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use recsys_core::model::net::TwoTowerNet;
 use recsys_core::model::sparse::SparseTable;
-use recsys_core::model::trainer::{TrainingData, UserProfile, export};
-use recsys_core::model::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
+use recsys_core::model::trainer::export;
+use recsys_core::model::{
+    HistoryEvent, ItemSide, TrainingData, TwoTowerConfig, UserContext, UserInputs, UserProfile, Vocab,
+};
 use recsys_core::schema::EventType;
 use std::time::Instant;
 

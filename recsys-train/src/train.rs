@@ -13,8 +13,10 @@ use crate::{Error, Result};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use recsys_core::model::inference::TwoTowerModel;
-use recsys_core::model::trainer::{TrainReport, TrainingData, UserProfile, Validator};
-use recsys_core::model::{HistoryEvent, ItemSide, TwoTowerConfig, UserContext, UserInputs, Vocab};
+use recsys_core::model::trainer::{TrainReport, Validator};
+use recsys_core::model::{
+    HistoryEvent, ItemSide, TrainingData, TwoTowerConfig, UserContext, UserInputs, UserProfile, Vocab,
+};
 use recsys_core::retrieval::{HnswConfig, HnswIndex};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -6,8 +6,7 @@
 
 use super::net::{CodeMix, MixData};
 use super::sparse::SparseTable;
-use super::trainer::TrainingData;
-use super::{TwoTowerConfig, UserContext, UserInputs};
+use super::{TrainingData, TwoTowerConfig, UserContext, UserInputs};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
@@ -330,7 +329,7 @@ fn slots_by_row(rows: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::trainer::UserProfile;
+    use crate::model::UserProfile;
     use crate::model::{HistoryEvent, ItemSide, Vocab};
     use crate::schema::EventType;
     use rand::SeedableRng;

@@ -23,6 +23,29 @@ pub mod trainer;
 use crate::schema::{DAY_MS, EventType};
 use burn::config::Config;
 
+/// Per-user static inputs (codes, 0 = unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserProfile {
+    /// 1 + age bucket.
+    pub age: u32,
+    /// 1 + region.
+    pub region: u32,
+}
+
+/// Everything training needs, indexed by dense ids (built by `recsys-train`'s feature
+/// pipeline, read by the batcher and the trainer).
+#[derive(Debug, Clone)]
+pub struct TrainingData {
+    /// Vocabulary sizes.
+    pub vocab: Vocab,
+    /// Item inputs.
+    pub items: ItemSide,
+    /// Per-user demographics.
+    pub users: Vec<UserProfile>,
+    /// Per-user training interactions in time order.
+    pub histories: Vec<Vec<HistoryEvent>>,
+}
+
 /// Hyper-parameters of the two-tower model; saved with every trained model.
 #[derive(Config, Debug, PartialEq)]
 pub struct TwoTowerConfig {

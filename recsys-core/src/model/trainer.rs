@@ -14,7 +14,7 @@ use super::inference::{Dense, TwoTowerModel};
 use super::net::TwoTowerNet;
 use super::softmax::sampled_softmax;
 use super::sparse::SparseTable;
-use super::{HistoryEvent, ItemSide, TwoTowerConfig, Vocab};
+use super::{TrainingData, TwoTowerConfig};
 use crate::{Error, Result};
 use burn::module::AutodiffModule;
 use burn::nn::{Embedding, Linear};
@@ -25,28 +25,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::time::Instant;
-
-/// Per-user static inputs (codes, 0 = unknown).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UserProfile {
-    /// 1 + age bucket.
-    pub age: u32,
-    /// 1 + region.
-    pub region: u32,
-}
-
-/// Everything training needs, indexed by dense ids.
-#[derive(Debug, Clone)]
-pub struct TrainingData {
-    /// Vocabulary sizes.
-    pub vocab: Vocab,
-    /// Item inputs.
-    pub items: ItemSide,
-    /// Per-user demographics.
-    pub users: Vec<UserProfile>,
-    /// Per-user training interactions in time order.
-    pub histories: Vec<Vec<HistoryEvent>>,
-}
 
 /// What a training run did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -586,7 +564,7 @@ pub fn export<B: Backend>(
 mod tests {
     use super::*;
     use crate::model::net::CodeMix;
-    use crate::model::{UserContext, UserInputs};
+    use crate::model::{HistoryEvent, ItemSide, UserContext, UserInputs, UserProfile, Vocab};
     use crate::schema::EventType;
     use burn::backend::{Autodiff, NdArray};
     use rand::Rng;
