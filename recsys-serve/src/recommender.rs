@@ -799,7 +799,6 @@ impl Recommender {
             recency_half_life_ms: 24 * 3600 * 1000,
         };
         let prepared = ruser.prepare();
-        let prices = f.item_prices();
         let mut feats = Vec::with_capacity(candidates.len());
         // Similarity from the 8-bit item codes (as the re-ranker was trained): 256 bytes per
         // candidate instead of 1 KiB; the rest from the item's 16-byte snapshot record. Both are
@@ -841,7 +840,7 @@ impl Recommender {
         let items = ItemAttributes {
             category: f.item_categories(),
             brand: f.item_brands(),
-            price: prices,
+            price: f.item_prices(),
             in_stock: f.in_stock(),
         };
         let ctx = Context {
