@@ -13,7 +13,7 @@ use crate::{Error, Result};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use recsys_core::model::inference::TwoTowerModel;
-use recsys_core::model::trainer::{TrainReport, Validator};
+use recsys_core::model::trainer::{TrainBackend, TrainReport, Validator};
 use recsys_core::model::{
     HistoryEvent, ItemSide, TrainingData, TwoTowerConfig, UserContext, UserInputs, UserProfile, Vocab,
 };
@@ -264,25 +264,11 @@ pub fn fit(
             );
         }
     };
-    let out = match backend {
-        BackendKind::Cpu => {
-            type B = burn::backend::Autodiff<burn::backend::NdArray>;
-            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step, validator)
-        }
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            type B = burn::backend::Autodiff<burn::backend::Cuda>;
-            recsys_core::model::trainer::train::<B>(data, cfg, &Default::default(), &mut on_step, validator)
-        }
-        #[cfg(not(feature = "cuda"))]
-        BackendKind::Cuda => {
-            return Err(Error::arg(
-                "backend",
-                "cuda",
-                "this binary was built without the `cuda` feature",
-            ));
-        }
+    let backend = match backend {
+        BackendKind::Cpu => TrainBackend::Cpu,
+        BackendKind::Cuda => TrainBackend::Cuda,
     };
+    let out = recsys_core::model::trainer::train_on(backend, data, cfg, &mut on_step, validator);
     bar.finish_and_clear();
     Ok(out?)
 }

@@ -159,6 +159,46 @@ pub fn train<B: AutodiffBackend>(
     train_with::<B>(data, cfg, device, LossPlacement::default_for::<B>(), on_step, validator)
 }
 
+/// The burn backend that trains a model, chosen at run time ([`train_on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrainBackend {
+    /// burn's ndarray backend on the CPU (always built).
+    #[default]
+    Cpu,
+    /// burn's CUDA backend on the first NVIDIA GPU (needs the `cuda` cargo feature).
+    Cuda,
+}
+
+/// [`train`] on `backend`'s default device. This is the one place that names a concrete training
+/// backend, so the CPU instantiation is compiled once, here, and `cargo check -p recsys-core
+/// --features cuda` covers every line the `cuda` feature adds. Without that feature, `Cuda` is an
+/// [`Error::InvalidInput`] for the field `backend`.
+pub fn train_on(
+    backend: TrainBackend,
+    data: &TrainingData,
+    cfg: &TwoTowerConfig,
+    on_step: &mut dyn FnMut(usize, usize, f32),
+    validator: Option<&mut dyn Validator>,
+) -> Result<(TwoTowerModel, TrainReport)> {
+    match backend {
+        TrainBackend::Cpu => {
+            type B = burn::backend::Autodiff<burn::backend::NdArray>;
+            train::<B>(data, cfg, &Default::default(), on_step, validator)
+        }
+        #[cfg(feature = "cuda")]
+        TrainBackend::Cuda => {
+            type B = burn::backend::Autodiff<burn::backend::Cuda>;
+            train::<B>(data, cfg, &Default::default(), on_step, validator)
+        }
+        #[cfg(not(feature = "cuda"))]
+        TrainBackend::Cuda => Err(Error::invalid(
+            "backend",
+            "cuda",
+            "this binary was built without the `cuda` feature",
+        )),
+    }
+}
+
 /// [`train`] with the loss computed where `placement` says (both give the same model up to
 /// floating-point rounding).
 pub fn train_with<B: AutodiffBackend>(
@@ -627,6 +667,29 @@ mod tests {
     /// `train` seeds: tests that train or initialise a net hold this lock, so that a parallel
     /// test cannot draw from it between the seed and the initialisation.
     static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn train_on_cpu_is_train_on_the_ndarray_backend() {
+        let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let data = toy(16, 5);
+        let cfg = small().with_epochs(1);
+        let (a, ra) = train_on(TrainBackend::Cpu, &data, &cfg, &mut |_, _, _| {}, None).unwrap();
+        let (b, rb) = train::<Autodiff<NdArray>>(&data, &cfg, &Default::default(), &mut |_, _, _| {}, None).unwrap();
+        assert_eq!(ra.loss_per_epoch, rb.loss_per_epoch);
+        assert_eq!(a.item_embeddings(), b.item_embeddings());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn train_on_cuda_without_the_feature_is_a_user_error() {
+        let data = toy(4, 1);
+        let err = train_on(TrainBackend::Cuda, &data, &small(), &mut |_, _, _| {}, None).unwrap_err();
+        assert!(err.is_user_error(), "{err}");
+        assert!(
+            matches!(&err, Error::InvalidInput { field, value, .. } if field == "backend" && value == "cuda"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn burn_forward_and_plain_inference_agree() {
