@@ -9,18 +9,26 @@
 WORK="$BENCH_DIR/ann-u$USERS-i$ITEMS-e$EVENTS"
 MODEL_DIR="$WORK/model-x$MAX_EXAMPLES"
 mkdir -p "$WORK"
+# Wall time and peak memory of a step (GNU time; wall time alone where it is not installed).
+timed() {
+  if [ -x /usr/bin/time ]; then /usr/bin/time -f "   %es, %MKB" "$@"; else
+    local start=$SECONDS
+    "$@"
+    echo "   $((SECONDS - start))s" >&2
+  fi
+}
 
 if [ ! -f "$WORK/raw.done" ]; then
   echo "== generate: $USERS users, $ITEMS items, $EVENTS events, 1 day" >&2
   rm -rf "$WORK/raw"
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q generate --out "$WORK/raw" --users "$USERS" --items "$ITEMS" \
+  timed "$TRAIN" -q generate --out "$WORK/raw" --users "$USERS" --items "$ITEMS" \
     --events-per-day "$EVENTS" --days 1
   touch "$WORK/raw.done"
 fi
 if [ ! -f "$WORK/data.done" ]; then
   echo "== import" >&2
   rm -rf "$WORK/data"
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q import \
+  timed "$TRAIN" -q import \
     --events "$WORK/raw/events" --items "$WORK/raw/items.parquet" --users "$WORK/raw/users.parquet" \
     --map user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page \
     --event-type event_type --out "$WORK/data"
@@ -31,7 +39,7 @@ if [ ! -f "$MODEL_DIR/done" ]; then
   rm -rf "$MODEL_DIR/registry"
   mkdir -p "$MODEL_DIR"
   echo "{\"epochs\": 1, \"max_examples_per_epoch\": $MAX_EXAMPLES}" >"$MODEL_DIR/config.json"
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" train --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+  timed "$TRAIN" train --data "$WORK/data" --registry "$MODEL_DIR/registry" \
     --config "$MODEL_DIR/config.json" --gates off --protocol leave-one-out | tee "$MODEL_DIR/train.json"
   touch "$MODEL_DIR/done"
 fi

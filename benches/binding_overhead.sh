@@ -13,6 +13,9 @@
 #   usage: benches/binding_overhead.sh [REGISTRY DATA STORE USERS]
 #   default: the quickstart's output (examples/quickstart.sh, run here when missing)
 #   env:   REQUESTS (3000 per side and round), ROUNDS (5), TECHSHOP_PY_VENV (as bindings/python/test.sh)
+#          PREBUILT=DIR: no cargo, take DIR/load, DIR/index.node and DIR/_native.abi3.so as built
+#          (a machine without Rust: benches/binding_overhead_device.sh); NODE, PYTHON: interpreters;
+#          SKIP_PYTHON=1: Rust and Node only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,27 +31,35 @@ else
   USERS=5000  # the quickstart's `generate` default
 fi
 
-# One feature set for everything: the workspace's (bindings included).
-cargo build --release -q --workspace --bins --lib
-cargo bench -q --workspace --bench load --no-run 2>/dev/null
-LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
-(cd bindings/node && [ -d node_modules ] || npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
-(cd bindings/node && node build.js --release 2>/dev/null)
-# The Python package as maturin lays it out: python/techshop_recs plus the cdylib as _native.
-VENV=${TECHSHOP_PY_VENV:-$HOME/.cache/techshop-recs-py-venv}
-[ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q numpy; }
+NODE=${NODE:-node}
 PYPKG=$(mktemp -d)
-
 cp -r bindings/python/python/techshop_recs "$PYPKG/"
-cp "$TARGET/release/lib_native.so" "$PYPKG/techshop_recs/_native.abi3.so"
+if [ -n "${PREBUILT:-}" ]; then
+  LOAD=$PREBUILT/load
+  cp "$PREBUILT/index.node" bindings/node/index.node
+  cp "$PREBUILT/_native.abi3.so" "$PYPKG/techshop_recs/_native.abi3.so"
+  PYTHON=${PYTHON:-python3}
+else
+  # One feature set for everything: the workspace's (bindings included).
+  cargo build --release -q --workspace --bins --lib
+  cargo bench -q --workspace --bench load --no-run 2>/dev/null
+  LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
+  (cd bindings/node && [ -d node_modules ] || npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+  (cd bindings/node && node build.js --release 2>/dev/null)
+  # The Python package as maturin lays it out: python/techshop_recs plus the cdylib as _native.
+  VENV=${TECHSHOP_PY_VENV:-$HOME/.cache/techshop-recs-py-venv}
+  [ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q numpy; }
+  cp "$TARGET/release/lib_native.so" "$PYPKG/techshop_recs/_native.abi3.so"
+  PYTHON=${PYTHON:-$VENV/bin/python}
+fi
 
 args=(--registry "$REGISTRY" --store "$STORE" --data "$DATA" --users "$USERS" --requests "$REQUESTS")
 RESULTS=$(mktemp)
 trap 'rm -rf "$PYPKG" "$RESULTS"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
   "$LOAD" library "${args[@]}" --order sequential --label rust | tee -a "$RESULTS"
-  PYTHONPATH="$PYPKG" "$VENV/bin/python" benches/python/binding_overhead.py "${args[@]}" | tee -a "$RESULTS"
-  node bindings/node/bench/overhead.js "${args[@]}" | tee -a "$RESULTS"
+  [ -n "${SKIP_PYTHON:-}" ] || PYTHONPATH="$PYPKG" "$PYTHON" benches/python/binding_overhead.py "${args[@]}" | tee -a "$RESULTS"
+  "$NODE" bindings/node/bench/overhead.js "${args[@]}" | tee -a "$RESULTS"
 done
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
@@ -57,6 +68,8 @@ def p50s(side):
     return [r["p50_us"] for r in runs if r.get("side", r.get("label")) == side]
 rust = statistics.median(p50s("rust"))
 for name in ("python", "node"):
+    if not p50s(name):
+        continue
     b = statistics.median(p50s(name))
     over = b - rust
     print(json.dumps({"binding": name, "rounds": len(p50s(name)), "rust_p50_us": round(rust, 1),
