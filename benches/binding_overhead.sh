@@ -18,8 +18,6 @@
 #          SKIP_PYTHON=1: Rust and Node only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 REQUESTS=${REQUESTS:-3000}
 ROUNDS=${ROUNDS:-5}
 if [ $# -ge 4 ]; then
@@ -40,12 +38,8 @@ if [ -n "${PREBUILT:-}" ]; then
   cp "$PREBUILT/_native.abi3.so" "$PYPKG/techshop_recs/_native.abi3.so"
   PYTHON=${PYTHON:-python3}
 else
-  # One feature set for everything: the workspace's (bindings included).
-  cargo build --release -q --workspace --bins --lib
-  cargo bench -q --workspace --bench load --no-run 2>/dev/null
-  LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
-  (cd bindings/node && [ -d node_modules ] || npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
-  (cd bindings/node && node build.js --release 2>/dev/null)
+  # shellcheck source=benches/release_bins.sh
+  RELEASE_NODE=1 source benches/release_bins.sh
   # The Python package as maturin lays it out: python/techshop_recs plus the cdylib as _native.
   VENV=${TECHSHOP_PY_VENV:-$HOME/.cache/techshop-recs-py-venv}
   [ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q numpy; }

@@ -22,12 +22,8 @@ PYTHON=${PYTHON:-python3}
 
 case "$MODE" in
   prepare)
-    TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
-    cargo build --release -q --workspace --bins --lib
-    cargo bench -q --workspace --bench load --no-run 2>/dev/null
-    LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
-    (cd bindings/node && [ -d node_modules ] || npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
-    (cd bindings/node && node build.js --release 2>/dev/null)
+    # shellcheck source=benches/release_bins.sh
+    RELEASE_NODE=1 source benches/release_bins.sh
     mkdir -p "$DIR"
     strip -o "$DIR/recsys-train" "$TARGET/release/recsys-train"
     strip -o "$DIR/load" "$LOAD"

@@ -24,12 +24,8 @@ SECONDS_MAIN=${SECONDS_MAIN:-60}
 SECONDS_STEP=${SECONDS_STEP:-15}
 RATES=${RATES:-2000,3000,4000,5000,6000,8000}
 REDIS=${REDIS:-redis://127.0.0.1:6379}
-TARGET="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q --workspace --bins
-cargo bench -q --workspace --bench load --no-run 2>/dev/null
-LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
-TRAIN="$TARGET/release/recsys-train"
-SERVE="$TARGET/release/recsys-serve"
+# shellcheck source=benches/release_bins.sh
+source benches/release_bins.sh
 # shellcheck source=benches/adr_model.sh
 source benches/adr_model.sh
 OUT="$MODEL_DIR/serve"
