@@ -29,6 +29,7 @@ pub mod diversify;
 pub mod error;
 pub mod features;
 mod linalg;
+pub mod memory;
 pub mod model;
 pub mod pipeline;
 pub mod rerank;

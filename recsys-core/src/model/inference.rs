@@ -2,6 +2,7 @@
 //! embedding in tens of microseconds on one core.
 
 use super::{ITEM_NUMERIC, ItemSide, TwoTowerConfig, USER_NUMERIC, UserInputs, Vocab};
+use crate::memory::LargeTable;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::io::{Read, Write};
@@ -44,8 +45,9 @@ pub struct TwoTowerModel {
     pub vocab: Vocab,
     /// Static item inputs.
     pub item_side: ItemSide,
-    /// Item-id table, `items × id_dim`.
-    pub id_table: Vec<f32>,
+    /// Item-id table, `items × id_dim` (25 MB for 100k items: each request reads its history's
+    /// rows scattered over it, hence huge pages, see [`crate::memory`]).
+    pub id_table: LargeTable<f32>,
     /// Category table, `categories × side_dim`.
     pub category: Vec<f32>,
     /// Brand table.
@@ -249,7 +251,7 @@ impl TwoTowerModel {
             config,
             vocab,
             item_side,
-            id_table,
+            id_table: LargeTable::from_slice(&id_table),
             category,
             brand,
             price,
@@ -266,7 +268,7 @@ impl TwoTowerModel {
 
     fn tensors(&self) -> Vec<(&'static str, &[f32])> {
         vec![
-            ("id_table", &self.id_table),
+            ("id_table", &self.id_table[..]),
             ("category", &self.category),
             ("brand", &self.brand),
             ("price", &self.price),

@@ -585,7 +585,7 @@ pub fn export<B: Backend>(
         config: cfg.clone(),
         vocab: data.vocab,
         item_side: data.items.clone(),
-        id_table: table.values,
+        id_table: crate::memory::LargeTable::from_slice(&table.values),
         category: embedding(&net.category)?,
         brand: embedding(&net.brand)?,
         price: embedding(&net.price)?,

@@ -8,6 +8,7 @@
 //! similarity feature through this same type, so serving and training see identical values.
 
 use super::check_vectors;
+use crate::memory::LargeTable;
 use crate::simd::CACHE_LINE as LINE;
 use crate::{Error, Result};
 
@@ -20,8 +21,9 @@ pub struct QuantizedVectors {
     dim: usize,
     /// Bytes from one row to the next: `dim`, rounded up to whole lines from 64 bytes on.
     stride: usize,
-    /// The rows, from `offset` on (a few spare bytes in front align the first row).
-    buf: Vec<i8>,
+    /// The rows, from `offset` on (a few spare bytes in front align the first row); 25 MB for
+    /// 100k 256-d items, hence in huge pages (see [`crate::memory`]).
+    buf: LargeTable<i8>,
     offset: usize,
     scales: Vec<f32>,
 }
@@ -49,7 +51,7 @@ impl QuantizedVectors {
     /// `n` zero rows of `dim` codes (scales 0), laid out aligned.
     fn zeroed(dim: usize, n: usize) -> Self {
         let stride = if dim >= LINE { dim.next_multiple_of(LINE) } else { dim };
-        let buf = vec![0i8; n * stride + LINE - 1];
+        let buf = LargeTable::<i8>::zeroed(n * stride + LINE - 1);
         // The allocation does not move afterwards: the buffer is never resized.
         let offset = buf.as_ptr().align_offset(LINE).min(LINE - 1);
         QuantizedVectors {
