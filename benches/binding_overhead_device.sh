@@ -8,9 +8,10 @@
 #                                                     and file store (benches/adr_model.sh, as
 #                                                     benches/serve_load.sh does), then run
 #                                                     benches/binding_overhead.sh on them
-# Environment at `run`: USERS, ITEMS, EVENTS_PER_DAY, MAX_EXAMPLES (benches/adr_model.sh's; default
-# the ADR's scale), ROUNDS, REQUESTS (benches/binding_overhead.sh's), PYTHON (python3), NODE (the
-# machine's node when it is version 20 or later, else the carried one), SKIP_PYTHON (default 1: the
+# Environment at `run`: BENCH_DIR (where the data, model and store are built; default a new
+# temporary directory: name one to reuse them in a second run, e.g. of other binaries), USERS,
+# ITEMS, EVENTS_PER_DAY, MAX_EXAMPLES (benches/adr_model.sh's; default the ADR's scale), ROUNDS,
+# REQUESTS (benches/binding_overhead.sh's), PYTHON (python3), NODE (the machine's node when it is version 20 or later, else the carried one), SKIP_PYTHON (default 1: the
 # cdylib cargo builds links this machine's libpython3.11, which maturin's wheel does not; set it
 # empty where the other machine has that library). With $OUT set, the log of every step goes to
 # $OUT/overhead.log.
@@ -47,7 +48,7 @@ case "$MODE" in
     {
       echo "== $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
       echo "== node $("$NODE" --version), $("$PYTHON" --version)"
-      BENCH_DIR=$work/bench TRAIN=$work/recsys-train USERS=${USERS:-500000} ITEMS=${ITEMS:-100000} \
+      BENCH_DIR=${BENCH_DIR:-$work/bench} TRAIN=$work/recsys-train USERS=${USERS:-500000} ITEMS=${ITEMS:-100000} \
         EVENTS=${EVENTS_PER_DAY:-10000000} MAX_EXAMPLES=${MAX_EXAMPLES:-300000}
       # shellcheck source=benches/adr_model.sh
       source benches/adr_model.sh
