@@ -11,10 +11,10 @@
 # Environment at `run`: BENCH_DIR (where the data, model and store are built; default a new
 # temporary directory: name one to reuse them in a second run, e.g. of other binaries), USERS,
 # ITEMS, EVENTS_PER_DAY, MAX_EXAMPLES (benches/adr_model.sh's; default the ADR's scale), ROUNDS,
-# REQUESTS (benches/binding_overhead.sh's), PYTHON (python3), NODE (the machine's node when it is version 20 or later, else the carried one), SKIP_PYTHON (default 1: the
-# cdylib cargo builds links this machine's libpython3.11, which maturin's wheel does not; set it
-# empty where the other machine has that library). With $OUT set, the log of every step goes to
-# $OUT/overhead.log.
+# REQUESTS (benches/binding_overhead.sh's), PYTHON (python3), NODE (the machine's node when it is
+# version 20 or later, else the carried one), SKIP_PYTHON (default 1: the cdylib cargo builds links
+# this machine's libpython3.11, which maturin's wheel does not; set it empty where the other machine
+# has that library). With $OUT set, the log of every step goes to $OUT/overhead.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?usage: benches/binding_overhead_device.sh prepare|run [DIR]}
