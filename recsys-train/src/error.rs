@@ -55,7 +55,7 @@ pub enum Error {
     Core(#[from] recsys_core::Error),
     /// An Arrow compute or IPC failure.
     #[error("arrow: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
+    Arrow(#[from] crate::arrow::error::ArrowError),
     /// A Parquet encoding or decoding failure.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

@@ -33,6 +33,7 @@
 //! ```
 
 pub mod abtest;
+pub mod arrow;
 pub mod baselines;
 pub mod dataset;
 pub mod error;
