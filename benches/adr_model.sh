@@ -1,11 +1,13 @@
-# Sourced by benches/ann_vs_faiss.sh and benches/serve_load.sh: the ADR-scale synthetic TechShop
-# data (generate, import) and a one-epoch two-tower model on it (leave-one-out split: one day of
-# events leaves the time split nothing to train on), each step cached under BENCH_DIR behind a
-# stamp file, so that a rerun of either bench only re-measures.
+# Sourced by benches/ann_vs_faiss.sh, benches/serve_load.sh and benches/binding_overhead_device.sh:
+# the ADR-scale synthetic TechShop data (generate, import) and a one-epoch two-tower model on it
+# (leave-one-out split: one day of events leaves the time split nothing to train on), each step
+# cached under BENCH_DIR behind a stamp file, so that a rerun of any of them only re-measures.
 #
 #   in:  BENCH_DIR, USERS, ITEMS, EVENTS, MAX_EXAMPLES (cap on the epoch's examples; 0 = all),
 #        TRAIN (the recsys-train binary)
-#   out: WORK (the data: $WORK/raw, $WORK/data), MODEL_DIR (the registry: $MODEL_DIR/registry)
+#   out: WORK (the data: $WORK/raw, $WORK/data), MODEL_DIR (the registry: $MODEL_DIR/registry),
+#        and the function adr_file_store: the model's top-500 for every user in the embedded file
+#        store $MODEL_DIR/store (cached the same way)
 WORK="$BENCH_DIR/ann-u$USERS-i$ITEMS-e$EVENTS"
 MODEL_DIR="$WORK/model-x$MAX_EXAMPLES"
 mkdir -p "$WORK"
@@ -43,3 +45,13 @@ if [ ! -f "$MODEL_DIR/done" ]; then
     --config "$MODEL_DIR/config.json" --gates off --protocol leave-one-out | tee "$MODEL_DIR/train.json"
   touch "$MODEL_DIR/done"
 fi
+
+# The file store the serving benches read: precompute once per model (stamp file, as above).
+adr_file_store() {
+  if [ ! -f "$MODEL_DIR/store.done" ]; then
+    echo "== precompute: top-500 for every user into the file store" >&2
+    timed "$TRAIN" precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+      --store "file:$MODEL_DIR/store" | tee "$MODEL_DIR/precompute.json"
+    touch "$MODEL_DIR/store.done"
+  fi
+}

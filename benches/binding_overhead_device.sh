@@ -52,10 +52,7 @@ case "$MODE" in
         EVENTS=${EVENTS_PER_DAY:-10000000} MAX_EXAMPLES=${MAX_EXAMPLES:-300000}
       # shellcheck source=benches/adr_model.sh
       source benches/adr_model.sh
-      echo "== precompute: top-500 for every user into the file store"
-      start=$SECONDS
-      "$TRAIN" -q precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" --store "file:$MODEL_DIR/store"
-      echo "   $((SECONDS - start)) s"
+      adr_file_store
       PREBUILT=$work NODE=$NODE PYTHON=$PYTHON SKIP_PYTHON=${SKIP_PYTHON-1} \
         benches/binding_overhead.sh "$MODEL_DIR/registry" "$WORK/data" "file:$MODEL_DIR/store" "$USERS"
     } 2>&1 | tee "$log"

@@ -30,12 +30,7 @@ source benches/release_bins.sh
 source benches/adr_model.sh
 OUT="$MODEL_DIR/serve"
 mkdir -p "$OUT"
-if [ ! -f "$MODEL_DIR/store.done" ]; then
-  echo "== precompute: top-500 for every user into the file store" >&2
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
-    --store "file:$MODEL_DIR/store" | tee "$MODEL_DIR/precompute.json"
-  touch "$MODEL_DIR/store.done"
-fi
+adr_file_store
 VERSION=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$MODEL_DIR/registry/CURRENT.json")
 run_library() {
   echo "== library call: $1" >&2
@@ -63,7 +58,7 @@ run_http file "file:$MODEL_DIR/store"
 RURL="$REDIS#bench"
 if [ "$("$TRAIN" store --store "$RURL" versions 2>/dev/null | grep -c "${VERSION:-none}" || true)" = 0 ]; then
   echo "== precompute into Redis ($RURL)" >&2
-  /usr/bin/time -f "   %es, %MKB" "$TRAIN" -q precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
+  timed "$TRAIN" -q precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
     --store "$RURL" --ttl 86400 | tee "$MODEL_DIR/precompute-redis.json"
 fi
 
