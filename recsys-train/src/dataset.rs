@@ -13,13 +13,14 @@
 //! written to a temporary name and renamed, and the manifest is renamed last, so a reader (and an
 //! interrupted import) sees either the old dataset or the new one.
 
-use crate::arrow::array::{
+use crate::arrow;
+use crate::{Error, Result};
+use ahash::AHashMap;
+use arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMillisecondArray, UInt32Array,
 };
-use crate::arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef, TimeUnit};
-use crate::{Error, Result};
-use ahash::AHashMap;
+use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
@@ -100,7 +101,7 @@ pub fn event_type_values() -> ArrayRef {
 
 /// Builds the dictionary-encoded `event_type` column from codes (`EventType as u8`).
 pub fn event_type_array(codes: Vec<i8>) -> Result<ArrayRef> {
-    let keys = crate::arrow::array::Int8Array::from(codes);
+    let keys = arrow::array::Int8Array::from(codes);
     Ok(Arc::new(DictionaryArray::<Int8Type>::try_new(
         keys,
         event_type_values(),
@@ -407,7 +408,7 @@ fn column<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRe
 fn check_dense(path: &Path, b: &RecordBatch, name: &str, start: usize) -> Result<()> {
     let a = column(path, b, name)?;
     let a = a
-        .as_primitive_opt::<crate::arrow::datatypes::UInt32Type>()
+        .as_primitive_opt::<arrow::datatypes::UInt32Type>()
         .ok_or_else(|| Error::data(path, format!("column `{name}` must be uint32")))?;
     for (k, v) in a.iter().enumerate() {
         if v != Some((start + k) as u32) {
@@ -421,25 +422,23 @@ fn check_dense(path: &Path, b: &RecordBatch, name: &str, start: usize) -> Result
 }
 
 fn strings(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let a = crate::arrow::compute::cast(column(path, b, name)?, &DataType::Utf8)?;
+    let a = arrow::compute::cast(column(path, b, name)?, &DataType::Utf8)?;
     Ok(a.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect())
 }
 
 fn f64s(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
-    let a = crate::arrow::compute::cast(column(path, b, name)?, &DataType::Float64)?;
-    Ok(a.as_primitive::<crate::arrow::datatypes::Float64Type>()
-        .iter()
-        .collect())
+    let a = arrow::compute::cast(column(path, b, name)?, &DataType::Float64)?;
+    Ok(a.as_primitive::<arrow::datatypes::Float64Type>().iter().collect())
 }
 
 fn i64s(path: &Path, b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
     let a = column(path, b, name)?;
     let a = match a.data_type() {
-        DataType::Timestamp(_, _) => crate::arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Millisecond, None))?,
+        DataType::Timestamp(_, _) => arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Millisecond, None))?,
         _ => a.clone(),
     };
-    let a = crate::arrow::compute::cast(&a, &DataType::Int64)?;
-    Ok(a.as_primitive::<crate::arrow::datatypes::Int64Type>().iter().collect())
+    let a = arrow::compute::cast(&a, &DataType::Int64)?;
+    Ok(a.as_primitive::<arrow::datatypes::Int64Type>().iter().collect())
 }
 
 /// One live day of events.
@@ -674,10 +673,9 @@ impl Dataset {
                     let ts = batch
                         .column_by_name(col::TIMESTAMP)
                         .ok_or_else(|| Error::Internal("scan_events needs the timestamp column".into()))?
-                        .as_primitive::<crate::arrow::datatypes::TimestampMillisecondType>();
-                    let keep: crate::arrow::array::BooleanArray =
-                        ts.iter().map(|t| Some(t.is_some_and(|t| t < b))).collect();
-                    crate::arrow::compute::filter_record_batch(&batch, &keep)?
+                        .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+                    let keep: arrow::array::BooleanArray = ts.iter().map(|t| Some(t.is_some_and(|t| t < b))).collect();
+                    arrow::compute::filter_record_batch(&batch, &keep)?
                 }
                 _ => batch,
             };
@@ -705,7 +703,7 @@ impl Dataset {
                 None => events_schema(),
             },
         };
-        let batch = crate::arrow::compute::concat_batches(&schema, &batches)?;
+        let batch = arrow::compute::concat_batches(&schema, &batches)?;
         sort_by_timestamp(batch)
     }
 }
@@ -715,7 +713,7 @@ pub fn sort_by_timestamp(batch: RecordBatch) -> Result<RecordBatch> {
     let Some(ts) = batch.column_by_name(col::TIMESTAMP) else {
         return Ok(batch);
     };
-    let ts = ts.as_primitive::<crate::arrow::datatypes::TimestampMillisecondType>();
+    let ts = ts.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
     let v = ts.values();
     if v.windows(2).all(|w| w[0] <= w[1]) {
         return Ok(batch);
@@ -723,7 +721,7 @@ pub fn sort_by_timestamp(batch: RecordBatch) -> Result<RecordBatch> {
     let mut idx: Vec<u32> = (0..v.len() as u32).collect();
     idx.sort_by_key(|&i| v[i as usize]);
     let idx = UInt32Array::from(idx);
-    Ok(crate::arrow::compute::take_record_batch(&batch, &idx)?)
+    Ok(arrow::compute::take_record_batch(&batch, &idx)?)
 }
 
 /// Buffers canonical event batches by UTC day and writes each day as sorted part files with
@@ -759,7 +757,7 @@ impl PartitionWriter {
         let ts = batch
             .column_by_name(col::TIMESTAMP)
             .ok_or_else(|| Error::Internal("event batch without timestamp".into()))?
-            .as_primitive::<crate::arrow::datatypes::TimestampMillisecondType>()
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
             .values()
             .clone();
         let first = ts[0].div_euclid(DAY_MS);
@@ -771,7 +769,7 @@ impl PartitionWriter {
                 by_day.entry(t.div_euclid(DAY_MS)).or_default().push(i as u32);
             }
             for (day, rows) in by_day {
-                let part = crate::arrow::compute::take_record_batch(&batch, &UInt32Array::from(rows))?;
+                let part = arrow::compute::take_record_batch(&batch, &UInt32Array::from(rows))?;
                 self.add(day, part);
             }
         }
@@ -800,12 +798,12 @@ impl PartitionWriter {
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         self.buffered_rows -= rows;
-        let batch = sort_by_timestamp(crate::arrow::compute::concat_batches(&events_schema(), &batches)?)?;
+        let batch = sort_by_timestamp(arrow::compute::concat_batches(&events_schema(), &batches)?)?;
         drop(batches);
         let ts = batch
             .column_by_name(col::TIMESTAMP)
             .map(|c| {
-                c.as_primitive::<crate::arrow::datatypes::TimestampMillisecondType>()
+                c.as_primitive::<arrow::datatypes::TimestampMillisecondType>()
                     .values()
                     .clone()
             })

@@ -1,5 +1,6 @@
 //! The one error type of `recsys-train`.
 
+use crate::arrow;
 use std::path::PathBuf;
 
 /// Everything that can go wrong in the offline pipeline.
@@ -55,7 +56,7 @@ pub enum Error {
     Core(#[from] recsys_core::Error),
     /// An Arrow compute or IPC failure.
     #[error("arrow: {0}")]
-    Arrow(#[from] crate::arrow::error::ArrowError),
+    Arrow(#[from] arrow::error::ArrowError),
     /// A Parquet encoding or decoding failure.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

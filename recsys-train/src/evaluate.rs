@@ -13,11 +13,12 @@
 //! Ranking is always over the full catalogue, minus the items of the user's history
 //! ([`Split::context`]): recommending what the user already has is not counted as a success.
 
-use crate::arrow::array::{Array, AsArray};
-use crate::arrow::datatypes::{Int8Type, TimestampMillisecondType, UInt32Type};
+use crate::arrow;
 use crate::dataset::Dataset;
 use crate::{Error, Result};
 use ahash::AHashSet;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int8Type, TimestampMillisecondType, UInt32Type};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;

@@ -5,14 +5,15 @@
 //! user's and item's snapshot at `as_of` is written to `OUT/user_features.parquet` and
 //! `OUT/item_features.parquet`, with `OUT/features.json` describing the run.
 
-use crate::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
-    TimestampMillisecondBuilder, UInt8Array, UInt32Array,
-};
-use crate::arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef, TimeUnit};
+use crate::arrow;
 use crate::dataset::{Dataset, ItemTable, write_atomic, write_parquet};
 use crate::progress::Progress;
 use crate::{Error, Result};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMillisecondBuilder, UInt8Array, UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
 use recsys_core::features::{FeatureConfig, FeatureEngine, FeatureEvent, ItemCatalog};
 use recsys_core::schema::{EventType, columns as col};
@@ -61,8 +62,8 @@ pub fn feature_events(batch: &RecordBatch) -> Result<Vec<FeatureEvent>> {
             .column_by_name(name)
             .ok_or_else(|| Error::Internal(format!("feature scan without column `{name}`")))
     };
-    let users = need(col::USER_IDX)?.as_primitive::<crate::arrow::datatypes::UInt32Type>();
-    let items = need(col::ITEM_IDX)?.as_primitive::<crate::arrow::datatypes::UInt32Type>();
+    let users = need(col::USER_IDX)?.as_primitive::<arrow::datatypes::UInt32Type>();
+    let items = need(col::ITEM_IDX)?.as_primitive::<arrow::datatypes::UInt32Type>();
     let types = need(col::EVENT_TYPE)?
         .as_dictionary_opt::<Int8Type>()
         .ok_or_else(|| Error::Internal("event_type is not dictionary-encoded".into()))?;
@@ -73,11 +74,11 @@ pub fn feature_events(batch: &RecordBatch) -> Result<Vec<FeatureEvent>> {
         code_of.push(EventType::parse(v).ok_or_else(|| Error::invalid_event_type(v))?);
     }
     let keys = types.keys();
-    let ts = need(col::TIMESTAMP)?.as_primitive::<crate::arrow::datatypes::TimestampMillisecondType>();
+    let ts = need(col::TIMESTAMP)?.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
     let session = need(col::SESSION_ID)?.as_string::<i32>();
-    let price = need(col::PRICE)?.as_primitive::<crate::arrow::datatypes::Float64Type>();
-    let qty = need(col::QUANTITY)?.as_primitive::<crate::arrow::datatypes::UInt32Type>();
-    let rating = need(col::RATING)?.as_primitive::<crate::arrow::datatypes::Float32Type>();
+    let price = need(col::PRICE)?.as_primitive::<arrow::datatypes::Float64Type>();
+    let qty = need(col::QUANTITY)?.as_primitive::<arrow::datatypes::UInt32Type>();
+    let rating = need(col::RATING)?.as_primitive::<arrow::datatypes::Float32Type>();
     let n = batch.num_rows();
     let events: Vec<FeatureEvent> = (0..n)
         .into_par_iter()

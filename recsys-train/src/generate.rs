@@ -16,13 +16,14 @@
 //! Output is a pure function of the configuration: chunks of sessions are drawn from generators
 //! seeded by `(seed, day, chunk)`, independent of the number of threads.
 
-use crate::arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray, UInt32Array,
-};
-use crate::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use crate::arrow;
 use crate::dataset::write_parquet;
 use crate::progress::Progress;
 use crate::{Error, Result};
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray, UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;

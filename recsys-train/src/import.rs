@@ -6,15 +6,16 @@
 //! and counted per reason. Nothing is committed until every input was read, so a failed or
 //! interrupted import leaves the dataset as it was.
 
-use crate::arrow::array::{
-    Array, ArrayRef, AsArray, Float32Array, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-    UInt32Array,
-};
-use crate::arrow::datatypes::{DataType, TimeUnit};
+use crate::arrow;
 use crate::dataset::{Dataset, PartitionWriter, event_type_array, events_schema};
 use crate::progress::Progress;
 use crate::read::{InputFormat, for_each_batch};
 use crate::{Error, Result};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    UInt32Array,
+};
+use arrow::datatypes::{DataType, TimeUnit};
 use recsys_core::schema::EventType;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -354,7 +355,7 @@ fn get_column<'b>(file: &Path, batch: &'b RecordBatch, name: &str, what: &str) -
 }
 
 fn as_strings(a: &ArrayRef) -> Result<StringArray> {
-    let c = crate::arrow::compute::cast(a, &DataType::Utf8)?;
+    let c = arrow::compute::cast(a, &DataType::Utf8)?;
     Ok(c.as_string::<i32>().clone())
 }
 
@@ -370,13 +371,9 @@ fn parse_times(
     let mut out = vec![None; n];
     match a.data_type() {
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
-            let c = crate::arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-            let c = crate::arrow::compute::cast(&c, &DataType::Int64)?;
-            for (i, x) in c
-                .as_primitive::<crate::arrow::datatypes::Int64Type>()
-                .iter()
-                .enumerate()
-            {
+            let c = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+            let c = arrow::compute::cast(&c, &DataType::Int64)?;
+            for (i, x) in c.as_primitive::<arrow::datatypes::Int64Type>().iter().enumerate() {
                 out[i] = x;
             }
         }
@@ -392,12 +389,8 @@ fn parse_times(
                     ));
                 }
             };
-            let c = crate::arrow::compute::cast(a, &DataType::Float64)?;
-            for (i, x) in c
-                .as_primitive::<crate::arrow::datatypes::Float64Type>()
-                .iter()
-                .enumerate()
-            {
+            let c = arrow::compute::cast(a, &DataType::Float64)?;
+            for (i, x) in c.as_primitive::<arrow::datatypes::Float64Type>().iter().enumerate() {
                 out[i] = x.filter(|x| x.is_finite()).map(|x| (x * scale).round() as i64);
                 if x.is_some() && out[i].is_none() {
                     v.flag(i, column, x.unwrap_or(f64::NAN), Reason::BadTimestamp);
@@ -480,12 +473,8 @@ fn parse_numbers(a: &ArrayRef, column: &str, v: &mut Validator, non_negative: bo
     // The input's own text of each value, for error messages.
     let text = as_strings(a)?;
     if a.data_type().is_numeric() {
-        let c = crate::arrow::compute::cast(a, &DataType::Float64)?;
-        for (i, x) in c
-            .as_primitive::<crate::arrow::datatypes::Float64Type>()
-            .iter()
-            .enumerate()
-        {
+        let c = arrow::compute::cast(a, &DataType::Float64)?;
+        for (i, x) in c.as_primitive::<arrow::datatypes::Float64Type>().iter().enumerate() {
             out[i] = x;
         }
     } else {
@@ -688,7 +677,7 @@ impl EventColumns<'_> {
         let take_opt_str = |s: &Option<StringArray>| -> ArrayRef {
             match s {
                 Some(s) => Arc::new(take(s)),
-                None => crate::arrow::array::new_null_array(&DataType::Utf8, keep.len()),
+                None => arrow::array::new_null_array(&DataType::Utf8, keep.len()),
             }
         };
         let cols: Vec<ArrayRef> = vec![

@@ -4,9 +4,10 @@
 //! Every reader yields record batches to a callback together with the 1-based number of the
 //! batch's first data row, so errors can name the exact row of the input file.
 
-use crate::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
-use crate::arrow::datatypes::{DataType, Field, Schema};
+use crate::arrow;
 use crate::{Error, Result};
+use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::Path;
@@ -83,11 +84,11 @@ pub fn for_each_batch(
         }
         InputFormat::Arrow => {
             let file = File::open(path).map_err(Error::io(path))?;
-            match crate::arrow::ipc::reader::FileReader::try_new(file, None) {
+            match arrow::ipc::reader::FileReader::try_new(file, None) {
                 Ok(reader) => feed(path, reader, f),
                 Err(_) => {
                     let file = File::open(path).map_err(Error::io(path))?;
-                    let reader = crate::arrow::ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                    let reader = arrow::ipc::reader::StreamReader::try_new(BufReader::new(file), None)
                         .map_err(|e| Error::data(path, format!("not an Arrow IPC file or stream: {e}")))?;
                     feed(path, reader, f)
                 }
@@ -100,7 +101,7 @@ pub fn for_each_batch(
 
 fn feed(
     path: &Path,
-    reader: impl Iterator<Item = std::result::Result<RecordBatch, crate::arrow::error::ArrowError>>,
+    reader: impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>>,
     f: &mut dyn FnMut(RecordBatch, u64) -> Result<()>,
 ) -> Result<()> {
     let mut row = 1u64;
@@ -167,7 +168,7 @@ fn read_csv_stream<R: Read>(
             .map(|n| Field::new(n, DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ));
-    let reader = crate::arrow::csv::ReaderBuilder::new(schema)
+    let reader = arrow::csv::ReaderBuilder::new(schema)
         .with_header(true)
         .with_delimiter(delimiter)
         .with_truncated_rows(true)

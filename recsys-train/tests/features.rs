@@ -3,11 +3,12 @@
 
 mod common;
 
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::TimestampMillisecondType;
 use common::*;
 use recsys_core::features::{FeatureConfig, FeatureEngine, FeatureEvent};
 use recsys_core::schema::{DAY_MS, EventType, HOUR_MS};
-use recsys_train::arrow::array::{AsArray, RecordBatch};
-use recsys_train::arrow::datatypes::TimestampMillisecondType;
+use recsys_train::arrow;
 use recsys_train::dataset::Dataset;
 use recsys_train::features::{FeaturesReport, catalog_from, compute_features};
 use recsys_train::generate::{GenerateConfig, generate};

@@ -2,10 +2,11 @@
 
 mod common;
 
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use common::*;
 use recsys_train::Error;
-use recsys_train::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use recsys_train::arrow::datatypes::{DataType, Field, Schema};
+use recsys_train::arrow;
 use recsys_train::dataset::{Dataset, MANIFEST};
 use recsys_train::import::{EventTypeSource, ImportReport, OnError, TsFormat, import};
 use recsys_train::read::InputFormat;
@@ -476,9 +477,7 @@ fn arrow_ipc_file_input_with_unix_ms_timestamps() {
     let tmp = tempfile::tempdir().unwrap();
     let (batch, _) = numeric_ts_batch();
     let path = tmp.path().join("events.arrow");
-    let mut w =
-        recsys_train::arrow::ipc::writer::FileWriter::try_new(fs::File::create(&path).unwrap(), &batch.schema())
-            .unwrap();
+    let mut w = arrow::ipc::writer::FileWriter::try_new(fs::File::create(&path).unwrap(), &batch.schema()).unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap();
     check_numeric_import(&path);

@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests of `recsys-train`.
 #![allow(dead_code)]
 
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimestampMillisecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use recsys_core::schema::DAY_MS;
-use recsys_train::arrow::array::{Array, AsArray, RecordBatch};
-use recsys_train::arrow::datatypes::{DataType, TimestampMillisecondType};
+use recsys_train::arrow;
 use recsys_train::dataset::{Dataset, MANIFEST};
 use recsys_train::import::{ColumnMap, ImportOptions, ImportReport};
 use recsys_train::progress::Progress;
@@ -109,13 +110,13 @@ pub fn read_parquet(path: &Path) -> RecordBatch {
     let reader = ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
     let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
     let schema = batches[0].schema();
-    recsys_train::arrow::compute::concat_batches(&schema, &batches).unwrap()
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
 }
 
 /// A column as strings (any type castable to Utf8, dictionaries included).
 pub fn strings(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
     let c = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
-    let c = recsys_train::arrow::compute::cast(c, &DataType::Utf8).unwrap();
+    let c = arrow::compute::cast(c, &DataType::Utf8).unwrap();
     c.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect()
 }
 
@@ -127,19 +128,15 @@ pub fn strs(b: &RecordBatch, name: &str) -> Vec<String> {
 /// A column as f64 (nullable).
 pub fn f64s(b: &RecordBatch, name: &str) -> Vec<Option<f64>> {
     let c = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
-    let c = recsys_train::arrow::compute::cast(c, &DataType::Float64).unwrap();
-    c.as_primitive::<recsys_train::arrow::datatypes::Float64Type>()
-        .iter()
-        .collect()
+    let c = arrow::compute::cast(c, &DataType::Float64).unwrap();
+    c.as_primitive::<arrow::datatypes::Float64Type>().iter().collect()
 }
 
 /// A column as u64 (nullable).
 pub fn u64s(b: &RecordBatch, name: &str) -> Vec<Option<u64>> {
     let c = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
-    let c = recsys_train::arrow::compute::cast(c, &DataType::UInt64).unwrap();
-    c.as_primitive::<recsys_train::arrow::datatypes::UInt64Type>()
-        .iter()
-        .collect()
+    let c = arrow::compute::cast(c, &DataType::UInt64).unwrap();
+    c.as_primitive::<arrow::datatypes::UInt64Type>().iter().collect()
 }
 
 /// A millisecond timestamp column as i64.
