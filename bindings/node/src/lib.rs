@@ -4,8 +4,12 @@
 //! [`recsys_serve::Recommender`]. Every behaviour lives in the Rust crates; this file only converts
 //! arguments and answers between JavaScript and Rust and maps errors to JS `Error`s with a `code`.
 //!
-//! Calls that do real work (`open`, `recommend`, `similar`, `ingest`, `reload`) run on the libuv
-//! thread pool as napi [`Task`]s and return promises, so the event loop never waits on them.
+//! Calls that do real work return promises and run off the event loop: the online calls
+//! (`recommend`, `similar`, `ingest`) on the binding's own worker threads ([`lane`], which spares
+//! them libuv's two thread wake-ups per call), `open` and `reload` on the libuv thread pool as
+//! napi [`Task`]s.
+
+pub mod lane;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -48,17 +52,25 @@ fn error_field(e: &RecError) -> Option<&str> {
     }
 }
 
-/// Converts a Rust error into a JS `Error` (message: the Rust message; `code`: [`error_code`];
-/// `field` for invalid arguments), wrapped so that napi throws or rejects with exactly that object.
+/// The JS `Error` for a Rust error (message: the Rust message; `code`: [`error_code`]; `field`
+/// for invalid arguments).
+fn js_error_unknown<'env>(env: &Env, e: &RecError) -> Unknown<'env> {
+    let value = JsError::from(Error::new(error_code(e), e.to_string())).into_unknown(Env::from_raw(env.raw()));
+    if let Some(field) = error_field(e) {
+        // Best effort: without its `field` the error still has the message naming it.
+        let _ = value.coerce_to_object().and_then(|mut o| o.set("field", field));
+    }
+    value
+}
+
+/// [`js_error_unknown`] as the raw value a [`lane`] call's promise rejects with.
+fn js_error_value(env: &Env, e: &RecError) -> napi::sys::napi_value {
+    js_error_unknown(env, e).raw()
+}
+
+/// [`js_error_unknown`] wrapped so that napi throws or rejects with exactly that object.
 fn js_error(env: &Env, e: &RecError) -> Error {
-    let make = || -> Result<Error> {
-        let value = JsError::from(Error::new(error_code(e), e.to_string())).into_unknown(Env::from_raw(env.raw()));
-        if let Some(field) = error_field(e) {
-            value.coerce_to_object()?.set("field", field)?;
-        }
-        Ok(Error::from(value))
-    };
-    make().unwrap_or_else(|err| err)
+    Error::from(js_error_unknown(env, e))
 }
 
 /// A user error raised by the binding itself (argument checks JavaScript's types cannot express).
@@ -116,39 +128,59 @@ impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
     }
 }
 
-/// A call whose answer is serialised to JSON on the thread pool and turned into JS objects by
-/// V8's `JSON.parse` on the main thread: one string crossing instead of an object and a
-/// property set per field, which halves the binding's overhead for `recommend` and keeps the
-/// conversion work off the event loop. The shape is the `#[napi(object)]` struct's (camelCase).
-pub struct JsonJob {
-    work: Option<Box<dyn FnOnce() -> std::result::Result<String, RecError> + Send>>,
+/// An online call on libuv's thread pool, when busy-waiting is off (`TECHSHOP_RECS_SPIN_US=0`):
+/// the work runs in [`Task::compute`], the answer becomes a JS value in [`Task::resolve`].
+pub struct PoolJob {
+    work: Option<lane::Work>,
 }
 
-impl JsonJob {
-    fn new<T: serde::Serialize>(work: impl FnOnce() -> std::result::Result<T, RecError> + Send + 'static) -> Self {
-        JsonJob {
-            work: Some(Box::new(move || {
-                let value = work()?;
-                serde_json::to_string(&value).map_err(|e| RecError::Internal(format!("serialising the answer: {e}")))
-            })),
-        }
-    }
-}
-
-impl Task for JsonJob {
-    type Output = std::result::Result<String, RecError>;
-    type JsValue = Unknown<'static>;
+impl Task for PoolJob {
+    type Output = std::result::Result<lane::Answer, RecError>;
+    type JsValue = Either<Unknown<'static>, u32>;
 
     fn compute(&mut self) -> Result<Self::Output> {
         Ok(take_work(&mut self.work)?())
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
-        let text = output.map_err(|e| js_error(&env, &e))?;
-        let json: napi::JSON<'static> = env.get_global()?.get_named_property_unchecked("JSON")?;
-        let parse: Function<'static, String, Unknown<'static>> = json.get_named_property_unchecked("parse")?;
-        parse.call(text)
+        match output.map_err(|e| js_error(&env, &e))? {
+            lane::Answer::Json(text) => {
+                let json: napi::JSON<'static> = env.get_global()?.get_named_property_unchecked("JSON")?;
+                let parse: Function<'static, String, Unknown<'static>> = json.get_named_property_unchecked("parse")?;
+                parse.call(text).map(Either::A)
+            }
+            lane::Answer::Count(n) => Ok(Either::B(n)),
+        }
     }
+}
+
+/// Runs an online call off the event loop: on the [`lane`], or on libuv's pool when busy-waiting
+/// is off. A Rust error rejects the promise with [`js_error_value`].
+fn online_call<'env>(env: &'env Env, work: lane::Work) -> Result<Unknown<'env>> {
+    match lane::config() {
+        Ok(c) if c.spin.is_zero() => Ok(env.spawn(PoolJob { work: Some(work) })?.promise_object().to_unknown()),
+        // Other settings, and bad ones (which the lane turns into the call's rejection).
+        _ => lane::call(env, work, js_error_value),
+    }
+}
+
+/// An online call whose answer is serialised to JSON on the worker and turned into JS objects by
+/// V8's `JSON.parse` on the JS thread: one string crossing instead of an object and a property
+/// set per field, which halves the binding's overhead for `recommend` and keeps the conversion
+/// work off the event loop. The shape is the `#[napi(object)]` struct's (camelCase).
+fn json_call<'env, T: serde::Serialize>(
+    env: &'env Env,
+    work: impl FnOnce() -> std::result::Result<T, RecError> + Send + 'static,
+) -> Result<Unknown<'env>> {
+    online_call(
+        env,
+        Box::new(move || {
+            let value = work()?;
+            serde_json::to_string(&value)
+                .map(lane::Answer::Json)
+                .map_err(|e| RecError::Internal(format!("serialising the answer: {e}")))
+        }),
+    )
 }
 
 /// Options of `Recommender.open`.
@@ -263,6 +295,8 @@ impl From<recsys_serve::Recommendations> for Recommendations {
 
 /// The answer of `similar`.
 #[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SimilarItems {
     /// The item asked for.
     pub item_id: String,
@@ -337,10 +371,6 @@ pub struct Recommender {
     inner: recsys_serve::Recommender,
 }
 
-fn identity<T>(t: T) -> T {
-    t
-}
-
 #[napi]
 impl Recommender {
     /// Loads the registry's `current` model, the dataset and the store (off the event loop).
@@ -374,9 +404,14 @@ impl Recommender {
 
     /// The top-k recommendations for a user; an unknown user is a cold start, not an error.
     #[napi(ts_return_type = "Promise<Recommendations>")]
-    pub fn recommend(&self, user_id: String, options: Option<RecommendOptions>) -> AsyncTask<JsonJob> {
+    pub fn recommend<'env>(
+        &self,
+        env: &'env Env,
+        user_id: String,
+        options: Option<RecommendOptions>,
+    ) -> Result<Unknown<'env>> {
         let rec = self.inner.clone();
-        AsyncTask::new(JsonJob::new(move || {
+        json_call(env, move || {
             let query = match options {
                 None => RecQuery::default(),
                 Some(o) => RecQuery {
@@ -389,56 +424,52 @@ impl Recommender {
                 },
             };
             rec.recommend(&user_id, &query).map(Recommendations::from)
-        }))
+        })
     }
 
     /// Items similar to an item (the item itself excluded); `NOT_FOUND` for an unknown item.
     #[napi(ts_return_type = "Promise<SimilarItems>")]
-    pub fn similar(
+    pub fn similar<'env>(
         &self,
+        env: &'env Env,
         item_id: String,
         options: Option<SimilarOptions>,
-    ) -> AsyncTask<Job<recsys_serve::SimilarItems, SimilarItems>> {
+    ) -> Result<Unknown<'env>> {
         let rec = self.inner.clone();
-        AsyncTask::new(Job::new(
-            move || {
-                let k = count("k", options.and_then(|o| o.k))?.unwrap_or(20);
-                rec.similar(&item_id, k)
-            },
-            SimilarItems::from,
-        ))
+        json_call(env, move || {
+            let k = count("k", options.and_then(|o| o.k))?.unwrap_or(20);
+            rec.similar(&item_id, k).map(SimilarItems::from)
+        })
     }
 
     /// Applies events (features, session state): all or none; resolves to the number accepted.
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn ingest(&self, events: Vec<UserEvent>) -> AsyncTask<Job<u32, u32>> {
+    pub fn ingest<'env>(&self, env: &'env Env, events: Vec<UserEvent>) -> Result<Unknown<'env>> {
         let rec = self.inner.clone();
-        AsyncTask::new(Job::new(
-            move || {
-                let mut batch = Vec::with_capacity(events.len());
-                for (i, e) in events.into_iter().enumerate() {
-                    let timestamp = match e.timestamp {
-                        Some(t) if !t.is_finite() || t.fract() != 0.0 => {
-                            return Err(bad(&format!("[{i}].timestamp"), t, "must be an integer (UTC ms)"));
-                        }
-                        t => t.map(|t| t as i64),
-                    };
-                    let quantity = count(&format!("[{i}].quantity"), e.quantity)?.map(|q| q as u32);
-                    batch.push(EventIn {
-                        user_id: e.user_id,
-                        item_id: e.item_id,
-                        event_type: e.event_type,
-                        timestamp,
-                        session_id: e.session_id,
-                        price: e.price,
-                        quantity,
-                        rating: e.rating.map(|r| r as f32),
-                    });
-                }
-                rec.ingest(&batch).map(|n| n as u32)
-            },
-            identity,
-        ))
+        let work: lane::Work = Box::new(move || {
+            let mut batch = Vec::with_capacity(events.len());
+            for (i, e) in events.into_iter().enumerate() {
+                let timestamp = match e.timestamp {
+                    Some(t) if !t.is_finite() || t.fract() != 0.0 => {
+                        return Err(bad(&format!("[{i}].timestamp"), t, "must be an integer (UTC ms)"));
+                    }
+                    t => t.map(|t| t as i64),
+                };
+                let quantity = count(&format!("[{i}].quantity"), e.quantity)?.map(|q| q as u32);
+                batch.push(EventIn {
+                    user_id: e.user_id,
+                    item_id: e.item_id,
+                    event_type: e.event_type,
+                    timestamp,
+                    session_id: e.session_id,
+                    price: e.price,
+                    quantity,
+                    rating: e.rating.map(|r| r as f32),
+                });
+            }
+            rec.ingest(&batch).map(|n| lane::Answer::Count(n as u32))
+        });
+        online_call(env, work)
     }
 
     /// Reloads the registry's `current` model and the store (atomic: on failure the previous
