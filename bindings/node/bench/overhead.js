@@ -4,7 +4,8 @@
 //
 //   node bench/overhead.js [--registry R --store S --data D --users U] [--requests N]
 //
-// Users are `U%07d` of `i % U` for i = 0..N, the order the other two sides use. Prints one JSON line.
+// Users are `U%07d` of `i % U` for i = 0..N, the order the other two sides use. Prints one JSON line
+// (cpu_per_call_us: the process's CPU time over the timed calls, per call).
 'use strict'
 
 const { Recommender } = require('..')
@@ -36,12 +37,15 @@ async function main() {
   const user = (i) => `U${String(i % users).padStart(7, '0')}`
   for (let i = 0; i < 200; i++) await rec.recommend(user(i), { k: 20 })
   const us = []
+  // CPU of the whole process (every thread: the JS thread, the workers, spinning included).
+  const cpu0 = process.cpuUsage()
   for (let i = 0; i < n; i++) {
     const t = process.hrtime.bigint()
     await rec.recommend(user(i), { k: 20 })
     us.push(Number(process.hrtime.bigint() - t) / 1e3)
   }
-  // The floor of a call's round trip (task on the pool, promise, JS error): a request the library
+  const cpu = process.cpuUsage(cpu0)
+  // The floor of a call's round trip (hand-off to a worker and back, promise, JS error): a request the library
   // refuses after its first check, so Rust does almost no work.
   const floor = []
   for (let i = 0; i < n; i++) {
@@ -60,6 +64,7 @@ async function main() {
       p50_us: q(us, 0.5),
       p99_us: q(us, 0.99),
       round_trip_floor_p50_us: q(floor, 0.5),
+      cpu_per_call_us: Number(((cpu.user + cpu.system) / n).toFixed(1)),
     }),
   )
 }
