@@ -15,10 +15,17 @@
 //!   settles every finished call on the next turn. After a spin window with no call finishing
 //!   it goes back to sleep, and the next worker to finish wakes it through a thread-safe function.
 //!
+//! Spinning only pays while a core is free for it. With more calls in flight than that (a loaded
+//! server on a small machine), a spinning thread would take the core a worker or the JS thread
+//! needs, and this lane's wake-ups cost a little more than libuv's. So the lane takes a call only
+//! while the calls in flight, it and the polling JS thread each have a core ([`takes_call`]); the
+//! others go to libuv's pool (`online_call` in lib.rs). A worker spins, and the JS thread polls,
+//! only while that still holds (a call can outlast the moment it was taken).
+//!
 //! So nothing spins when the process is idle, and the spin window (`TECHSHOP_RECS_SPIN_US`,
-//! default 250 µs) bounds what a burst of calls costs in CPU afterwards. With 0 the binding sends
-//! the online calls to libuv's pool instead (`online_call` in lib.rs): measured, that is faster
-//! than this lane with every hand-off a wake-up. `TECHSHOP_RECS_THREADS` sets the number of
+//! default 250 µs) bounds what a burst of calls costs in CPU afterwards. With 0 (or one core) the
+//! binding sends every online call to libuv's pool: measured, that is faster than this lane with
+//! every hand-off a wake-up. `TECHSHOP_RECS_THREADS` sets the number of
 //! workers (default: the available cores, at most 4, as libuv's pool). Both are read once per
 //! process ([`config`]).
 //!
@@ -62,6 +69,8 @@ const DEFAULT_SPIN_US: u64 = 250;
 pub struct LaneConfig {
     /// Worker threads.
     pub threads: usize,
+    /// The cores the process may use (what spinning must leave room in).
+    pub cores: usize,
     /// How long a worker waits for work, and the JS thread for a completion, before sleeping.
     pub spin: Duration,
 }
@@ -97,11 +106,40 @@ impl LaneConfig {
                 },
             }
         };
-        let default_threads = std::thread::available_parallelism().map_or(4, |n| n.get().min(4));
-        let threads = parse(THREADS_VAR, 1, 256)?.map_or(default_threads, |n| n as usize);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = parse(THREADS_VAR, 1, 256)?.map_or(cores.min(4), |n| n as usize);
         let spin = Duration::from_micros(parse(SPIN_VAR, 0, 1_000_000)?.unwrap_or(DEFAULT_SPIN_US));
-        Ok(LaneConfig { threads, spin })
+        Ok(LaneConfig { threads, cores, spin })
     }
+}
+
+/// Online calls on libuv's pool (the ones the lane did not take), process-wide: they need cores
+/// too, which spinning must leave them.
+static POOL_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// One online call on libuv's pool, counted while it lives (see [`takes_call`]).
+pub struct PoolSlot(());
+
+impl PoolSlot {
+    /// Counts a call sent to libuv's pool until the slot is dropped.
+    pub fn take() -> Self {
+        POOL_IN_FLIGHT.fetch_add(1, SeqCst);
+        PoolSlot(())
+    }
+}
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        POOL_IN_FLIGHT.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Whether the lane should take the next call, on this JS thread: only while it, the calls in
+/// flight (lane and pool) and the polling JS thread each have a core, and a worker is free for it.
+/// Otherwise spinning would slow the calls down, and libuv's pool (which never spins) takes it.
+pub fn takes_call(config: &LaneConfig) -> bool {
+    let lane = LANE.with(|cell| cell.borrow().as_ref().map_or(0, |side| side.pending.len()));
+    !config.spin.is_zero() && lane < config.threads && lane + POOL_IN_FLIGHT.load(SeqCst) + 2 <= config.cores
 }
 
 /// The half of the lane that the workers share with the JS thread.
@@ -114,6 +152,10 @@ struct Shared {
     parked: AtomicUsize,
     /// Whether a worker holds the one spinning slot.
     spinning: AtomicBool,
+    /// Workers running a call.
+    busy: AtomicUsize,
+    threads: usize,
+    cores: usize,
     done: Mutex<Vec<Done>>,
     /// Entries in `done` (changed under its lock), readable without the lock (what the polling
     /// JS thread watches).
@@ -167,9 +209,15 @@ impl Shared {
         }
     }
 
-    /// Busy-waits up to the spin window for work, if no other worker is; true when work came.
+    /// Whether a spinning worker leaves a core for each worker running a call and the JS thread.
+    fn room_to_spin(&self) -> bool {
+        self.busy.load(SeqCst) + POOL_IN_FLIGHT.load(SeqCst) + 2 <= self.cores
+    }
+
+    /// Busy-waits up to the spin window for work, if no other worker is and there is room; true
+    /// when work came.
     fn spin_for_work(&self) -> bool {
-        if self.spin.is_zero() || self.spinning.swap(true, SeqCst) {
+        if self.spin.is_zero() || !self.room_to_spin() || self.spinning.swap(true, SeqCst) {
             return false;
         }
         let start = Instant::now();
@@ -183,7 +231,7 @@ impl Shared {
             }
             std::hint::spin_loop();
             turns = turns.wrapping_add(1);
-            if turns.is_multiple_of(64) && start.elapsed() >= self.spin {
+            if turns.is_multiple_of(64) && (start.elapsed() >= self.spin || !self.room_to_spin()) {
                 break false;
             }
         };
@@ -205,8 +253,10 @@ impl Shared {
     fn run_worker(&self) {
         loop {
             if let Some((ticket, work)) = self.pop() {
+                self.busy.fetch_add(1, SeqCst);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
                     .unwrap_or_else(|_| Err(RecError::Internal("the call panicked".into())));
+                self.busy.fetch_sub(1, SeqCst);
                 self.finish((ticket, result));
                 continue;
             }
@@ -368,10 +418,16 @@ impl JsSide {
             self.hold_loop(env, false);
             return Ok(());
         }
-        if self.last_progress.elapsed() < self.shared.spin {
+        if self.may_poll() && self.last_progress.elapsed() < self.shared.spin {
             return self.schedule(env);
         }
         self.sleep(env)
+    }
+
+    /// Whether polling leaves a core for every call in flight (here and on libuv's pool).
+    fn may_poll(&self) -> bool {
+        !self.shared.spin.is_zero()
+            && self.pending.len().min(self.shared.threads) + POOL_IN_FLIGHT.load(SeqCst) < self.shared.cores
     }
 
     /// Lets the event loop sleep until a worker finishes a call (calls are in flight).
@@ -460,6 +516,9 @@ fn start(env: &Env, errors: ErrorFn) -> std::result::Result<JsSide, LaneError> {
         work_ready: Condvar::new(),
         parked: AtomicUsize::new(0),
         spinning: AtomicBool::new(false),
+        busy: AtomicUsize::new(0),
+        threads: config.threads,
+        cores: config.cores,
         done: Mutex::new(Vec::new()),
         finished: AtomicUsize::new(0),
         js_asleep: AtomicBool::new(false),
@@ -505,12 +564,12 @@ pub fn call<'env>(env: &'env Env, work: Work, errors: ErrorFn) -> Result<Unknown
         side.shared.submit(ticket, work);
         if !side.polling {
             side.last_progress = Instant::now();
-            if side.shared.spin.is_zero() {
-                side.sleep(env)?;
-            } else {
+            if side.may_poll() {
                 // Poll from now on; a sleep this cancels needs no wake-up any more.
                 side.shared.js_asleep.store(false, SeqCst);
                 side.schedule(env)?;
+            } else {
+                side.sleep(env)?;
             }
         }
         Ok(promise)

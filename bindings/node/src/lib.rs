@@ -128,10 +128,12 @@ impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
     }
 }
 
-/// An online call on libuv's thread pool, when busy-waiting is off (`TECHSHOP_RECS_SPIN_US=0`):
-/// the work runs in [`Task::compute`], the answer becomes a JS value in [`Task::resolve`].
+/// An online call on libuv's thread pool, when the [`lane`] does not take it (busy-waiting off,
+/// one core, or no core free for spinning): the work runs in [`Task::compute`], the answer becomes
+/// a JS value in [`Task::resolve`].
 pub struct PoolJob {
     work: Option<lane::Work>,
+    _slot: lane::PoolSlot,
 }
 
 impl Task for PoolJob {
@@ -154,12 +156,19 @@ impl Task for PoolJob {
     }
 }
 
-/// Runs an online call off the event loop: on the [`lane`], or on libuv's pool when busy-waiting
-/// is off. A Rust error rejects the promise with [`js_error_value`].
+/// Runs an online call off the event loop: on the [`lane`] when it takes it
+/// ([`lane::takes_call`]), else on libuv's pool. A Rust error rejects the promise with
+/// [`js_error_value`].
 fn online_call<'env>(env: &'env Env, work: lane::Work) -> Result<Unknown<'env>> {
     match lane::config() {
-        Ok(c) if c.spin.is_zero() => Ok(env.spawn(PoolJob { work: Some(work) })?.promise_object().to_unknown()),
-        // Other settings, and bad ones (which the lane turns into the call's rejection).
+        Ok(c) if !lane::takes_call(&c) => {
+            let job = PoolJob {
+                work: Some(work),
+                _slot: lane::PoolSlot::take(),
+            };
+            Ok(env.spawn(job)?.promise_object().to_unknown())
+        }
+        // The lane takes it; bad settings make the lane reject it, naming them.
         _ => lane::call(env, work, js_error_value),
     }
 }
