@@ -455,7 +455,12 @@ fn with_lane<R>(
         if lane.is_none() {
             *lane = Some(start(env, errors)?);
         }
-        f(lane.as_mut().expect("the lane was just created")).map_err(LaneError::Napi)
+        match lane.as_mut() {
+            Some(side) => f(side).map_err(LaneError::Napi),
+            None => Err(LaneError::Napi(Error::from_reason(
+                "techshop-recs: the lane did not start",
+            ))),
+        }
     })
 }
 
