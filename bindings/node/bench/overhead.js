@@ -2,10 +2,12 @@
 // Run by benches/binding_overhead.sh beside the Rust library call and the Python binding on the
 // same model, store and user sequence; alone, it uses the test fixture.
 //
-//   node bench/overhead.js [--registry R --store S --data D --users U] [--requests N]
+//   node bench/overhead.js [--registry R --store S --data D --users U] [--requests N] [--gap-ms G]
 //
+// --gap-ms G waits G ms (a timer) before each timed call, as a server between requests does: the
+// workers and the JS thread are then asleep when a call comes (0, the default: back to back).
 // Users are `U%07d` of `i % U` for i = 0..N, the order the other two sides use. Prints one JSON line
-// (cpu_per_call_us: the process's CPU time over the timed calls, per call).
+// (cpu_per_call_us: the process's CPU time over the timed calls and the gaps, per call).
 'use strict'
 
 const { Recommender } = require('..')
@@ -15,7 +17,7 @@ function options() {
   const argv = process.argv.slice(2)
   for (let i = 0; i < argv.length; i += 2) {
     if (!argv[i].startsWith('--') || argv[i + 1] === undefined) {
-      console.error(`usage: node bench/overhead.js [--registry R --store S --data D --users U] [--requests N]`)
+      console.error(`usage: node bench/overhead.js [--registry R --store S --data D --users U] [--requests N] [--gap-ms G]`)
       process.exit(2)
     }
     kv[argv[i].slice(2)] = argv[i + 1]
@@ -33,6 +35,8 @@ async function main() {
     users = 1500
   }
   const n = Number(kv.requests ?? 5000)
+  const gap = Number(kv['gap-ms'] ?? 0)
+  const pause = () => (gap > 0 ? new Promise((r) => setTimeout(r, gap)) : null)
   const rec = await Recommender.open(registry, { store, data, config: { cache: { capacity: 0 } } })
   const user = (i) => `U${String(i % users).padStart(7, '0')}`
   for (let i = 0; i < 200; i++) await rec.recommend(user(i), { k: 20 })
@@ -40,6 +44,7 @@ async function main() {
   // CPU of the whole process (every thread: the JS thread, the workers, spinning included).
   const cpu0 = process.cpuUsage()
   for (let i = 0; i < n; i++) {
+    await pause()
     const t = process.hrtime.bigint()
     await rec.recommend(user(i), { k: 20 })
     us.push(Number(process.hrtime.bigint() - t) / 1e3)
@@ -61,6 +66,7 @@ async function main() {
     JSON.stringify({
       side: 'node',
       requests: n,
+      gap_ms: gap,
       p50_us: q(us, 0.5),
       p99_us: q(us, 0.99),
       round_trip_floor_p50_us: q(floor, 0.5),

@@ -9,7 +9,9 @@
 //!
 //! - a worker that finished a call busy-waits up to the spin window for the next one before it
 //!   parks (one worker at a time; the others park at once), so a call submitted meanwhile is
-//!   picked up in well under a microsecond;
+//!   picked up in well under a microsecond. The window adapts: it halves after each spin that
+//!   waited in vain and doubles back when work comes soon after a worker parked, so calls that
+//!   come a millisecond apart soon cost no spinning at all;
 //! - while calls are in flight the JS thread keeps its event loop turning with a `setImmediate`
 //!   chain (timers, I/O and other callbacks run as usual; the loop only stops sleeping) and
 //!   settles every finished call on the next turn. After a spin window with no call finishing
@@ -40,7 +42,7 @@ use recsys_serve::Error as RecError;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -165,7 +167,12 @@ struct Shared {
     js_asleep: AtomicBool,
     wake: ThreadsafeFunction<(), (), (), Status, false, true>,
     shutdown: AtomicBool,
+    /// The longest spin (the setting).
     spin: Duration,
+    /// The workers' current spin window in ns, adapted to how long work takes to come: halved
+    /// after a spin that waited in vain, doubled (up to `spin`) when a worker parked and work came
+    /// within `spin` after all.
+    worker_window_ns: AtomicU64,
 }
 
 /// Locks a mutex, going on after a panic elsewhere (the data are queues that stay consistent).
@@ -214,10 +221,11 @@ impl Shared {
         self.busy.load(SeqCst) + POOL_IN_FLIGHT.load(SeqCst) + 2 <= self.cores
     }
 
-    /// Busy-waits up to the spin window for work, if no other worker is and there is room; true
-    /// when work came.
+    /// Busy-waits up to the workers' spin window for work, if no other worker is and there is
+    /// room; true when work came.
     fn spin_for_work(&self) -> bool {
-        if self.spin.is_zero() || !self.room_to_spin() || self.spinning.swap(true, SeqCst) {
+        let window = Duration::from_nanos(self.worker_window_ns.load(SeqCst));
+        if window.is_zero() || !self.room_to_spin() || self.spinning.swap(true, SeqCst) {
             return false;
         }
         let start = Instant::now();
@@ -231,22 +239,42 @@ impl Shared {
             }
             std::hint::spin_loop();
             turns = turns.wrapping_add(1);
-            if turns.is_multiple_of(64) && (start.elapsed() >= self.spin || !self.room_to_spin()) {
-                break false;
+            if turns.is_multiple_of(64) {
+                if start.elapsed() >= window {
+                    // Work comes slower than this: spin half as long next time (down to none),
+                    // so that calls a millisecond apart do not each cost a window of CPU.
+                    let half = window.as_nanos() as u64 / 2;
+                    self.worker_window_ns.store(if half < 1_000 { 0 } else { half }, SeqCst);
+                    break false;
+                }
+                if !self.room_to_spin() {
+                    break false;
+                }
+                // A thread woken onto this core (the JS thread) runs now, not at the end of the
+                // spin window.
+                std::thread::yield_now();
             }
         };
         self.spinning.store(false, SeqCst);
         got
     }
 
-    /// Sleeps until there is work or the lane stops.
+    /// Sleeps until there is work or the lane stops. Work that came within the longest spin
+    /// doubles the spin window (from 8 µs when it was none).
     fn park(&self) {
+        let start = Instant::now();
         let mut q = lock(&self.queue);
         self.parked.fetch_add(1, SeqCst);
         while q.is_empty() && !self.shutdown.load(SeqCst) {
             q = self.work_ready.wait(q).unwrap_or_else(|p| p.into_inner());
         }
         self.parked.fetch_sub(1, SeqCst);
+        if !q.is_empty() && start.elapsed() < self.spin {
+            let max = self.spin.as_nanos() as u64;
+            let window = self.worker_window_ns.load(SeqCst);
+            self.worker_window_ns
+                .store((window * 2).clamp(8_000.min(max), max), SeqCst);
+        }
     }
 
     /// A worker thread's life: run calls, spin or park in between, return once stopped.
@@ -419,6 +447,10 @@ impl JsSide {
             return Ok(());
         }
         if self.may_poll() && self.last_progress.elapsed() < self.shared.spin {
+            // A worker woken onto this core runs now: the kernel often wakes a parked worker on
+            // the core of the thread that woke it, and a poll that kept the core would hold the
+            // call back until the poll gave up (a call after an idle millisecond took 595 µs).
+            std::thread::yield_now();
             return self.schedule(env);
         }
         self.sleep(env)
@@ -530,6 +562,7 @@ fn start(env: &Env, errors: ErrorFn) -> std::result::Result<JsSide, LaneError> {
         wake,
         shutdown: AtomicBool::new(false),
         spin: config.spin,
+        worker_window_ns: AtomicU64::new(config.spin.as_nanos() as u64),
     });
     for i in 0..config.threads {
         let worker = shared.clone();
