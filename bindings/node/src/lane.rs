@@ -9,23 +9,27 @@
 //!
 //! - a worker that finished a call busy-waits up to the spin window for the next one before it
 //!   parks (one worker at a time; the others park at once), so a call submitted meanwhile is
-//!   picked up in well under a microsecond. The window adapts: it halves after each spin that
-//!   waited in vain and doubles back when work comes soon after a worker parked, so calls that
-//!   come a millisecond apart soon cost no spinning at all;
+//!   picked up in well under a microsecond. The window halves after each spin that waited in
+//!   vain (and is whole again when calls come back to back), so the end of a burst costs little;
 //! - while calls are in flight the JS thread keeps its event loop turning with a `setImmediate`
 //!   chain (timers, I/O and other callbacks run as usual; the loop only stops sleeping) and
 //!   settles every finished call on the next turn. After a spin window with no call finishing
 //!   it goes back to sleep, and the next worker to finish wakes it through a thread-safe function.
 //!
-//! Spinning only pays while a core is free for it. With more calls in flight than that (a loaded
-//! server on a small machine), a spinning thread would take the core a worker or the JS thread
-//! needs, and this lane's wake-ups cost a little more than libuv's. So the lane takes a call only
-//! while the calls in flight, it and the polling JS thread each have a core ([`takes_call`]); the
-//! others go to libuv's pool (`online_call` in lib.rs). A worker spins, and the JS thread polls,
-//! only while that still holds (a call can outlast the moment it was taken).
+//! Spinning only pays when calls come back to back, and while a core is free for it. A call
+//! after idle time needs a wake-up anyway (libuv's are a little cheaper than this lane's), and
+//! with more calls in flight than cores (a loaded server on a small machine) a spinning thread
+//! would take the core a worker or the JS thread needs. So the lane takes a call only when a
+//! worker is spinning or the last call settled within the spin window, and while the calls in
+//! flight, it and the polling JS thread each have a core ([`takes_call`]); the others go to
+//! libuv's pool (`online_call` in lib.rs). A worker spins, and the JS thread polls, only while
+//! the cores allow it (a call can outlast the moment it was taken), and both yield their core
+//! every few microseconds, so that a thread woken onto it is not held up.
 //!
 //! So nothing spins when the process is idle, and the spin window (`TECHSHOP_RECS_SPIN_US`,
-//! default 250 µs) bounds what a burst of calls costs in CPU afterwards. With 0 (or one core) the
+//! default 250 µs) bounds what a burst of calls costs in CPU afterwards. `TECHSHOP_RECS_POLL_US`
+//! (default: the spin window) bounds the JS thread's polling on its own; `TECHSHOP_RECS_CORES`
+//! (default: the available cores) is what the lane may count on. With 0 (or one core) the
 //! binding sends every online call to libuv's pool: measured, that is faster than this lane with
 //! every hand-off a wake-up. `TECHSHOP_RECS_THREADS` sets the number of
 //! workers (default: the available cores, at most 4, as libuv's pool). Both are read once per
@@ -64,6 +68,10 @@ type Done = (u32, std::result::Result<Answer, RecError>);
 pub const SPIN_VAR: &str = "TECHSHOP_RECS_SPIN_US";
 /// The environment variable of the number of workers.
 pub const THREADS_VAR: &str = "TECHSHOP_RECS_THREADS";
+/// The environment variable of the JS thread's poll window, in microseconds.
+pub const POLL_VAR: &str = "TECHSHOP_RECS_POLL_US";
+/// The environment variable of the cores the lane may count on.
+pub const CORES_VAR: &str = "TECHSHOP_RECS_CORES";
 const DEFAULT_SPIN_US: u64 = 250;
 
 /// The lane's settings, from the environment.
@@ -73,8 +81,11 @@ pub struct LaneConfig {
     pub threads: usize,
     /// The cores the process may use (what spinning must leave room in).
     pub cores: usize,
-    /// How long a worker waits for work, and the JS thread for a completion, before sleeping.
+    /// How long a worker waits for work before it parks; calls that come within it of the last
+    /// one are back to back.
     pub spin: Duration,
+    /// How long the JS thread polls without a call finishing before it sleeps.
+    pub poll: Duration,
 }
 
 /// A lane setting the process cannot start with: the variable, its value and why.
@@ -92,8 +103,9 @@ impl From<BadSetting> for RecError {
 }
 
 impl LaneConfig {
-    /// Reads [`THREADS_VAR`] and [`SPIN_VAR`] through `var` (unset: the defaults); a value that is
-    /// not a whole number in range is an error naming the variable and the value.
+    /// Reads [`THREADS_VAR`], [`SPIN_VAR`], [`POLL_VAR`] and [`CORES_VAR`] through `var` (unset:
+    /// the defaults); a value that is not a whole number in range is an error naming the variable
+    /// and the value.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> std::result::Result<Self, BadSetting> {
         let parse = |name: &'static str, min: u64, max: u64| -> std::result::Result<Option<u64>, BadSetting> {
             match var(name) {
@@ -108,10 +120,17 @@ impl LaneConfig {
                 },
             }
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = parse(CORES_VAR, 1, 4096)?.map_or(available, |n| n as usize);
         let threads = parse(THREADS_VAR, 1, 256)?.map_or(cores.min(4), |n| n as usize);
-        let spin = Duration::from_micros(parse(SPIN_VAR, 0, 1_000_000)?.unwrap_or(DEFAULT_SPIN_US));
-        Ok(LaneConfig { threads, cores, spin })
+        let spin = parse(SPIN_VAR, 0, 1_000_000)?.unwrap_or(DEFAULT_SPIN_US);
+        let poll = parse(POLL_VAR, 0, 1_000_000)?.unwrap_or(spin);
+        Ok(LaneConfig {
+            threads,
+            cores,
+            spin: Duration::from_micros(spin),
+            poll: Duration::from_micros(poll),
+        })
     }
 }
 
@@ -136,12 +155,36 @@ impl Drop for PoolSlot {
     }
 }
 
-/// Whether the lane should take the next call, on this JS thread: only while it, the calls in
-/// flight (lane and pool) and the polling JS thread each have a core, and a worker is free for it.
-/// Otherwise spinning would slow the calls down, and libuv's pool (which never spins) takes it.
+thread_local! {
+    /// When this JS thread last settled an online call (lane or pool).
+    static LAST_SETTLED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Records that an online call was settled on this JS thread now (see [`takes_call`]).
+pub fn settled() {
+    LAST_SETTLED.with(|t| t.set(Some(Instant::now())));
+}
+
+/// Whether the lane should take the next call, on this JS thread. Only when calls come back to
+/// back: a worker is spinning, or the last online call settled within the spin window (a worker
+/// spinning for it would have caught this one). A call after idle time gains nothing here: its
+/// worker has to be woken anyway, libuv's wake-ups are a little cheaper, and a JS thread polling
+/// on the core the woken worker lands on holds it back. And only while the call, the calls in
+/// flight (lane and pool) and the polling JS thread each have a core and a worker is free for
+/// it: otherwise spinning would slow the calls down. libuv's pool takes the others.
 pub fn takes_call(config: &LaneConfig) -> bool {
-    let lane = LANE.with(|cell| cell.borrow().as_ref().map_or(0, |side| side.pending.len()));
-    !config.spin.is_zero() && lane < config.threads && lane + POOL_IN_FLIGHT.load(SeqCst) + 2 <= config.cores
+    let (lane, hot) = LANE.with(|cell| {
+        cell.borrow().as_ref().map_or((0, false), |side| {
+            (side.pending.len(), side.shared.spinning.load(SeqCst))
+        })
+    });
+    let recent = LAST_SETTLED
+        .with(|t| t.get())
+        .is_some_and(|t| t.elapsed() < config.spin);
+    !config.spin.is_zero()
+        && (hot || recent)
+        && lane < config.threads
+        && lane + POOL_IN_FLIGHT.load(SeqCst) + 2 <= config.cores
 }
 
 /// The half of the lane that the workers share with the JS thread.
@@ -169,9 +212,10 @@ struct Shared {
     shutdown: AtomicBool,
     /// The longest spin (the setting).
     spin: Duration,
-    /// The workers' current spin window in ns, adapted to how long work takes to come: halved
-    /// after a spin that waited in vain, doubled (up to `spin`) when a worker parked and work came
-    /// within `spin` after all.
+    /// The JS thread's poll window (the setting).
+    poll: Duration,
+    /// The workers' current spin window in ns: halved after a spin that waited in vain, back to
+    /// `spin` when the JS thread submits a call with no worker spinning.
     worker_window_ns: AtomicU64,
 }
 
@@ -259,22 +303,14 @@ impl Shared {
         got
     }
 
-    /// Sleeps until there is work or the lane stops. Work that came within the longest spin
-    /// doubles the spin window (from 8 µs when it was none).
+    /// Sleeps until there is work or the lane stops.
     fn park(&self) {
-        let start = Instant::now();
         let mut q = lock(&self.queue);
         self.parked.fetch_add(1, SeqCst);
         while q.is_empty() && !self.shutdown.load(SeqCst) {
             q = self.work_ready.wait(q).unwrap_or_else(|p| p.into_inner());
         }
         self.parked.fetch_sub(1, SeqCst);
-        if !q.is_empty() && start.elapsed() < self.spin {
-            let max = self.spin.as_nanos() as u64;
-            let window = self.worker_window_ns.load(SeqCst);
-            self.worker_window_ns
-                .store((window * 2).clamp(8_000.min(max), max), SeqCst);
-        }
     }
 
     /// A worker thread's life: run calls, spin or park in between, return once stopped.
@@ -418,6 +454,7 @@ impl JsSide {
             };
             settle(env, deferred, outcome);
         }
+        settled();
         true
     }
 
@@ -446,7 +483,7 @@ impl JsSide {
             self.hold_loop(env, false);
             return Ok(());
         }
-        if self.may_poll() && self.last_progress.elapsed() < self.shared.spin {
+        if self.may_poll() && self.last_progress.elapsed() < self.shared.poll {
             // A worker woken onto this core runs now: the kernel often wakes a parked worker on
             // the core of the thread that woke it, and a poll that kept the core would hold the
             // call back until the poll gave up (a call after an idle millisecond took 595 µs).
@@ -458,7 +495,7 @@ impl JsSide {
 
     /// Whether polling leaves a core for every call in flight (here and on libuv's pool).
     fn may_poll(&self) -> bool {
-        !self.shared.spin.is_zero()
+        !self.shared.poll.is_zero()
             && self.pending.len().min(self.shared.threads) + POOL_IN_FLIGHT.load(SeqCst) < self.shared.cores
     }
 
@@ -562,6 +599,7 @@ fn start(env: &Env, errors: ErrorFn) -> std::result::Result<JsSide, LaneError> {
         wake,
         shutdown: AtomicBool::new(false),
         spin: config.spin,
+        poll: config.poll,
         worker_window_ns: AtomicU64::new(config.spin.as_nanos() as u64),
     });
     for i in 0..config.threads {
@@ -596,6 +634,13 @@ fn start(env: &Env, errors: ErrorFn) -> std::result::Result<JsSide, LaneError> {
 pub fn call<'env>(env: &'env Env, work: Work, errors: ErrorFn) -> Result<Unknown<'env>> {
     let submitted = with_lane(env, errors, |side| {
         let (deferred, promise) = new_promise(env)?;
+        if !side.shared.spinning.load(SeqCst) {
+            // Calls come back to back again ([`takes_call`]): after this one the worker spins
+            // its whole window for the next, however it shrank in quieter times.
+            side.shared
+                .worker_window_ns
+                .store(side.shared.spin.as_nanos() as u64, SeqCst);
+        }
         let ticket = side.next_ticket;
         side.next_ticket = side.next_ticket.wrapping_add(1);
         side.pending.insert(ticket, deferred);

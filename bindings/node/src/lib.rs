@@ -145,6 +145,7 @@ impl Task for PoolJob {
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> Result<Self::JsValue> {
+        lane::settled();
         match output.map_err(|e| js_error(&env, &e))? {
             lane::Answer::Json(text) => {
                 let json: napi::JSON<'static> = env.get_global()?.get_named_property_unchecked("JSON")?;

@@ -1,7 +1,7 @@
-// The binding's own worker threads for the online calls (src/lane.rs): the same answers whether
-// hand-offs spin or sleep (and on libuv's pool with busy-waiting off), a sleeping event loop kept
-// alive and woken by finished calls, settings checked, nothing left spinning once the calls are
-// done, and one lane per worker_threads worker.
+// The binding's own worker threads for the online calls (src/lane.rs): the same answers on the
+// lane, with the JS thread sleeping, and on libuv's pool with busy-waiting off; a sleeping event
+// loop kept alive and woken by finished calls; settings checked; nothing left spinning once the
+// calls are done; one lane per worker_threads worker.
 'use strict'
 
 const test = require('node:test')
@@ -67,10 +67,12 @@ const sameAnswersBody = `const users = ${JSON.stringify(users)}
 /** How many of `threads` are lane workers (null when the platform cannot tell). */
 const laneWorkers = (threads) => threads && threads.filter((t) => /^techshop-recs-\d+$/.test(t)).length
 
-test('with a 1 µs spin window every call is woken, and the answers are the same', () => {
-  // Workers park and the JS thread sleeps almost at once, so each answer arrives through the
-  // wake-up. One call at a time, then all at once.
-  const { one, all, threads } = JSON.parse(child({ TECHSHOP_RECS_SPIN_US: '1', TECHSHOP_RECS_THREADS: '2' }, sameAnswersBody))
+test('back-to-back calls run on the lane, woken when the JS thread sleeps, with the same answers', () => {
+  // The first call goes to libuv's pool (nothing came before it); the ones right after it to the
+  // lane. With a poll window of 0 the JS thread sleeps as soon as it has submitted a call, so each
+  // lane answer arrives through the wake-up. One call at a time, then all at once.
+  const env = { TECHSHOP_RECS_THREADS: '2', TECHSHOP_RECS_CORES: '2', TECHSHOP_RECS_POLL_US: '0' }
+  const { one, all, threads } = JSON.parse(child(env, sameAnswersBody))
   assertSame(one, expected)
   assertSame(all, expected)
   if (threads) assert.equal(laneWorkers(threads), 2, threads.join(', '))
@@ -84,9 +86,14 @@ test('with busy-waiting off the calls run on the libuv pool, with the same answe
 })
 
 test('a call in flight keeps a sleeping process alive until it settles', () => {
-  // Nothing else holds the event loop: were the wake-up not holding it while the JS thread
-  // sleeps, node would exit before the answer and print nothing.
-  const out = child({ TECHSHOP_RECS_SPIN_US: '1' }, `rec.recommend(${JSON.stringify(users[3])}, { k: 10 }).then((r) => console.log(JSON.stringify(r)))`)
+  // The second call follows the first at once, so the lane takes it, and with a poll window of 0
+  // the JS thread sleeps at once. Nothing else holds the event loop: were the wake-up not holding
+  // it, node would exit before the answer and print nothing.
+  const out = child(
+    { TECHSHOP_RECS_CORES: '2', TECHSHOP_RECS_POLL_US: '0' },
+    `await rec.recommend(${JSON.stringify(users[2])}, { k: 10 })
+     rec.recommend(${JSON.stringify(users[3])}, { k: 10 }).then((r) => console.log(JSON.stringify(r)))`,
+  )
   assertSame([JSON.parse(out)], [expected[3]])
 })
 
@@ -95,6 +102,8 @@ test('a bad lane setting rejects the call naming the variable', () => {
     ['TECHSHOP_RECS_SPIN_US', 'fast'],
     ['TECHSHOP_RECS_SPIN_US', '-5'],
     ['TECHSHOP_RECS_THREADS', '0'],
+    ['TECHSHOP_RECS_POLL_US', '2s'],
+    ['TECHSHOP_RECS_CORES', '0'],
   ]) {
     const out = child({ [name]: value }, `console.log(JSON.stringify(await rec.recommend('U0000001')))`)
     const e = JSON.parse(out)
@@ -104,8 +113,9 @@ test('a bad lane setting rejects the call naming the variable', () => {
   }
 })
 
-test('similar and ingest go through the lane and reject with their codes', async () => {
+test('similar and ingest, back to back after a call, answer and reject with their codes', async () => {
   const rec = await Recommender.open(...openArgs)
+  await rec.recommend(users[0])
   const s = await rec.similar(expected[0].items[0].itemId, { k: 5 })
   assert.equal(s.itemId, expected[0].items[0].itemId)
   assert.equal(s.items.length, 5)
@@ -137,7 +147,10 @@ test('a worker_threads worker has its own lane and exits cleanly', async () => {
      const { Recommender } = require(workerData.pkg)
      ;(async () => {
        const rec = await Recommender.open(...workerData.openArgs)
-       parentPort.postMessage(await Promise.all(workerData.users.map((u) => rec.recommend(u, { k: 10 }))))
+       // One at a time, so that all but the first run on the worker's own lane.
+       const answers = []
+       for (const u of workerData.users) answers.push(await rec.recommend(u, { k: 10 }))
+       parentPort.postMessage(answers)
      })()`,
     { eval: true, workerData: { pkg, openArgs, users } },
   )
