@@ -10,34 +10,14 @@
 // (cpu_per_call_us: the process's CPU time over the timed calls and the gaps, per call).
 'use strict'
 
-const { Recommender } = require('..')
-
-function options() {
-  const kv = {}
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!argv[i].startsWith('--') || argv[i + 1] === undefined) {
-      console.error(`usage: node bench/overhead.js [--registry R --store S --data D --users U] [--requests N] [--gap-ms G]`)
-      process.exit(2)
-    }
-    kv[argv[i].slice(2)] = argv[i + 1]
-  }
-  return kv
-}
+const { options, open } = require('./common.js')
 
 async function main() {
-  const kv = options()
-  let { registry, store, data } = kv
-  let users = Number(kv.users ?? 1500)
-  if (!registry) {
-    const f = require('../test/fixture.js').fixture()
-    ;({ registry, store, data } = f)
-    users = 1500
-  }
+  const kv = options('node bench/overhead.js [--registry R --store S --data D --users U] [--requests N] [--gap-ms G]')
+  const { rec, users } = await open(kv)
   const n = Number(kv.requests ?? 5000)
   const gap = Number(kv['gap-ms'] ?? 0)
   const pause = () => (gap > 0 ? new Promise((r) => setTimeout(r, gap)) : null)
-  const rec = await Recommender.open(registry, { store, data, config: { cache: { capacity: 0 } } })
   const user = (i) => `U${String(i % users).padStart(7, '0')}`
   for (let i = 0; i < 200; i++) await rec.recommend(user(i), { k: 20 })
   const us = []

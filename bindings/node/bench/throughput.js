@@ -7,32 +7,13 @@
 // Users are `U%07d` of a stride through 0..U. Prints one JSON line.
 'use strict'
 
-const { Recommender } = require('..')
-
-function options() {
-  const kv = {}
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!argv[i].startsWith('--') || argv[i + 1] === undefined) {
-      console.error('usage: node bench/throughput.js [--registry R --store S --data D --users U] [--concurrency C] [--requests N]')
-      process.exit(2)
-    }
-    kv[argv[i].slice(2)] = argv[i + 1]
-  }
-  return kv
-}
+const { options, open } = require('./common.js')
 
 async function main() {
-  const kv = options()
-  let { registry, store, data } = kv
-  let users = Number(kv.users ?? 1500)
-  if (!registry) {
-    ;({ registry, store, data } = require('../test/fixture.js').fixture())
-    users = 1500
-  }
+  const kv = options('node bench/throughput.js [--registry R --store S --data D --users U] [--concurrency C] [--requests N]')
+  const { rec, users } = await open(kv)
   const conc = Number(kv.concurrency ?? 8)
   const n = Number(kv.requests ?? 20000)
-  const rec = await Recommender.open(registry, { store, data, config: { cache: { capacity: 0 } } })
   let i = 0
   const user = () => `U${String((i++ * 7919) % users).padStart(7, '0')}`
   const batch = () => Promise.all(Array.from({ length: conc }, () => rec.recommend(user(), { k: 20 })))
