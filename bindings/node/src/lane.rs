@@ -199,8 +199,6 @@ struct Shared {
     spinning: AtomicBool,
     /// Workers running a call.
     busy: AtomicUsize,
-    threads: usize,
-    cores: usize,
     done: Mutex<Vec<Done>>,
     /// Entries in `done` (changed under its lock), readable without the lock (what the polling
     /// JS thread watches).
@@ -210,12 +208,10 @@ struct Shared {
     js_asleep: AtomicBool,
     wake: ThreadsafeFunction<(), (), (), Status, false, true>,
     shutdown: AtomicBool,
-    /// The longest spin (the setting).
-    spin: Duration,
-    /// The JS thread's poll window (the setting).
-    poll: Duration,
+    /// The settings: threads, cores, the longest spin and the JS thread's poll window.
+    config: LaneConfig,
     /// The workers' current spin window in ns: halved after a spin that waited in vain, back to
-    /// `spin` when the JS thread submits a call with no worker spinning.
+    /// `config.spin` when the JS thread submits a call with no worker spinning.
     worker_window_ns: AtomicU64,
 }
 
@@ -262,7 +258,7 @@ impl Shared {
 
     /// Whether a spinning worker leaves a core for each worker running a call and the JS thread.
     fn room_to_spin(&self) -> bool {
-        self.busy.load(SeqCst) + POOL_IN_FLIGHT.load(SeqCst) + 2 <= self.cores
+        self.busy.load(SeqCst) + POOL_IN_FLIGHT.load(SeqCst) + 2 <= self.config.cores
     }
 
     /// Busy-waits up to the workers' spin window for work, if no other worker is and there is
@@ -483,7 +479,7 @@ impl JsSide {
             self.hold_loop(env, false);
             return Ok(());
         }
-        if self.may_poll() && self.last_progress.elapsed() < self.shared.poll {
+        if self.may_poll() && self.last_progress.elapsed() < self.shared.config.poll {
             // A worker woken onto this core runs now: the kernel often wakes a parked worker on
             // the core of the thread that woke it, and a poll that kept the core would hold the
             // call back until the poll gave up (a call after an idle millisecond took 595 µs).
@@ -495,8 +491,8 @@ impl JsSide {
 
     /// Whether polling leaves a core for every call in flight (here and on libuv's pool).
     fn may_poll(&self) -> bool {
-        !self.shared.poll.is_zero()
-            && self.pending.len().min(self.shared.threads) + POOL_IN_FLIGHT.load(SeqCst) < self.shared.cores
+        let config = &self.shared.config;
+        !config.poll.is_zero() && self.pending.len().min(config.threads) + POOL_IN_FLIGHT.load(SeqCst) < config.cores
     }
 
     /// Lets the event loop sleep until a worker finishes a call (calls are in flight).
@@ -591,15 +587,12 @@ fn start(env: &Env, errors: ErrorFn) -> std::result::Result<JsSide, LaneError> {
         parked: AtomicUsize::new(0),
         spinning: AtomicBool::new(false),
         busy: AtomicUsize::new(0),
-        threads: config.threads,
-        cores: config.cores,
         done: Mutex::new(Vec::new()),
         finished: AtomicUsize::new(0),
         js_asleep: AtomicBool::new(false),
         wake,
         shutdown: AtomicBool::new(false),
-        spin: config.spin,
-        poll: config.poll,
+        config,
         worker_window_ns: AtomicU64::new(config.spin.as_nanos() as u64),
     });
     for i in 0..config.threads {
@@ -639,7 +632,7 @@ pub fn call<'env>(env: &'env Env, work: Work, errors: ErrorFn) -> Result<Unknown
             // its whole window for the next, however it shrank in quieter times.
             side.shared
                 .worker_window_ns
-                .store(side.shared.spin.as_nanos() as u64, SeqCst);
+                .store(side.shared.config.spin.as_nanos() as u64, SeqCst);
         }
         let ticket = side.next_ticket;
         side.next_ticket = side.next_ticket.wrapping_add(1);

@@ -5,9 +5,9 @@
 //! arguments and answers between JavaScript and Rust and maps errors to JS `Error`s with a `code`.
 //!
 //! Calls that do real work return promises and run off the event loop: the online calls
-//! (`recommend`, `similar`, `ingest`) on the binding's own worker threads ([`lane`], which spares
-//! them libuv's two thread wake-ups per call), `open` and `reload` on the libuv thread pool as
-//! napi [`Task`]s.
+//! (`recommend`, `similar`, `ingest`) on the binding's own worker threads when they come back to
+//! back ([`lane`], which spares them libuv's two thread wake-ups per call), else on the libuv
+//! thread pool, where `open` and `reload` always run, as napi [`Task`]s.
 
 pub mod lane;
 
@@ -128,9 +128,9 @@ impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
     }
 }
 
-/// An online call on libuv's thread pool, when the [`lane`] does not take it (busy-waiting off,
-/// one core, or no core free for spinning): the work runs in [`Task::compute`], the answer becomes
-/// a JS value in [`Task::resolve`].
+/// An online call on libuv's thread pool, when the [`lane`] does not take it (busy-waiting off, a
+/// call after idle time, or no core free for spinning): the work runs in [`Task::compute`], the
+/// answer becomes a JS value in [`Task::resolve`] (as the lane's `JsSide::drain` does for its own).
 pub struct PoolJob {
     work: Option<lane::Work>,
     _slot: lane::PoolSlot,
