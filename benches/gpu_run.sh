@@ -46,7 +46,7 @@ case "$MODE" in
     mkdir -p "$DIR"
     for v in $(printf '%s\n' $VARIANTS | sort -u); do
       CARGO_TARGET_DIR=$target CARGO_PROFILE_RELEASE_DEBUG=false \
-        cargo build --release -q -p recsys-train --features "$v"
+        cargo build --release -q -p recsys-cli --features "$v"
       strip -o "$DIR/recsys-train-$v" "$target/release/recsys-train"
       xz -T0 -6 -f "$DIR/recsys-train-$v"
     done

@@ -27,6 +27,7 @@
 
 pub mod diversify;
 pub mod error;
+pub mod exposure;
 pub mod features;
 mod linalg;
 pub mod memory;

@@ -23,7 +23,9 @@ function targetDir() {
 /** A debug binary of the workspace (recsys-train, recsys-serve), built when missing. */
 function binary(name) {
   const bin = path.join(targetDir(), 'debug', name)
-  if (!fs.existsSync(bin)) execFileSync('cargo', ['build', '-p', name, '--bin', name], { cwd: repo, stdio: 'inherit' })
+  // The `recsys-train` command is built by the recsys-cli package.
+  const pkg = name === 'recsys-train' ? 'recsys-cli' : name
+  if (!fs.existsSync(bin)) execFileSync('cargo', ['build', '-p', pkg, '--bin', name], { cwd: repo, stdio: 'inherit' })
   return bin
 }
 

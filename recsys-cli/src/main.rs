@@ -1,4 +1,5 @@
-//! The `recsys-train` command line: one subcommand per offline pipeline stage.
+//! The `recsys-train` command line: one subcommand per offline pipeline stage, each a thin call of
+//! a library function of recsys-train (or, for the measurement commands, recsys-serve).
 
 use clap::{Parser, Subcommand};
 use recsys_core::features::FeatureConfig;
