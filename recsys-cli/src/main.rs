@@ -200,6 +200,46 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Off-policy evaluation: estimate a policy's CTR from logged exposures and clicks (replay, IPS,
+    /// self-normalised IPS, direct method, doubly robust; bootstrap intervals, effective sample size,
+    /// per position).
+    Ope {
+        /// Exposure log v2 (file or directory of daily files), or an Open Bandit Dataset CSV.
+        #[arg(long)]
+        logs: PathBuf,
+        /// Serving event CSV files (file or directory): clicks on shown items are the rewards.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// The policy to evaluate: `uniform`, or `current` / a model version of --registry
+        /// (exposure logs).
+        #[arg(long)]
+        policy: String,
+        /// Format of --logs.
+        #[arg(long, value_enum, default_value_t = recsys_train::ope::LogFormat::Exposure)]
+        format: recsys_train::ope::LogFormat,
+        /// Model registry (model policies).
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Dataset directory with the users' histories (model policies).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Events without a request id count for the same user's exposure of the item at most this
+        /// many minutes earlier.
+        #[arg(long, default_value_t = 30)]
+        window_minutes: u64,
+        /// Clip importance weights at this value.
+        #[arg(long)]
+        clip: Option<f64>,
+        /// Bootstrap replicates of the 95% intervals (0: none).
+        #[arg(long, default_value_t = 200)]
+        bootstrap: u32,
+        /// Seed of the bootstrap and of the reward model's folds.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Cross-fitting folds of the doubly robust estimator's reward model.
+        #[arg(long, default_value_t = 5)]
+        folds: u32,
+    },
     /// Click-through rate per A/B variant from recsys-serve's exposure log and event CSV files.
     AbReport {
         /// The exposure log (JSONL, `exposure_log` of the serving config).
@@ -313,6 +353,32 @@ fn run(cli: Cli) -> Result<()> {
             print_json(&report)
         }
         Command::Info { data } => print_json(&Dataset::open(&data)?.manifest),
+        Command::Ope {
+            logs,
+            events,
+            policy,
+            format,
+            registry,
+            data,
+            window_minutes,
+            clip,
+            bootstrap,
+            seed,
+            folds,
+        } => {
+            let mut cmd = recsys_train::ope::OpeCommand::new(logs, policy);
+            cmd.events = events;
+            cmd.format = format;
+            cmd.registry = registry;
+            cmd.data = data;
+            cmd.window_minutes = window_minutes;
+            cmd.options.clip = clip;
+            cmd.options.bootstrap = bootstrap;
+            cmd.options.seed = seed;
+            cmd.options.folds = folds;
+            cmd.progress = progress;
+            print_json(&recsys_train::ope::ope_command(&cmd)?)
+        }
         Command::AbReport {
             exposures,
             events,

@@ -12,6 +12,7 @@
 //! | evaluation against baselines | [`evaluate`], [`baselines`] | `recsys-train evaluate` |
 //! | versioned model registry, gates | [`registry`] | `recsys-train registry` |
 //! | batch candidates into a store | [`precompute`] | `recsys-train precompute` |
+//! | off-policy evaluation of a policy's CTR from the serving logs | [`ope`] | `recsys-train ope` |
 //!
 //! ```no_run
 //! use recsys_train::{generate, import, features, progress::Progress};
@@ -41,6 +42,7 @@ pub mod evaluate;
 pub mod features;
 pub mod generate;
 pub mod import;
+pub mod ope;
 pub mod precompute;
 pub mod progress;
 pub mod read;
