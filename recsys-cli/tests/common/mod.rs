@@ -4,6 +4,7 @@
 
 #[path = "../../../recsys-train/tests/common/mod.rs"]
 mod shared;
+#[allow(unused_imports)]
 pub use shared::*;
 
 /// Running the `recsys-train` binary from integration tests.
