@@ -12,6 +12,7 @@ use recsys_train::progress::Progress;
 use recsys_train::read::InputFormat;
 use recsys_train::registry::{Gates, Registry};
 use recsys_train::train::{self, BackendKind, ItemIndexKind, TrainOptions};
+use recsys_train::tune::TuneOptions;
 use recsys_train::{Error, Result, features, generate, import};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,6 +128,15 @@ enum Command {
         /// catalogues of 20,000 items or more.
         #[arg(long, value_enum, default_value_t = ItemIndexKind::Auto)]
         item_index: ItemIndexKind,
+        /// Tune the settings on a validation split inside the training period for at most this
+        /// long (e.g. 90s, 10m, 1h) before training the chosen ones; the test split is only
+        /// read by the final evaluation. Starts from --config (or the defaults).
+        #[arg(long, value_name = "DURATION", value_parser = parse_tune_budget)]
+        tune: Option<std::time::Duration>,
+        /// Tune with at most this many trials (the base settings count as one); with --tune,
+        /// whichever bound comes first. Deterministic: the same trials and choice every run.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        tune_trials: Option<u32>,
     },
     /// Evaluate a model (and baselines) with full ranking; prints one JSON object.
     Evaluate {
@@ -296,6 +306,15 @@ enum RegistryAction {
     Rollback,
 }
 
+/// `--tune DURATION` through [`recsys_train::tune::parse_duration`]; clap's error then names
+/// the flag and the value.
+fn parse_tune_budget(text: &str) -> std::result::Result<std::time::Duration, String> {
+    recsys_train::tune::parse_duration(text).map_err(|e| match e {
+        Error::InvalidArgument { reason, .. } => reason,
+        e => e.to_string(),
+    })
+}
+
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let s = serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))?;
     println!("{s}");
@@ -393,6 +412,8 @@ fn run(cli: Cli) -> Result<()> {
             protocol,
             test_days,
             item_index,
+            tune,
+            tune_trials,
         } => {
             let config = match config {
                 Some(p) => train::load_model_config(&p)?,
@@ -416,6 +437,8 @@ fn run(cli: Cli) -> Result<()> {
                 gates,
                 split,
                 item_index,
+                tune: (tune.is_some() || tune_trials.is_some())
+                    .then(|| TuneOptions::new(tune, tune_trials.map(|n| n as usize))),
                 progress,
             };
             let mut outcome = train::train_and_register(&opts)?;

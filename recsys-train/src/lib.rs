@@ -9,6 +9,7 @@
 //! | dataset layout, id dictionary, atomic commits | [`dataset`] | — |
 //! | point-in-time features | [`features`] | `recsys-train features` |
 //! | two-tower training, registration | [`train`] | `recsys-train train` |
+//! | tuning on the validation split | [`tune`] | `recsys-train train --tune` |
 //! | evaluation against baselines | [`evaluate`], [`baselines`] | `recsys-train evaluate` |
 //! | versioned model registry, gates | [`registry`] | `recsys-train registry` |
 //! | batch candidates into a store | [`precompute`] | `recsys-train precompute` |
@@ -49,5 +50,6 @@ pub mod read;
 pub mod registry;
 pub mod reranker;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};

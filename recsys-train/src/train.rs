@@ -427,6 +427,9 @@ pub struct DataInfo {
     pub training: TrainReport,
     /// Backend used.
     pub backend: BackendKind,
+    /// With `--tune`: the search that chose the configuration (its trials and the choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::tune::TuneReport>,
 }
 
 /// Options of [`train_and_register`].
@@ -446,6 +449,9 @@ pub struct TrainOptions {
     pub split: SplitOptions,
     /// Whether the version gets an HNSW graph of its item embeddings.
     pub item_index: ItemIndexKind,
+    /// Tune the configuration on the validation split first ([`crate::tune`]), starting from
+    /// `config`; `None`: train `config` as given.
+    pub tune: Option<crate::tune::TuneOptions>,
     /// Progress reporting.
     pub progress: Progress,
 }
@@ -481,6 +487,9 @@ pub struct TrainOutcome {
     /// What training did: steps, loss per epoch, speed, and with early stopping the validation
     /// scores and the epoch chosen.
     pub training: TrainReport,
+    /// With `--tune`: every trial of the search and the settings chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::tune::TuneReport>,
     /// Why it was not promoted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate_failure: Option<String>,
@@ -504,7 +513,19 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
     let interactions = load_interactions(&ds)?;
     let sp = split(&interactions, ds.users.len(), ds.items.len(), &opts.split)?;
     let (data, vocabs) = training_data(&ds, &sp);
-    let (model, report) = fit_selected(&ds, &sp, &data, &opts.config, opts.backend, &opts.split, opts.progress)?;
+    let (config, tuning) = match &opts.tune {
+        None => (opts.config.clone(), None),
+        Some(tune) => {
+            // The tuner sees the validation split and the training data built from it, never `sp`
+            // (whose test cases only the final evaluation below reads).
+            opts.config.validate()?;
+            let val = validation_split(&sp, &opts.split, opts.config.validation_users)?;
+            let (data_v, _) = training_data(&ds, &val);
+            let tuned = crate::tune::tune(&val, &data_v, &opts.config, opts.backend, tune, opts.progress)?;
+            (tuned.config, Some(tuned.report))
+        }
+    };
+    let (model, report) = fit_selected(&ds, &sp, &data, &config, opts.backend, &opts.split, opts.progress)?;
     let scorer = TwoTowerScorer::new(&model, &sp, &data.users);
     let metrics = evaluate(&sp, &scorer, &EvalOptions::default());
     opts.progress.summary(format!(
@@ -558,6 +579,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
         items: ds.items.len(),
         training: report.clone(),
         backend: opts.backend,
+        tuning: tuning.clone(),
     };
     let registry = Registry::open(&opts.registry)?;
     let staging = tempfile_dir(&opts.registry)?;
@@ -569,7 +591,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
             use std::io::Write;
             w.flush().map_err(Error::io(&mpath))
         })?;
-        write_json(&staging.join(files::CONFIG), &opts.config)?;
+        write_json(&staging.join(files::CONFIG), &config)?;
         write_json(&staging.join(files::METRICS), &metrics)?;
         write_json(&staging.join(files::VOCAB), &vocabs)?;
         write_json(&staging.join(files::DATA), &info)?;
@@ -601,6 +623,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
                 metrics,
                 reranker: reranker.map(|r| r.1),
                 training: report,
+                tuning,
                 gate_failure: None,
                 gate_error: None,
             }
@@ -611,6 +634,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
             metrics,
             reranker: reranker.map(|r| r.1),
             training: report,
+            tuning,
             gate_failure: Some(e.to_string()),
             gate_error: Some(e),
         },

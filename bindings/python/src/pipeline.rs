@@ -143,8 +143,11 @@ fn split_options(protocol: &str, test_days: Option<u32>) -> PyResult<SplitOption
 /// (``promoted`` is False and ``gate_failure`` names the metric; the previous model stays current).
 /// ``item_index``: ``"auto"`` saves an HNSW graph of the item embeddings with the version for
 /// catalogues of 20,000 items or more, ``"hnsw"`` always, ``"exact"`` never.
+/// ``tune``: a time budget such as ``"10m"`` and/or ``tune_trials``: a number of trials; with
+/// either, the settings are first tuned on a validation split inside the training period (as
+/// ``recsys-train train --tune``) and the result carries ``"tuning": {"trials", "chosen", ...}``.
 #[pyfunction]
-#[pyo3(signature = (data, registry, *, config=None, gates=None, backend="cpu", protocol="time-split", test_days=None, item_index="auto", quiet=false))]
+#[pyo3(signature = (data, registry, *, config=None, gates=None, backend="cpu", protocol="time-split", test_days=None, item_index="auto", tune=None, tune_trials=None, quiet=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn train<'py>(
     py: Python<'py>,
@@ -156,8 +159,11 @@ pub fn train<'py>(
     protocol: &str,
     test_days: Option<u32>,
     item_index: &str,
+    tune: Option<&str>,
+    tune_trials: Option<usize>,
     quiet: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let budget = tune.map(recsys_train::tune::parse_duration).transpose().py()?;
     let opts = TrainOptions {
         data,
         registry,
@@ -166,6 +172,8 @@ pub fn train<'py>(
         gates: self::gates(gates)?,
         split: split_options(protocol, test_days)?,
         item_index: parse_enum("item_index", item_index).py()?,
+        tune: (budget.is_some() || tune_trials.is_some())
+            .then(|| recsys_train::tune::TuneOptions::new(budget, tune_trials)),
         progress: progress(quiet),
     };
     let outcome = py.detach(|| recsys_train::train::train_and_register(&opts)).py()?;

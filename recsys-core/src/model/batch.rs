@@ -43,11 +43,12 @@ pub(super) struct Plan {
 pub(super) struct IdRows {
     /// Distinct items of the batch (columns and history).
     pub(super) unique: Vec<u32>,
-    /// Position in `unique` of each column's item.
+    /// Position in `unique` of each column's item (`unique.len()` where id dropout dropped it).
     pub(super) target_local: Vec<u32>,
-    /// Position in `unique` of each history slot (`unique.len()` for padding), `b × L`.
+    /// Position in `unique` of each history slot (`unique.len()` for padding and dropped ids),
+    /// `b × L`.
     pub(super) hist_rows: Vec<u32>,
-    /// Short- and long-term pooling weights, `b × L`.
+    /// Short- and long-term pooling weights of the id rows, `b × L` (0 for dropped ids).
     pub(super) short_w: Vec<f32>,
     pub(super) long_w: Vec<f32>,
 }
@@ -60,7 +61,8 @@ impl IdRows {
         let d = table.dim();
         let u = self.unique.len();
         let mut g_rows = vec![0f32; u * d];
-        for (g, &t) in g_leaf.chunks_exact(d).zip(&self.target_local) {
+        // Columns whose id row was dropped (`u`, as padding) get no gradient.
+        for (g, &t) in g_leaf.chunks_exact(d).zip(&self.target_local).filter(|(_, t)| (**t as usize) < u) {
             for (a, &x) in g_rows[t as usize * d..(t as usize + 1) * d].iter_mut().zip(g) {
                 *a += x;
             }
@@ -142,7 +144,16 @@ pub(super) fn plan_batch(
     for _ in 0..cfg.uniform_negatives {
         col_items.push(rng.random_range(0..n_items as u32));
     }
-    let target_local: Vec<u32> = col_items.iter().map(|&i| local(i, &mut unique)).collect();
+    // Id dropout: a dropped column sees no id row (zeros, no gradient), only its side features.
+    // Nothing is drawn without it, so such runs keep their random sequence.
+    let p_drop = cfg.id_dropout;
+    let dropped = |rng: &mut dyn rand::RngCore| p_drop > 0.0 && rng.random::<f32>() < p_drop;
+    let col_dropped: Vec<bool> = col_items.iter().map(|_| dropped(rng)).collect();
+    let target_local: Vec<Option<u32>> = col_items
+        .iter()
+        .zip(&col_dropped)
+        .map(|(&i, &d)| (!d).then(|| local(i, &mut unique)))
+        .collect();
     let mut hist_items = vec![u32::MAX; b * l];
     let mut weights = vec![0f32; b * l];
     let mut long_weights = vec![0f32; b * l];
@@ -178,12 +189,27 @@ pub(super) fn plan_batch(
         region.push(inputs.region);
         user_numeric.extend_from_slice(&inputs.numeric);
     }
+    // Id dropout in the history: a dropped slot's id row leaves both poolings (its category and
+    // price bucket stay), the others are scaled by 1 / (1 - p) to keep the expected sum.
+    let (mut id_short_w, mut id_long_w) = (weights, long_weights.clone());
+    let mut hist_dropped = vec![false; b * l];
+    if p_drop > 0.0 {
+        let scale = 1.0 / (1.0 - p_drop);
+        for s in (0..b * l).filter(|&s| hist_items[s] != u32::MAX) {
+            hist_dropped[s] = dropped(rng);
+            let w = if hist_dropped[s] { 0.0 } else { scale };
+            id_short_w[s] *= w;
+            id_long_w[s] *= w;
+        }
+    }
     let hist_local: Vec<Option<u32>> = hist_items
         .iter()
-        .map(|&i| (i != u32::MAX).then(|| local(i, &mut unique)))
+        .zip(&hist_dropped)
+        .map(|(&i, &d)| (i != u32::MAX && !d).then(|| local(i, &mut unique)))
         .collect();
     let pad = unique.len() as u32;
     let hist_rows: Vec<u32> = hist_local.into_iter().map(|x| x.unwrap_or(pad)).collect();
+    let target_local: Vec<u32> = target_local.into_iter().map(|x| x.unwrap_or(pad)).collect();
     for &i in &unique {
         local_of[i as usize] = u32::MAX;
     }
@@ -226,8 +252,8 @@ pub(super) fn plan_batch(
             unique,
             target_local,
             hist_rows,
-            short_w: weights,
-            long_w: long_weights,
+            short_w: id_short_w,
+            long_w: id_long_w,
         },
         target_cat: MixData::lookup(&side(&|i| data.items.category[i]), v.categories),
         target_brand: MixData::lookup(&side(&|i| data.items.brand[i]), v.brands),
@@ -281,7 +307,10 @@ pub(super) fn fill_batch<B: AutodiffBackend>(
     let cols = ids.target_local.len();
     let mut leaf_rows = vec![0f32; cols * d];
     for (dst, &t) in leaf_rows.chunks_exact_mut(d).zip(&ids.target_local) {
-        dst.copy_from_slice(&rows[t as usize * d..(t as usize + 1) * d]);
+        // A dropped id row (position `pad`) stays zero.
+        if (t as usize) < pad {
+            dst.copy_from_slice(&rows[t as usize * d..(t as usize + 1) * d]);
+        }
     }
     Batch {
         leaf: floats::<B, 2>(leaf_rows, [cols, d], dev).require_grad(),
@@ -332,7 +361,7 @@ mod tests {
     use crate::model::UserProfile;
     use crate::model::{HistoryEvent, ItemSide, Vocab};
     use crate::schema::EventType;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 
     #[test]
@@ -431,6 +460,87 @@ mod tests {
             }
             assert_eq!(plan.offset[i * cols + i], -plan.target_correction[i]);
         }
+    }
+
+    #[test]
+    fn id_dropout_leaves_id_rows_out_and_rescales_the_history() {
+        let n_items = 40u32;
+        let histories: Vec<Vec<HistoryEvent>> = (0..30u32)
+            .map(|u| {
+                (0..12)
+                    .map(|k| HistoryEvent {
+                        item: (u * 7 + k * 3) % n_items,
+                        event_type: EventType::Click,
+                        ts: 1_000 * i64::from(k),
+                    })
+                    .collect()
+            })
+            .collect();
+        let data = TrainingData {
+            vocab: Vocab {
+                items: n_items as usize,
+                categories: 2,
+                brands: 2,
+                price_buckets: 2,
+                ages: 1,
+                regions: 1,
+            },
+            items: ItemSide {
+                category: vec![1; n_items as usize],
+                brand: vec![1; n_items as usize],
+                price_bucket: vec![1; n_items as usize],
+                numeric: vec![[0.0, 0.0]; n_items as usize],
+            },
+            users: vec![UserProfile::default(); 30],
+            histories,
+        };
+        let chunk: Vec<(u32, u32)> = (0..30).map(|u| (u, 11)).collect();
+        let log_q = vec![-1.0; n_items as usize];
+        let plan_with = |p: f32| {
+            let cfg = TwoTowerConfig::new()
+                .with_history_len(10)
+                .with_uniform_negatives(8)
+                .with_id_dropout(p);
+            let mut local_of = vec![u32::MAX; n_items as usize];
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+            let plan = plan_batch(&chunk, &data, &cfg, &log_q, &mut local_of, &mut rng);
+            assert!(local_of.iter().all(|&x| x == u32::MAX));
+            (plan, rng.random::<u64>())
+        };
+        let (full, after_full) = plan_with(0.0);
+        let (none, after_none) = plan_with(0.0);
+        assert_eq!((none.rows.unique, after_none), (full.rows.unique.clone(), after_full));
+        let (part, after_part) = plan_with(0.5);
+        assert_ne!(after_part, after_full, "dropout draws from the generator");
+        let (a, c) = (&full.rows, &part.rows);
+        let (pad_a, pad_c) = (a.unique.len() as u32, c.unique.len() as u32);
+        // Columns: the same items, some left without an id row.
+        let dropped_cols = c.target_local.iter().filter(|&&t| t == pad_c).count();
+        assert!((5..33).contains(&dropped_cols), "{dropped_cols} of 38 columns dropped");
+        for (&ta, &tc) in a.target_local.iter().zip(&c.target_local) {
+            assert!(tc == pad_c || c.unique[tc as usize] == a.unique[ta as usize]);
+        }
+        // History: the surviving slots keep their items at twice the weight; dropped ones are
+        // padding with weight 0; the side features are pooled as without dropout.
+        let (mut kept, mut gone) = (0, 0);
+        for s in 0..a.hist_rows.len() {
+            if a.hist_rows[s] == pad_a {
+                assert_eq!(c.hist_rows[s], pad_c);
+                continue;
+            }
+            if c.hist_rows[s] == pad_c {
+                gone += 1;
+                assert_eq!((c.short_w[s], c.long_w[s]), (0.0, 0.0));
+            } else {
+                kept += 1;
+                assert_eq!(c.unique[c.hist_rows[s] as usize], a.unique[a.hist_rows[s] as usize]);
+                assert!((c.short_w[s] - 2.0 * a.short_w[s]).abs() < 1e-6);
+                assert!((c.long_w[s] - 2.0 * a.long_w[s]).abs() < 1e-6);
+            }
+        }
+        assert!(kept > 60 && gone > 60, "kept {kept}, dropped {gone} of 300 slots");
+        assert_eq!(part.user_numeric, full.user_numeric);
+        assert_eq!(part.offset, full.offset);
     }
 
     #[test]

@@ -85,6 +85,13 @@ pub struct TwoTowerConfig {
     /// Extra uniformly sampled negatives per batch (0: in-batch negatives only).
     #[config(default = 0)]
     pub uniform_negatives: usize,
+    /// Id dropout while training: the probability that an item's id embedding is left out of
+    /// one use of it (a column of the loss, or one history slot of the user tower, whose other
+    /// slots are then scaled by `1 / (1 - p)`), so that both towers also learn from the item's
+    /// side features (category, brand, price, popularity). 0 (the default): none. Inference
+    /// always uses every id row.
+    #[config(default = 0.0)]
+    pub id_dropout: f32,
     /// Examples per batch.
     #[config(default = 1024)]
     pub batch_size: usize,
@@ -169,6 +176,13 @@ impl TwoTowerConfig {
                 "learning_rate",
                 self.learning_rate,
                 "must be positive",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.id_dropout) {
+            return Err(crate::Error::invalid(
+                "id_dropout",
+                self.id_dropout,
+                "must be at least 0 and below 1",
             ));
         }
         if self.event_weights.iter().any(|w| !w.is_finite() || *w < 0.0) {

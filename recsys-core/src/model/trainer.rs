@@ -106,6 +106,13 @@ impl Laps {
 pub trait Validator {
     /// The validation score of `model`, the network as trained so far.
     fn score(&mut self, model: &TwoTowerModel) -> Result<f64>;
+
+    /// Asked after each [`Validator::score`]: whether training should stop now, before the
+    /// patience runs out (a tuner pruning an unpromising trial, or out of time). The best
+    /// epoch so far is returned as usual. The default never stops.
+    fn stop(&self) -> bool {
+        false
+    }
 }
 
 /// The training examples `(user, position in history)` of a data set.
@@ -353,9 +360,10 @@ fn train_impl<B: AutodiffBackend>(
                 Some((s, _, _)) if score <= *s => {}
                 _ => best = Some((score, epoch, model)),
             }
-            if best
-                .as_ref()
-                .is_some_and(|(_, e, _)| epoch - e >= cfg.early_stopping_patience)
+            if v.stop()
+                || best
+                    .as_ref()
+                    .is_some_and(|(_, e, _)| epoch - e >= cfg.early_stopping_patience)
             {
                 break;
             }
@@ -1012,6 +1020,42 @@ mod tests {
         };
         let err = train::<B>(&data, &cfg, &Default::default(), &mut |_, _, _| {}, Some(&mut nan)).unwrap_err();
         assert!(matches!(err, Error::Internal(_)), "{err}");
+    }
+
+    /// [`Scripted`] that asks to stop once it has scored `after` epochs.
+    struct Stopping {
+        inner: Scripted,
+        after: usize,
+    }
+
+    impl Validator for Stopping {
+        fn score(&mut self, model: &TwoTowerModel) -> Result<f64> {
+            self.inner.score(model)
+        }
+
+        fn stop(&self) -> bool {
+            self.inner.seen.len() >= self.after
+        }
+    }
+
+    #[test]
+    fn a_validator_can_stop_training_before_the_patience_runs_out() {
+        type B = Autodiff<NdArray>;
+        let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let data = toy(60, 3);
+        let cfg = small().with_epochs(6).with_early_stopping_patience(5);
+        let mut v = Stopping {
+            inner: Scripted {
+                scores: vec![0.1, 0.3, 0.2, 0.9],
+                seen: Vec::new(),
+            },
+            after: 3,
+        };
+        let (model, report) = train::<B>(&data, &cfg, &Default::default(), &mut |_, _, _| {}, Some(&mut v)).unwrap();
+        assert_eq!(report.validation_per_epoch, [0.1, 0.3, 0.2]);
+        assert_eq!(report.loss_per_epoch.len(), 3);
+        assert_eq!(report.best_epoch, Some(2));
+        assert_eq!(model.item_embeddings(), v.inner.seen[1], "the best epoch so far is kept");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn train_with(data: &Path, registry: &Path, seed: u64, item_index: ItemIndex
         gates: None,
         split: SplitOptions::default(),
         item_index,
+        tune: None,
         progress: Progress::quiet(),
     })
     .unwrap();
