@@ -1,17 +1,22 @@
 //! Append-only logs the service writes for the offline side: the posted events (daily CSV files
-//! that `recsys-train import` reads for the next training run) and the exposures (one JSON line per
-//! served recommendation, from which `recsys-train ab-report` computes CTR per variant).
+//! that `recsys-train import` reads for the next training run) and the exposures (format 2 of
+//! `recsys_core::exposure`: one JSON line per served response, in daily files, from which
+//! `recsys-train ab-report` computes CTR per variant and off-policy estimators re-weight).
 //!
-//! Each batch is written with one `write` call on a file opened in append mode, so concurrent
-//! writers (threads or processes) never interleave within a line.
+//! Each event batch is written with one `write` call on a file opened in append mode, so concurrent
+//! writers (threads or processes) never interleave within a line. Exposures go through a bounded
+//! queue to one writer thread ([`ExposureLog`]): the request path never waits for the disk.
 
 use crate::online::EventIn;
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
+use prometheus_client::metrics::counter::Counter;
+use recsys_core::exposure::ExposureRecord;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
 
 /// The `--map` with which `recsys-train import --ts-format unix_ms` reads the event CSV files
 /// (the event type is read from the `event_type` column by default; `request_id` is not imported).
@@ -136,52 +141,234 @@ impl EventLog {
     }
 }
 
-/// One served recommendation, as logged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Exposure {
-    /// UTC ms.
-    pub ts: i64,
-    /// User id.
-    pub user_id: String,
-    /// `control` or `candidate`.
-    pub variant: String,
-    /// Model version.
-    pub model_version: String,
-    /// The request's context, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<String>,
-    /// Item ids shown, in order.
-    pub items: Vec<String>,
+/// What the request path sends the exposure-log writer.
+enum ExposureMsg {
+    Record(Box<ExposureRecord>),
+    /// Write and flush everything queued before, then answer.
+    Flush(SyncSender<()>),
 }
 
-/// The exposure log (JSONL).
-#[derive(Debug)]
+/// The exposure log, format 2 (`recsys_core::exposure`): a bounded queue in front of a writer
+/// thread appending one JSON line per record to the day's file `exposures-YYYY-MM-DD.jsonl` (UTC
+/// day of the record's `ts`) in its directory.
+///
+/// [`ExposureLog::send`] never blocks: when the queue is full the record is counted in `dropped`
+/// and not written. The writer counts in `written` the records it has flushed to the file (a
+/// failed write counts them as dropped, and is logged). Dropping the log (with the last
+/// `Recommender` clone) or [`ExposureLog::flush`] writes and flushes everything queued.
 pub struct ExposureLog {
-    path: PathBuf,
-    file: Mutex<File>,
+    dir: PathBuf,
+    tx: Option<SyncSender<ExposureMsg>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    dropped: Counter,
 }
+
+impl std::fmt::Debug for ExposureLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExposureLog").field("dir", &self.dir).finish()
+    }
+}
+
+/// How often the writer flushes its buffer while records keep coming.
+const EXPOSURE_FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 impl ExposureLog {
-    /// Appends to `path` (created when missing).
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
-        let path = path.into();
-        let file = open_append(&path)?;
-        Ok(ExposureLog {
-            path,
-            file: Mutex::new(file),
-        })
+    /// Starts the writer thread for the directory `dir` (created when missing) with a queue of
+    /// `capacity` records; `written` and `dropped` are the counters it maintains. A `dir` that is
+    /// an existing file (the first format's single file) is refused, naming `exposure_log`.
+    pub fn open(dir: impl Into<PathBuf>, capacity: usize, written: Counter, dropped: Counter) -> Result<Self> {
+        let (mut log, writer, rx) = Self::unstarted(dir.into(), capacity, written, dropped)?;
+        log.start(writer, rx)?;
+        Ok(log)
     }
 
-    /// Appends one line.
-    pub fn append(&self, e: &Exposure) -> Result<()> {
-        let mut line = serde_json::to_string(e).map_err(|e| Error::Internal(e.to_string()))?;
-        line.push('\n');
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| Error::Internal("exposure log lock poisoned".into()))?;
-        f.write_all(line.as_bytes())
-            .map_err(|err| Error::Internal(format!("{}: {err}", self.path.display())))
+    /// The log with its queue but no writer thread yet ([`Self::start`]).
+    fn unstarted(
+        dir: PathBuf,
+        capacity: usize,
+        written: Counter,
+        dropped: Counter,
+    ) -> Result<(Self, ExposureWriter, Receiver<ExposureMsg>)> {
+        if dir.is_file() {
+            return Err(Error::bad(
+                "exposure_log",
+                dir.display(),
+                "is a file: the exposure log is a directory of daily files (exposures-YYYY-MM-DD.jsonl)",
+            ));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::bad(
+                "exposure_log",
+                dir.display(),
+                format!("cannot create the directory: {e}"),
+            )
+        })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        let writer = ExposureWriter {
+            dir: dir.clone(),
+            file: None,
+            pending: 0,
+            written,
+            dropped: dropped.clone(),
+        };
+        let log = ExposureLog {
+            dir,
+            tx: Some(tx),
+            writer: None,
+            dropped,
+        };
+        Ok((log, writer, rx))
+    }
+
+    /// Starts the writer thread.
+    fn start(&mut self, mut writer: ExposureWriter, rx: Receiver<ExposureMsg>) -> Result<()> {
+        let handle = std::thread::Builder::new()
+            .name("exposure-log".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Internal(format!("cannot start the exposure-log writer: {e}")))?;
+        self.writer = Some(handle);
+        Ok(())
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Queues one record without blocking; false (and counted as dropped) when the queue is full.
+    pub fn send(&self, record: ExposureRecord) -> bool {
+        let ok = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(ExposureMsg::Record(Box::new(record))).is_ok());
+        if !ok {
+            self.dropped.inc();
+        }
+        ok
+    }
+
+    /// Blocks until every record queued before the call is written and flushed.
+    pub fn flush(&self) -> Result<()> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
+        tx.send(ExposureMsg::Flush(ack_tx))
+            .map_err(|_| Error::Internal("the exposure-log writer stopped".into()))?;
+        ack_rx
+            .recv()
+            .map_err(|_| Error::Internal("the exposure-log writer stopped".into()))
+    }
+}
+
+impl Drop for ExposureLog {
+    /// Closes the queue and waits for the writer to write and flush what it holds.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The writer thread's state.
+struct ExposureWriter {
+    dir: PathBuf,
+    /// The open day and its buffered file.
+    file: Option<(String, std::io::BufWriter<File>)>,
+    /// Records buffered since the last flush.
+    pending: u64,
+    written: Counter,
+    dropped: Counter,
+}
+
+impl ExposureWriter {
+    fn run(&mut self, rx: Receiver<ExposureMsg>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut last_flush = Instant::now();
+        loop {
+            match rx.recv_timeout(EXPOSURE_FLUSH_EVERY) {
+                Ok(ExposureMsg::Record(r)) => {
+                    self.write(&r);
+                    if last_flush.elapsed() >= EXPOSURE_FLUSH_EVERY {
+                        self.flush();
+                        last_flush = Instant::now();
+                    }
+                }
+                Ok(ExposureMsg::Flush(ack)) => {
+                    self.flush();
+                    last_flush = Instant::now();
+                    let _ = ack.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.flush();
+                    last_flush = Instant::now();
+                }
+                // Every sender is gone and the queue is drained.
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, r: &ExposureRecord) {
+        let day = chrono::DateTime::from_timestamp_millis(r.ts)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "unknown".into());
+        if self.file.as_ref().is_none_or(|(d, _)| d != &day) {
+            self.flush();
+            let path = self.dir.join(recsys_core::exposure::file_name(&day));
+            match open_append(&path) {
+                Ok(f) => self.file = Some((day, std::io::BufWriter::with_capacity(1 << 16, f))),
+                Err(e) => {
+                    tracing::error!("exposure log: {e}");
+                    self.file = None;
+                    self.dropped.inc();
+                    return;
+                }
+            }
+        }
+        let Some((_, f)) = self.file.as_mut() else { return };
+        let mut line = match serde_json::to_vec(r) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("exposure log: cannot serialise a record: {e}");
+                self.dropped.inc();
+                return;
+            }
+        };
+        line.push(b'\n');
+        match f.write_all(&line) {
+            Ok(()) => self.pending += 1,
+            Err(e) => {
+                tracing::error!("exposure log {}: {e}", self.dir.display());
+                self.dropped.inc();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending == 0 {
+            return;
+        }
+        let n = std::mem::take(&mut self.pending);
+        match self.file.as_mut().map(|(_, f)| f.flush()) {
+            Some(Ok(())) => {
+                self.written.inc_by(n);
+            }
+            Some(Err(e)) => {
+                tracing::error!("exposure log {}: {e}", self.dir.display());
+                self.dropped.inc_by(n);
+                // Counted as dropped: discard the buffer (no flush on drop) and reopen the file
+                // at the next record.
+                if let Some((_, f)) = self.file.take() {
+                    let _ = f.into_parts();
+                }
+            }
+            None => {
+                self.dropped.inc_by(n);
+            }
+        }
     }
 }
 
@@ -251,6 +438,72 @@ mod tests {
             (2, 2, 2),
             "{report:?}"
         );
+    }
+
+    fn exposure(n: usize, ts: i64) -> ExposureRecord {
+        ExposureRecord {
+            v: recsys_core::exposure::FORMAT_VERSION,
+            request_id: format!("r{n}"),
+            ts,
+            user_id: "u".into(),
+            variant: "control".into(),
+            model_version: "1.0.0".into(),
+            policy: "two-tower".into(),
+            context: Default::default(),
+            items: vec![recsys_core::exposure::ExposedItem {
+                item_id: "P1".into(),
+                position: 1,
+                score: 0.5,
+                propensity: 1.0,
+            }],
+            cached: false,
+            source: Some("store".into()),
+        }
+    }
+
+    #[test]
+    fn a_full_exposure_queue_drops_and_counts_never_blocks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (written, dropped) = (Counter::default(), Counter::default());
+        let (mut log, writer, rx) =
+            ExposureLog::unstarted(tmp.path().join("x"), 2, written.clone(), dropped.clone()).unwrap();
+        // No writer yet: the queue holds 2, the other 3 are dropped and counted.
+        let sent: Vec<bool> = (0..5).map(|n| log.send(exposure(n, 1_700_000_000_000))).collect();
+        assert_eq!(sent, [true, true, false, false, false]);
+        assert_eq!(dropped.get(), 3);
+        log.start(writer, rx).unwrap();
+        log.flush().unwrap();
+        assert_eq!((written.get(), dropped.get()), (2, 3));
+        let ids: Vec<String> = recsys_core::exposure::read_exposures(log.dir())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect();
+        assert_eq!(ids, ["r0", "r1"]);
+    }
+
+    #[test]
+    fn dropping_the_exposure_log_flushes_it_into_daily_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("exposures");
+        let written = Counter::default();
+        let log = ExposureLog::open(&dir, 100, written.clone(), Counter::default()).unwrap();
+        let day = 86_400_000;
+        for n in 0..3 {
+            assert!(log.send(exposure(n, 1_700_000_000_000 + n as i64 * day)));
+        }
+        drop(log);
+        assert_eq!(written.get(), 3);
+        for day in ["2023-11-14", "2023-11-15", "2023-11-16"] {
+            let file = dir.join(recsys_core::exposure::file_name(day));
+            assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 1, "{day}");
+        }
+        assert_eq!(recsys_core::exposure::read_exposures(&dir).unwrap().len(), 3);
+        // A file where the directory should be: refused, naming the field.
+        let file = tmp.path().join("old.log");
+        std::fs::write(&file, "").unwrap();
+        let e = ExposureLog::open(&file, 1, Counter::default(), Counter::default()).unwrap_err();
+        assert!(e.to_string().contains("exposure_log"), "{e}");
     }
 
     #[test]
