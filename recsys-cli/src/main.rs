@@ -252,7 +252,7 @@ enum Command {
     },
     /// Click-through rate per A/B variant from recsys-serve's exposure log and event CSV files.
     AbReport {
-        /// The exposure log (JSONL, `exposure_log` of the serving config).
+        /// The exposure log: the `exposure_log` directory of the serving config (daily JSONL files) or one file.
         #[arg(long)]
         exposures: PathBuf,
         /// The event CSV file or directory (`event_log` of the serving config).

@@ -11,8 +11,10 @@
 //! - `position` is 1-based (1 = first slot shown).
 //! - `propensity` is the probability with which the serving policy put that item at that position,
 //!   given the request: 1.0 for a deterministic policy.
-//! - `context.hour` is the hour of day (0–23, UTC) of `ts`; `page` and `device` are what the request
-//!   said, absent when it said nothing.
+//! - `context.hour` is the user's local hour of day (0–23) when the request gave one, else the UTC
+//!   hour of `ts`; `page` and `device` are what the request said, absent when it said nothing.
+//! - `policy` names the ranking policy that served (`two-tower`, `popular`, or a randomised one
+//!   such as `two-tower+explore(eps=0.1,pool=50)`, see [`crate::exploration`]).
 //!
 //! Files rotate daily: a log directory holds `exposures-YYYY-MM-DD.jsonl` (UTC day of `ts` at write
 //! time). [`for_each_exposure`] reads one file or every such file of a directory, in name order. Lines
@@ -37,7 +39,7 @@ pub struct ExposureContext {
     /// Device the request gave (`mobile`, `desktop`, `tablet`, `app`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// Hour of day, 0–23 (UTC), of the request.
+    /// Hour of day, 0–23: the user's local hour when the request gave one, else the UTC hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hour: Option<u8>,
 }
@@ -174,8 +176,8 @@ pub fn parse_line(line: &str, origin: &str) -> Result<ExposureRecord> {
             source: None,
         });
     }
-    let r: ExposureRecord = serde_json::from_value(value)
-        .map_err(|e| Error::corrupt(origin, format!("not an exposure record: {e}")))?;
+    let r: ExposureRecord =
+        serde_json::from_value(value).map_err(|e| Error::corrupt(origin, format!("not an exposure record: {e}")))?;
     for it in &r.items {
         if !(it.propensity > 0.0 && it.propensity <= 1.0) {
             return Err(Error::corrupt(
@@ -184,7 +186,10 @@ pub fn parse_line(line: &str, origin: &str) -> Result<ExposureRecord> {
             ));
         }
         if it.position == 0 {
-            return Err(Error::corrupt(origin, format!("item {:?}: position 0 (1-based)", it.item_id)));
+            return Err(Error::corrupt(
+                origin,
+                format!("item {:?}: position 0 (1-based)", it.item_id),
+            ));
         }
     }
     Ok(r)

@@ -27,6 +27,7 @@
 
 pub mod diversify;
 pub mod error;
+pub mod exploration;
 pub mod exposure;
 pub mod features;
 mod linalg;

@@ -32,8 +32,18 @@ pub struct ServeConfig {
     /// Directory receiving the events posted to the API as daily CSV files for the next training
     /// run (`events-YYYY-MM-DD.csv`); none by default.
     pub event_log: Option<PathBuf>,
-    /// JSONL file receiving one line per served recommendation (exposures, for CTR per variant).
+    /// Directory receiving the exposure log (format 2, `recsys_core::exposure`): one JSON line per
+    /// served response, response-cache hits included, in daily files `exposures-YYYY-MM-DD.jsonl`
+    /// (UTC day). None by default. A path ending in `.jsonl` (the first format's single file) is
+    /// refused, naming the field.
     pub exposure_log: Option<PathBuf>,
+    /// Capacity of the queue between the request path and the exposure-log writer thread
+    /// (default 65,536 records): when it is full a record is dropped and counted
+    /// (`recsys_exposure_log_dropped_total`), the request is never blocked.
+    pub exposure_queue: usize,
+    /// A randomised serving policy (off by default): ε-uniform exploration over the top of the
+    /// deterministic ranking, with exact propensities in the exposure log.
+    pub exploration: Option<ExplorationConfig>,
     /// Time budget of one store read in milliseconds (default 20): a slower store counts as a
     /// fallback and the request is answered without it.
     pub store_timeout_ms: u64,
@@ -61,12 +71,31 @@ impl Default for ServeConfig {
             ab: None,
             event_log: None,
             exposure_log: None,
+            exposure_queue: DEFAULT_EXPOSURE_QUEUE,
+            exploration: None,
             store_timeout_ms: 20,
             trending_refresh_seconds: 60,
             item_features_refresh_ms: 1000,
             item_features_sweep_seconds: 60,
         }
     }
+}
+
+/// Default of [`ServeConfig::exposure_queue`].
+pub const DEFAULT_EXPOSURE_QUEUE: usize = 65_536;
+
+/// ε-uniform exploration (`recsys_core::exploration::UniformExploration`): with probability
+/// `epsilon`, drawn per request from a generator seeded by the request id, the answer is a
+/// uniformly random ordered draw of `k` items from the first `pool` items of the deterministic
+/// ranking (pinned items keep their slots); otherwise the deterministic top-`k`. A request asking
+/// for more than `pool` items draws from its `k` first items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplorationConfig {
+    /// Probability of the random draw, in `[0, 1]`.
+    pub epsilon: f64,
+    /// Size of the pool the draw chooses from: the deterministic ranking's first items (1..=500).
+    pub pool: usize,
 }
 
 /// Rules with item ids as strings (resolved against the catalogue at load).
@@ -218,6 +247,31 @@ impl ServeConfig {
         if self.item_features_sweep_seconds == 0 {
             return Err(Error::bad("item_features_sweep_seconds", 0, "must be at least 1"));
         }
+        if let Some(p) = &self.exposure_log
+            && p.extension().is_some_and(|x| x == "jsonl")
+        {
+            return Err(Error::bad(
+                "exposure_log",
+                p.display(),
+                "the exposure log is now a directory of daily files (exposures-YYYY-MM-DD.jsonl): \
+                 name a directory, e.g. the file's parent",
+            ));
+        }
+        if self.exposure_queue == 0 {
+            return Err(Error::bad("exposure_queue", 0, "must be at least 1"));
+        }
+        if let Some(x) = &self.exploration {
+            if !(x.epsilon.is_finite() && (0.0..=1.0).contains(&x.epsilon)) {
+                return Err(Error::bad("exploration.epsilon", x.epsilon, "must be in [0, 1]"));
+            }
+            if x.pool == 0 || x.pool > MAX_K {
+                return Err(Error::bad(
+                    "exploration.pool",
+                    x.pool,
+                    format!("must be in 1..={MAX_K}"),
+                ));
+            }
+        }
         if self.session.max_events == 0 {
             return Err(Error::bad("session.max_events", 0, "must be at least 1"));
         }
@@ -244,6 +298,14 @@ mod tests {
             (r#"{"rules": {"boosts": [{"factor": 2}]}}"#, "rules.boosts[0]"),
             (r#"{"candidates": 0}"#, "candidates"),
             (r#"{"item_features_sweep_seconds": 0}"#, "item_features_sweep_seconds"),
+            (r#"{"exposure_log": "logs/exposures.jsonl"}"#, "exposure_log"),
+            (r#"{"exposure_queue": 0}"#, "exposure_queue"),
+            (
+                r#"{"exploration": {"epsilon": 1.5, "pool": 50}}"#,
+                "exploration.epsilon",
+            ),
+            (r#"{"exploration": {"epsilon": 0.1, "pool": 0}}"#, "exploration.pool"),
+            (r#"{"exploration": {"epsilon": 0.1, "pool": 501}}"#, "exploration.pool"),
         ] {
             let c: ServeConfig = serde_json::from_str(json).unwrap();
             let e = c.validate().unwrap_err().to_string();

@@ -4,6 +4,9 @@
 //! recsys-serve --registry DIR --store file:DIR|redis://HOST:PORT --listen 127.0.0.1:8080 \
 //!     [--data DIR] [--admin-token TOKEN] [--config FILE]
 //! ```
+//!
+//! SIGTERM or Ctrl-C shuts it down gracefully: no new connections, the requests in flight finish,
+//! then the exposure log is flushed.
 
 use clap::Parser;
 use recsys_serve::http::{AppState, router};
@@ -114,15 +117,29 @@ async fn main() -> ExitCode {
     }
     // One line on stdout that scripts and tests wait for.
     println!("listening on http://{addr}");
+    let handle = rec.clone();
     let app = router(AppState::new(rec, cli.admin_token.filter(|t| !t.is_empty())));
-    match axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
+        .await;
+    // Graceful shutdown (SIGTERM, Ctrl-C): the requests in flight have finished; every answered
+    // request's exposure record is written and flushed before the process exits.
+    let flushed = tokio::task::spawn_blocking(move || handle.flush_exposures()).await;
+    let mut code = ExitCode::SUCCESS;
+    if let Err(e) = served {
+        eprintln!("error: {e}");
+        code = ExitCode::from(1);
+    }
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("error: exposure log: {e}");
+            code = ExitCode::from(1);
+        }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
+            eprintln!("error: exposure log: {e}");
+            code = ExitCode::from(1);
         }
     }
+    code
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the service (`GET /metrics`): latency histograms per pipeline stage and
-//! end to end, request and error counts, cache hits, store fallbacks, the served model versions and
-//! the A/B variant counts.
+//! end to end, request and error counts, cache hits, store fallbacks, the served model versions,
+//! the A/B variant counts and the exposure log's written and dropped records.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -91,6 +91,10 @@ pub struct Metrics {
     pub events: Counter,
     /// Successful and failed reloads.
     pub reloads: Family<CacheLabel, Counter>,
+    /// Exposure records written (flushed) to the exposure log.
+    pub exposure_written: Counter,
+    /// Exposure records dropped: the writer's queue was full, or a write failed.
+    pub exposure_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,6 +123,8 @@ impl Metrics {
             model_info: Family::default(),
             events: Counter::default(),
             reloads: Family::default(),
+            exposure_written: Counter::default(),
+            exposure_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -149,6 +155,16 @@ impl Metrics {
             "reloads",
             "Admin reloads by result (hit: ok, miss: failed)",
             m.reloads.clone(),
+        );
+        registry.register(
+            "exposure_log_written",
+            "Exposure records written to the exposure log",
+            m.exposure_written.clone(),
+        );
+        registry.register(
+            "exposure_log_dropped",
+            "Exposure records dropped (the writer's queue was full, or a write failed)",
+            m.exposure_dropped.clone(),
         );
         Metrics { registry, ..m }
     }

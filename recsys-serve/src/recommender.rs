@@ -9,7 +9,7 @@
 //! the request's context. A failing store is a fallback, counted in the metrics, never an error.
 
 use crate::config::{MAX_K, ServeConfig};
-use crate::logs::{EventLog, Exposure, ExposureLog};
+use crate::logs::{EventLog, ExposureLog};
 use crate::metrics::{CacheLabel, Metrics, VariantLabel};
 use crate::model::LoadedModel;
 use crate::online::{EventIn, OnlineFeatures};
@@ -18,6 +18,8 @@ use crate::{Error, Result};
 use arc_swap::ArcSwap;
 use lru::LruCache;
 use recsys_core::diversify::Similarity;
+use recsys_core::exploration::{UniformExploration, request_rng};
+use recsys_core::exposure::{ExposedItem, ExposureContext, ExposureRecord};
 use recsys_core::features::FeatureConfig;
 use recsys_core::model::HistoryEvent;
 use recsys_core::pipeline::{Context, Request, recommend};
@@ -82,6 +84,12 @@ pub struct RecQuery {
     pub max_price: Option<f64>,
     /// Item ids never to return.
     pub exclude: Vec<String>,
+    /// The client's device (`mobile`, `desktop`, `tablet`, `app`, ...): 1 to 32 bytes of
+    /// `[A-Za-z0-9_-]`. Recorded in the exposure log's context.
+    pub device: Option<String>,
+    /// The user's local hour of day, 0–23 (default: the UTC hour of the request). Recorded in the
+    /// exposure log's context.
+    pub hour: Option<u8>,
 }
 
 /// One recommended item.
@@ -108,6 +116,34 @@ pub struct Recommendations {
     pub items: Vec<RecItem>,
     /// Where the candidates came from: `store`, `model` or `popular`.
     pub source: String,
+    /// Unique per response (a cached answer gets a fresh one): 32 hex characters. The exposure
+    /// log records it; events may quote it back (`EventIn::request_id`) to attribute a click to
+    /// the response it came from.
+    pub request_id: String,
+}
+
+/// Unique ids of responses: a per-process random nonce and a counter, 32 hex characters.
+/// Cheap (one atomic increment and a format); unique within a process, and across processes
+/// with overwhelming probability.
+pub fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU64;
+    static NONCE: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nonce = *NONCE.get_or_init(|| {
+        // std's RandomState is seeded from the OS's randomness once per process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nonce:016x}{n:016x}")
 }
 
 /// The answer of [`Recommender::similar`] (the JSON of `GET /api/v1/similar`).
@@ -242,7 +278,16 @@ impl Trends {
 struct CacheEntry {
     generation: u64,
     at: Instant,
-    value: Recommendations,
+    value: Arc<Ranked>,
+}
+
+/// The deterministic ranking of one request (what the response cache keeps): the pipeline's
+/// answer (with exploration, `max(pool, k)` items long) before the serving policy picks what is
+/// shown; `request_id` is empty.
+struct Ranked {
+    recs: Recommendations,
+    /// `pinned[i]`: item `i` is a pinned item at its pinned slot (kept there by exploration).
+    pinned: Vec<bool>,
 }
 
 struct Inner {
@@ -260,6 +305,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     event_log: Option<EventLog>,
     exposure_log: Option<ExposureLog>,
+    /// The randomised serving policy, when configured.
+    exploration: Option<UniformExploration>,
     reloads: Mutex<(u64, Option<String>)>,
     reload_lock: Mutex<()>,
     /// Circuit breaker: until this time (UTC ms) the shared store and session state are not asked,
@@ -405,6 +452,36 @@ fn session_generation(session: &[SessionEvent]) -> u64 {
     ((session.len() as u64) << 32) | h.finalize() as u64
 }
 
+/// Checks a device name: 1 to 32 bytes of `[A-Za-z0-9_-]` (the error names the field `device`).
+pub fn check_device(device: &str) -> Result<()> {
+    if device.is_empty()
+        || device.len() > 32
+        || !device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::bad(
+            "device",
+            device,
+            "must be 1 to 32 characters of A-Z, a-z, 0-9, _ or -",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the query's `device` and `hour`.
+fn check_query_context(q: &RecQuery) -> Result<()> {
+    if let Some(d) = &q.device {
+        check_device(d)?;
+    }
+    if let Some(h) = q.hour
+        && h > 23
+    {
+        return Err(Error::bad("hour", h, "must be in 0..=23"));
+    }
+    Ok(())
+}
+
 /// A request after validation, with catalogue codes.
 struct Resolved {
     k: usize,
@@ -445,11 +522,20 @@ impl Recommender {
         let trends = Trends::compute(&features, &items)?;
         let cache = NonZeroUsize::new(options.config.cache.capacity).map(|n| Mutex::new(LruCache::new(n)));
         let event_log = options.config.event_log.as_ref().map(EventLog::new);
+        let metrics = Arc::new(Metrics::new());
         let exposure_log = match &options.config.exposure_log {
-            Some(p) => Some(ExposureLog::open(p)?),
+            Some(p) => Some(ExposureLog::open(
+                p,
+                options.config.exposure_queue,
+                metrics.exposure_written.clone(),
+                metrics.exposure_dropped.clone(),
+            )?),
             None => None,
         };
-        let metrics = Arc::new(Metrics::new());
+        let exploration = match &options.config.exploration {
+            Some(x) => Some(UniformExploration::new(x.epsilon, x.pool)?),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             data,
             serving: ArcSwap::from_pointee(serving),
@@ -463,6 +549,7 @@ impl Recommender {
             metrics,
             event_log,
             exposure_log,
+            exploration,
             reloads: Mutex::new((0, None)),
             reload_lock: Mutex::new(()),
             store_down_until: AtomicI64::new(0),
@@ -610,6 +697,7 @@ impl Recommender {
         if user_id.trim().is_empty() || user_id.len() > 256 {
             return Err(Error::bad("user_id", user_id, "must be 1 to 256 bytes, not blank"));
         }
+        check_query_context(query)?;
         let serving = inner.serving.load_full();
         let variant = self.variant_of(user_id);
         let model = match variant {
@@ -635,7 +723,11 @@ impl Recommender {
         };
         m.stage("session", t.elapsed());
         let generation = session_generation(&session);
-        let cache_key = format!("{variant}\u{1f}{user_id}\u{1f}{query:?}");
+        // `device` and `hour` do not change the ranking: not part of the key.
+        let cache_key = format!(
+            "{variant}\u{1f}{user_id}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}",
+            query.k, query.context, query.category, query.min_price, query.max_price, query.exclude
+        );
         if let Some(cache) = &inner.cache {
             let mut c = cache
                 .lock()
@@ -644,14 +736,16 @@ impl Recommender {
             if let Some(e) = c.get(&cache_key)
                 && e.generation == generation
                 && e.at.elapsed() < ttl
-                && e.value.model_version == model.version
+                && e.value.recs.model_version == model.version
             {
                 m.cache.get_or_create(&CacheLabel { result: "hit" }).inc();
                 m.variants.get_or_create(&VariantLabel { variant }).inc();
-                let value = e.value.clone();
+                let ranked = Arc::clone(&e.value);
                 drop(c);
+                let k = query.k.unwrap_or(inner.rules.k);
+                let out = self.serve_ranked(&ranked, k, query, true, now_ms());
                 m.stage("total", started.elapsed());
-                return Ok(value);
+                return Ok(out);
             }
             m.cache.get_or_create(&CacheLabel { result: "miss" }).inc();
         }
@@ -660,7 +754,13 @@ impl Recommender {
             .features
             .read()
             .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
-        let r = self.resolve(&f, query)?;
+        let mut r = self.resolve(&f, query)?;
+        let k = r.k;
+        if let Some(x) = &inner.exploration {
+            // The deterministic ranking of the pool the exploration draws from.
+            r.k = x.pool.max(k);
+            r.filters.k = Some(r.k);
+        }
         let now = now_ms();
         let as_of = f.as_of(now);
         let user = f.user_index(user_id);
@@ -878,7 +978,22 @@ impl Recommender {
         m.stage("rerank", t.elapsed());
         let ids = f.item_ids();
         let cats = f.categories();
-        let out = Recommendations {
+        let pinned: Vec<bool> = if inner.exploration.is_some() {
+            top.items
+                .iter()
+                .enumerate()
+                .map(|(slot, rec)| {
+                    inner
+                        .rules
+                        .pins
+                        .iter()
+                        .any(|p| p.item == rec.item && p.position == slot)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let recs = Recommendations {
             user_id: user_id.to_string(),
             model_version: model.version.clone(),
             variant: variant.to_string(),
@@ -894,21 +1009,11 @@ impl Recommender {
                 })
                 .collect(),
             source: source.to_string(),
+            request_id: String::new(),
         };
         drop(f);
-        if let Some(log) = &inner.exposure_log {
-            let e = Exposure {
-                ts: now,
-                user_id: user_id.to_string(),
-                variant: variant.to_string(),
-                model_version: out.model_version.clone(),
-                context: query.context.clone(),
-                items: out.items.iter().map(|i| i.item_id.clone()).collect(),
-            };
-            if let Err(err) = log.append(&e) {
-                tracing::warn!("exposure log: {err}");
-            }
-        }
+        let ranked = Arc::new(Ranked { recs, pinned });
+        let out = self.serve_ranked(&ranked, k, query, false, now);
         if let Some(cache) = &inner.cache
             && let Ok(mut c) = cache.lock()
         {
@@ -917,13 +1022,86 @@ impl Recommender {
                 CacheEntry {
                     generation,
                     at: Instant::now(),
-                    value: out.clone(),
+                    value: ranked,
                 },
             );
         }
         m.variants.get_or_create(&VariantLabel { variant }).inc();
         m.stage("total", started.elapsed());
         Ok(out)
+    }
+
+    /// The serving policy's answer from a deterministic ranking (fresh or cached): the top `k`,
+    /// or with exploration the request's draw; with a fresh request id. Queues its exposure
+    /// record (never blocking) when an exposure log is configured.
+    fn serve_ranked(&self, ranked: &Ranked, k: usize, query: &RecQuery, cached: bool, now: i64) -> Recommendations {
+        let request_id = new_request_id();
+        let det = &ranked.recs;
+        let n = det.items.len();
+        let (shown, propensities) = match &self.inner.exploration {
+            None => ((0..k.min(n)).collect::<Vec<usize>>(), None),
+            Some(x) => {
+                let draw = x.draw(n, &ranked.pinned, k, &mut request_rng(&request_id));
+                let p = x.propensities(n, &ranked.pinned, k, &draw.shown);
+                (draw.shown, Some(p))
+            }
+        };
+        let out = Recommendations {
+            user_id: det.user_id.clone(),
+            model_version: det.model_version.clone(),
+            variant: det.variant.clone(),
+            items: shown.iter().map(|&i| det.items[i].clone()).collect(),
+            source: det.source.clone(),
+            request_id,
+        };
+        if let Some(log) = &self.inner.exposure_log {
+            let base = if out.source == "popular" {
+                "popular"
+            } else {
+                "two-tower"
+            };
+            let policy = match &self.inner.exploration {
+                Some(x) => x.name(base),
+                None => base.to_string(),
+            };
+            log.send(ExposureRecord {
+                v: recsys_core::exposure::FORMAT_VERSION,
+                request_id: out.request_id.clone(),
+                ts: now,
+                user_id: out.user_id.clone(),
+                variant: out.variant.clone(),
+                model_version: out.model_version.clone(),
+                policy,
+                context: ExposureContext {
+                    page: query.context.clone(),
+                    device: query.device.clone(),
+                    hour: query.hour.or_else(|| recsys_core::exposure::hour_of(now)),
+                },
+                items: out
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, it)| ExposedItem {
+                        item_id: it.item_id.clone(),
+                        position: slot as u32 + 1,
+                        score: it.score,
+                        propensity: propensities.as_ref().map_or(1.0, |p| p[slot]),
+                    })
+                    .collect(),
+                cached,
+                source: Some(out.source.clone()),
+            });
+        }
+        out
+    }
+
+    /// Blocks until the exposure records of every response served so far are written and flushed
+    /// (nothing to do without an exposure log). Dropping the last handle does the same.
+    pub fn flush_exposures(&self) -> Result<()> {
+        match &self.inner.exposure_log {
+            Some(log) => log.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Items similar to `item_id` (product pages): the stored neighbours, else the model's nearest

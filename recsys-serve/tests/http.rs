@@ -96,7 +96,15 @@ async fn recommendations_from_the_store_with_reasons() {
             },
         )
         .unwrap();
-    let lib: Value = serde_json::from_str(&serde_json::to_string(&lib).unwrap()).unwrap();
+    let mut lib: Value = serde_json::from_str(&serde_json::to_string(&lib).unwrap()).unwrap();
+    // Every response has its own request id (32 hex characters), the rest is equal.
+    let mut v = v;
+    let (a, b) = (lib["request_id"].take(), v["request_id"].take());
+    assert_ne!(a, b);
+    for id in [&a, &b] {
+        let id = id.as_str().unwrap();
+        assert!(id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
     assert_eq!(lib, v);
     // Default k is 20.
     let (_, v) = call(&app, "GET", "/api/v1/recommendations?user_id=U0000008", None).await;
@@ -227,6 +235,14 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         ("/api/v1/recommendations?user_id=U1&min_price=-1", "min_price"),
         ("/api/v1/recommendations?user_id=U1&context=product:NOPE", "context"),
         ("/api/v1/similar?item_id=P000001&k=0", "k"),
+        ("/api/v1/recommendations?user_id=U1&device=a%20b", "device"),
+        (
+            "/api/v1/recommendations?user_id=U1&device=0123456789012345678901234567890123",
+            "device",
+        ),
+        ("/api/v1/recommendations?user_id=U1&hour=24", "hour"),
+        ("/api/v1/recommendations?user_id=U1&hour=-1", "hour"),
+        ("/api/v1/recommendations?user_id=U1&hour=noon", "hour"),
     ] {
         let (s, v) = call(&app, "GET", uri, None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
@@ -255,6 +271,16 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         rec.user_features("U0000030").unwrap().total_purchases_30d,
         before.total_purchases_30d
     );
+    let long_id = "r".repeat(65);
+    let ev = json!({"user_id": "U1", "item_id": "P000001", "event_type": "click", "request_id": long_id});
+    let (s, v) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
+    assert_eq!(
+        (s, v["field"].as_str(), v["value"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("[0].request_id"), Some(long_id.as_str())),
+        "{v}"
+    );
+    let (s, v) = call(&app, "GET", "/api/v1/recommendations?user_id=U1&device=a%20b", None).await;
+    assert_eq!((s, v["value"].as_str()), (StatusCode::BAD_REQUEST, Some("a b")), "{v}");
     let (s, _) = call_raw(&app, "POST", "/api/v1/events", Some("{not json".into()), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let big = format!(
@@ -274,8 +300,10 @@ async fn metrics_health_and_cache() {
     let (s, v) = call(&app, "GET", "/readyz", None).await;
     assert_eq!((s, v["ready"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
     let uri = "/api/v1/recommendations?user_id=U0000042&k=7";
-    let (_, a) = call(&app, "GET", uri, None).await;
-    let (_, b) = call(&app, "GET", uri, None).await;
+    let (_, mut a) = call(&app, "GET", uri, None).await;
+    let (_, mut b) = call(&app, "GET", uri, None).await;
+    // The cached answer, with a fresh request id.
+    assert_ne!(a["request_id"].take(), b["request_id"].take());
     assert_eq!(a, b);
     call(&app, "GET", "/api/v1/recommendations", None).await;
     let (s, text) = call(&app, "GET", "/metrics", None).await;
@@ -351,7 +379,7 @@ async fn admin_routes_need_the_token_and_reload_keeps_serving_on_a_broken_versio
 async fn ab_split_proportions_and_exposure_log() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("exposures.jsonl");
+    let log = tmp.path().join("exposures");
     let events = tmp.path().join("events");
     let config = ServeConfig {
         ab: Some(AbConfig {
@@ -398,13 +426,18 @@ async fn ab_split_proportions_and_exposure_log() {
         seen.insert(v["variant"].as_str().unwrap().to_string());
     }
     assert_eq!(seen.len(), 2, "both variants served");
-    let lines: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 40);
-    assert_eq!(lines[0]["items"].as_array().unwrap().len(), 5);
+    rec.flush_exposures().unwrap();
+    let records = recsys_core::exposure::read_exposures(&log).unwrap();
+    assert_eq!(records.len(), 40);
+    assert_eq!(records[0].items.len(), 5);
+    for r in &records {
+        let expected = if rec.variant_of(&r.user_id) == "candidate" {
+            &f.versions.0
+        } else {
+            &f.versions.1
+        };
+        assert_eq!(&r.model_version, expected);
+    }
     // Posted events land in the daily CSV for the next training run.
     let ev = json!({"user_id": "U0000001", "item_id": "P000001", "event_type": "click"});
     call(&app, "POST", "/api/v1/events", Some(ev)).await;
@@ -413,6 +446,16 @@ async fn ab_split_proportions_and_exposure_log() {
     let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
     assert!(text.starts_with("user_id,item_id,event_type,timestamp"), "{text}");
     assert!(text.contains("U0000001,P000001,click,"), "{text}");
+    assert!(text.starts_with(recsys_serve::logs::EVENT_CSV_HEADER), "{text}");
+    let ev = json!({"user_id": "U0000002", "item_id": "P000001", "event_type": "click", "request_id": "abc123"});
+    let (s, _) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("U0000002,P000001,click,") && last.ends_with(",abc123"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -499,5 +542,119 @@ async fn two_instances_give_identical_answers() {
         let ids = |r: &recsys_serve::Recommendations| r.items.iter().map(|i| i.item_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&x), ids(&y), "{user}");
         assert_eq!(ids(&x), ids(&a.recommend(&user, &q).unwrap()), "{user} twice");
+    }
+}
+
+#[tokio::test]
+async fn one_exposure_record_per_response_cache_hits_included() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("exposures");
+    let config = ServeConfig {
+        exposure_log: Some(log.clone()),
+        ..Default::default()
+    };
+    assert!(config.cache.capacity > 0, "the response cache is on");
+    let rec = open(config, None);
+    let app = app(&rec);
+    let mut answers = Vec::new();
+    for round in 0..3 {
+        for u in 0..10 {
+            let uri = format!("/api/v1/recommendations?user_id=U{u:07}&k=6&context=home&device=mobile&hour={round}");
+            let (s, v) = call(&app, "GET", &uri, None).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            answers.push(v);
+        }
+    }
+    // An anonymous visitor: the popular policy, context absent.
+    let (_, v) = call(&app, "GET", "/api/v1/recommendations?user_id=someone-new&k=4", None).await;
+    answers.push(v);
+    rec.flush_exposures().unwrap();
+    let records = recsys_core::exposure::read_exposures(&log).unwrap();
+    assert_eq!(records.len(), answers.len(), "N requests, N records");
+    let files: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].to_str().unwrap().starts_with("exposures-"), "{files:?}");
+    let unique: BTreeSet<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(unique.len(), records.len(), "request ids are unique");
+    assert_eq!(
+        records.iter().filter(|r| r.cached).count(),
+        20,
+        "rounds 2 and 3 are cache hits"
+    );
+    for (r, v) in records.iter().zip(&answers) {
+        assert_eq!(r.v, 2);
+        assert_eq!(v["request_id"].as_str(), Some(r.request_id.as_str()));
+        assert_eq!(v["user_id"].as_str(), Some(r.user_id.as_str()));
+        assert_eq!(v["source"].as_str(), r.source.as_deref());
+        let shown: Vec<String> = ids(v);
+        let logged: Vec<String> = r.items.iter().map(|i| i.item_id.clone()).collect();
+        assert_eq!(logged, shown);
+        for (n, it) in r.items.iter().enumerate() {
+            assert_eq!(it.position as usize, n + 1);
+            assert_eq!(it.propensity, 1.0);
+            assert_eq!(v["items"][n]["score"].as_f64().map(|x| x as f32), Some(it.score));
+        }
+    }
+    let r = &records[13];
+    assert_eq!(r.policy, "two-tower");
+    assert_eq!(r.context.page.as_deref(), Some("home"));
+    assert_eq!(r.context.device.as_deref(), Some("mobile"));
+    assert_eq!(r.context.hour, Some(1));
+    let anon = records.last().unwrap();
+    assert_eq!(
+        (anon.policy.as_str(), anon.source.as_deref()),
+        ("popular", Some("popular"))
+    );
+    assert_eq!(anon.context.page, None);
+    assert_eq!(anon.context.hour, recsys_core::exposure::hour_of(anon.ts));
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    let text = text.as_str().unwrap();
+    assert!(text.contains("recsys_exposure_log_written_total 31"), "{text}");
+    assert!(text.contains("recsys_exposure_log_dropped_total 0"), "{text}");
+}
+
+#[tokio::test]
+async fn exploration_serves_draws_from_the_pool_with_exact_propensities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("exposures");
+    let mut config = ServeConfig {
+        exposure_log: Some(log.clone()),
+        ..Default::default()
+    };
+    let plain = open(config.clone(), None);
+    config.exploration = Some(recsys_serve::config::ExplorationConfig { epsilon: 0.5, pool: 10 });
+    let rec = open(config, None);
+    let user = "U0000021";
+    let q = |k| RecQuery {
+        k: Some(k),
+        ..Default::default()
+    };
+    let item_ids = |r: &recsys_serve::Recommendations| r.items.iter().map(|i| i.item_id.clone()).collect::<Vec<_>>();
+    let pool = item_ids(&plain.recommend(user, &q(10)).unwrap());
+    let top = &pool[..4];
+    let n = 60;
+    let mut explored = 0;
+    for _ in 0..n {
+        let r = rec.recommend(user, &q(4)).unwrap();
+        let got = item_ids(&r);
+        assert!(got.iter().all(|i| pool.contains(i)), "{got:?} not from {pool:?}");
+        if got != top {
+            explored += 1;
+        }
+    }
+    // ε = 0.5 over 60 requests (cache hits included): both branches serve.
+    assert!((10..=50).contains(&explored), "{explored} of {n} explored");
+    rec.flush_exposures().unwrap();
+    let records = recsys_core::exposure::read_exposures(&log).unwrap();
+    assert_eq!(records.len(), n);
+    for r in &records {
+        assert_eq!(r.policy, "two-tower+explore(eps=0.5,pool=10)");
+        for (slot, it) in r.items.iter().enumerate() {
+            let exact = if it.item_id == top[slot] { 0.5 + 0.05 } else { 0.05 };
+            assert!((it.propensity - exact).abs() < 1e-12, "{r:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The `recsys-serve` binary as deployed: two replicas sharing one Redis, Redis killed mid-test,
-//! and `POST /admin/reload` under load with zero failed requests.
+//! `POST /admin/reload` under load with zero failed requests, and SIGTERM flushing the exposure
+//! log.
 
 mod common;
 
@@ -24,11 +25,15 @@ impl Drop for Server {
 }
 
 fn start(registry: &std::path::Path, store: &str, extra: &[&str]) -> Server {
-    let f = fixture();
     // A generous store budget: the test machine runs several servers, trainings and Redis at once,
     // and a read over the default 20 ms budget would (correctly) fall back to the model.
     let config = std::env::temp_dir().join(format!("recsys-serve-test-config-{}.json", std::process::id()));
     std::fs::write(&config, r#"{"store_timeout_ms": 2000}"#).unwrap();
+    start_with(registry, store, &config, extra)
+}
+
+fn start_with(registry: &std::path::Path, store: &str, config: &std::path::Path, extra: &[&str]) -> Server {
+    let f = fixture();
     let mut child = Command::new(env!("CARGO_BIN_EXE_recsys-serve"))
         .args([
             "--registry",
@@ -297,4 +302,50 @@ fn bad_command_lines_exit_2_naming_the_value() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn sigterm_flushes_one_exposure_record_per_answered_request() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("exposures");
+    let config = tmp.path().join("config.json");
+    // The response cache on (the default), a queue far larger than the test's requests.
+    std::fs::write(
+        &config,
+        json!({"store_timeout_ms": 2000, "exposure_log": log, "exposure_queue": 10_000}).to_string(),
+    )
+    .unwrap();
+    let mut server = start_with(&f.registry, &f.store, &config, &[]);
+    let n = 45;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        // 15 users, 3 times each: 30 of the answers are cache hits.
+        let url = format!(
+            "{}/api/v1/recommendations?user_id=U{:07}&k=5&device=app",
+            server.base,
+            i % 15
+        );
+        let (s, v) = get(&url);
+        assert_eq!(s, 200, "{v}");
+        ids.push(v["request_id"].as_str().unwrap().to_string());
+    }
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "recsys-serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let records = recsys_core::exposure::read_exposures(&log).unwrap();
+    assert_eq!(records.len(), n, "N requests, N records on disk");
+    let logged: Vec<String> = records.iter().map(|r| r.request_id.clone()).collect();
+    assert_eq!(logged, ids);
+    assert_eq!(records.iter().filter(|r| r.cached).count(), 30);
+    assert!(records.iter().all(|r| r.context.device.as_deref() == Some("app")));
 }

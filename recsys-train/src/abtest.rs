@@ -1,23 +1,14 @@
 //! `recsys-train ab-report`: click-through rate per A/B variant from the serving logs: the
-//! exposure log `recsys-serve` writes (one JSON line per served recommendation) and the event
+//! exposure log `recsys-serve` writes (a file or a directory of daily files, either format, read
+//! through `recsys_core::exposure::for_each_exposure`) and the event
 //! CSV files of its events API. A click is a `click`, `add_to_cart` or `purchase` of an item the
 //! same user was shown at most `window` earlier; each (exposure, item) counts at most once.
 
 use crate::{Error, Result};
 use ahash::AHashMap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-
-/// One exposure line (the fields this report reads).
-#[derive(Debug, Clone, Deserialize)]
-struct ExposureLine {
-    ts: i64,
-    user_id: String,
-    variant: String,
-    items: Vec<String>,
-}
 
 /// One user's exposure: time, variant, items shown and which of them were clicked.
 struct Shown {
@@ -70,18 +61,12 @@ fn csv_files(path: &Path) -> Result<Vec<PathBuf>> {
 /// Computes the report (see the module docs).
 pub fn ab_report(exposures: &Path, events: &Path, window_minutes: u64) -> Result<AbReport> {
     let window = window_minutes as i64 * 60_000;
-    let f = std::fs::File::open(exposures).map_err(Error::io(exposures))?;
     // user -> (ts, variant index, items) in time order.
     let mut by_user: AHashMap<String, Vec<Shown>> = AHashMap::new();
     let mut variants: BTreeMap<String, VariantStats> = BTreeMap::new();
     let mut users: BTreeMap<String, ahash::AHashSet<String>> = BTreeMap::new();
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(Error::io(exposures))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let e: ExposureLine =
-            serde_json::from_str(&line).map_err(|err| Error::data(exposures, format!("line {}: {err}", n + 1)))?;
+    // A file or a directory of daily files, either exposure-log format.
+    recsys_core::exposure::for_each_exposure(exposures, |e| {
         let s = variants.entry(e.variant.clone()).or_default();
         s.exposures += 1;
         s.impressions += e.items.len() as u64;
@@ -90,10 +75,11 @@ pub fn ab_report(exposures: &Path, events: &Path, window_minutes: u64) -> Result
         by_user.entry(e.user_id).or_default().push(Shown {
             ts: e.ts,
             variant: e.variant,
-            items: e.items,
+            items: e.items.into_iter().map(|i| i.item_id).collect(),
             clicked,
         });
-    }
+        Ok(())
+    })?;
     for list in by_user.values_mut() {
         list.sort_by_key(|x| x.ts);
     }
@@ -190,6 +176,6 @@ mod tests {
         assert_eq!(k.clicks, 1);
         std::fs::write(&exp, "{oops").unwrap();
         let e = ab_report(&exp, &ev, 30).unwrap_err().to_string();
-        assert!(e.contains("line 1"), "{e}");
+        assert!(e.contains("exp.jsonl:1"), "{e}");
     }
 }
