@@ -25,6 +25,7 @@
 //! # Ok::<(), recsys_core::Error>(())
 //! ```
 
+pub mod ab;
 pub mod diversify;
 pub mod error;
 pub mod exposure;
@@ -38,6 +39,7 @@ pub mod retrieval;
 pub mod rules;
 pub mod schema;
 pub mod simd;
+pub mod stats;
 pub mod store;
 
 pub use error::{Error, Result};
