@@ -65,7 +65,11 @@ impl Layer {
         let mut end = 0u32;
         for (name, share) in variants {
             if name.is_empty() || ranges.iter().any(|(n, _)| n == name) {
-                return Err(Error::invalid("variant", name, "variant names must be non-empty and distinct"));
+                return Err(Error::invalid(
+                    "variant",
+                    name,
+                    "variant names must be non-empty and distinct",
+                ));
             }
             if !(share.is_finite() && *share >= 0.0) {
                 return Err(Error::invalid(format!("share of {name}"), share, "must be in [0, 1]"));
@@ -103,7 +107,10 @@ impl Layer {
 
     /// The variant of a bucket, or `None` when the bucket is outside every variant's range.
     pub fn variant_of_bucket(&self, bucket: u32) -> Option<&str> {
-        self.ranges.iter().find(|(_, end)| bucket < *end).map(|(n, _)| n.as_str())
+        self.ranges
+            .iter()
+            .find(|(_, end)| bucket < *end)
+            .map(|(n, _)| n.as_str())
     }
 
     /// The user's variant in this layer ([`layer_bucket`]), or `None` when the user is not in the

@@ -313,7 +313,11 @@ impl RatioStats {
 
     /// `Σy / Σx` (NaN when `Σx = 0`).
     pub fn ratio(&self) -> f64 {
-        if self.sum_x == 0.0 { f64::NAN } else { self.sum_y / self.sum_x }
+        if self.sum_x == 0.0 {
+            f64::NAN
+        } else {
+            self.sum_y / self.sum_x
+        }
     }
 
     /// Sample variance of `y` over units (divisor `n − 1`).
@@ -611,7 +615,8 @@ impl CupedStats {
         }
         let (r, cr) = (m.ratio(), c.ratio());
         let cov = |sab: f64, sa: f64, sb: f64| sample_cov(n, sab, sa, sb);
-        let s = cov(self.sum_ya, m.sum_y, c.sum_y) - cr * cov(self.sum_yb, m.sum_y, c.sum_x)
+        let s = cov(self.sum_ya, m.sum_y, c.sum_y)
+            - cr * cov(self.sum_yb, m.sum_y, c.sum_x)
             - r * cov(self.sum_xa, m.sum_x, c.sum_y)
             + r * cr * cov(self.sum_xb, m.sum_x, c.sum_x);
         s / ((m.sum_x / n) * (c.sum_x / n)) / n
@@ -706,7 +711,11 @@ mod tests {
             (7.0, 2.0, (-3.5f64).exp()),
             (0.0, 3.0, 1.0),
         ] {
-            assert!(close(chi2_sf(x, df), p, 1e-10), "sf({x}, {df}) = {} want {p}", chi2_sf(x, df));
+            assert!(
+                close(chi2_sf(x, df), p, 1e-10),
+                "sf({x}, {df}) = {} want {p}",
+                chi2_sf(x, df)
+            );
         }
         // df 1: P(χ² ≥ z²) = 2 (1 − Φ(z)); at z = 10: 1.523970604832105e-23.
         assert!(close(chi2_sf(100.0, 1.0), 1.523_970_604_832_105e-23, 1e-9));
@@ -768,7 +777,10 @@ mod tests {
         // Wilson interval of 30/1000 at 95%: center (0.03 + 1.9208/1000) / 1.0038415 = 0.0317987,
         // half 1.952464 · √(0.0000291 + 0.00000096) = 0.0107048: [0.021094, 0.042503].
         let w = wilson_interval(30.0, 1000.0, 0.95);
-        assert!((w[0] - 0.021_094).abs() < 1e-6 && (w[1] - 0.042_503).abs() < 1e-6, "{w:?}");
+        assert!(
+            (w[0] - 0.021_094).abs() < 1e-6 && (w[1] - 0.042_503).abs() < 1e-6,
+            "{w:?}"
+        );
     }
 
     #[test]

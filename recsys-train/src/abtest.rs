@@ -112,7 +112,11 @@ pub fn parse_expected(s: &str) -> Result<Vec<(String, f64)>> {
             .parse()
             .map_err(|_| Error::arg("--expected", s, format!("share {share:?} of {name:?} is not a number")))?;
         if !(share.is_finite() && share > 0.0) {
-            return Err(Error::arg("--expected", s, format!("share of {name:?} must be positive")));
+            return Err(Error::arg(
+                "--expected",
+                s,
+                format!("share of {name:?} must be positive"),
+            ));
         }
         if out.iter().any(|(n, _)| n == name.trim()) {
             return Err(Error::arg("--expected", s, format!("{name:?} given twice")));
@@ -698,7 +702,12 @@ fn for_each_event(path: &Path, mut f: impl FnMut(EventRow) -> Result<()>) -> Res
         let headers = rdr.headers().map_err(|e| Error::data(&file, e.to_string()))?.clone();
         let col = |c: &str| headers.iter().position(|h| h.trim() == c);
         let need = |c: &str| col(c).ok_or_else(|| Error::data(&file, format!("no column {c:?} in the header")));
-        let (cu, ci, ct, cts) = (need("user_id")?, need("item_id")?, need("event_type")?, need("timestamp")?);
+        let (cu, ci, ct, cts) = (
+            need("user_id")?,
+            need("item_id")?,
+            need("event_type")?,
+            need("timestamp")?,
+        );
         let (cs, cp, cq, cr) = (col("session_id"), col("price"), col("quantity"), col("request_id"));
         let mut rec = csv::StringRecord::new();
         let mut row = 0u64;
@@ -858,7 +867,11 @@ pub fn collect(exposures: &Path, events: &Path, opts: &AbOptions) -> Result<Coll
             .find(|&&i| ok(&shown[i as usize]))
             .copied()
     };
-    let position = |s: &Shown, item: u32| flat[s.start as usize..(s.start + s.len) as usize].iter().position(|&i| i == item);
+    let position = |s: &Shown, item: u32| {
+        flat[s.start as usize..(s.start + s.len) as usize]
+            .iter()
+            .position(|&i| i == item)
+    };
     let mut orders: AHashSet<(u32, u16, u64)> = AHashSet::new();
     let bar = opts.progress.counter("events");
     att.events = for_each_event(events, |e| {
@@ -886,7 +899,10 @@ pub fn collect(exposures: &Path, events: &Path, opts: &AbOptions) -> Result<Coll
                 (Some(item), true) => {
                     let i = named.unwrap_or_default();
                     let s = &shown[i as usize];
-                    (e.ts - s.ts <= window).then_some(()).and(position(s, item)).map(|p| (i, p))
+                    (e.ts - s.ts <= window)
+                        .then_some(())
+                        .and(position(s, item))
+                        .map(|p| (i, p))
                 }
                 (Some(item), false) => latest(user, e.ts, window, &|s| position(s, item).is_some())
                     .and_then(|i| position(&shown[i as usize], item).map(|p| (i, p))),
@@ -956,7 +972,9 @@ pub fn collect(exposures: &Path, events: &Path, opts: &AbOptions) -> Result<Coll
     keys.sort_unstable();
     for k in keys {
         *per_user_variants.entry(k.0).or_default() += 1;
-        out.entry(variant_names[k.1 as usize].clone()).or_default().push(outcomes[k]);
+        out.entry(variant_names[k.1 as usize].clone())
+            .or_default()
+            .push(outcomes[k]);
     }
     att.users_in_several_variants = per_user_variants.values().filter(|&&n| n > 1).count() as u64;
     Ok(Collected {
@@ -1062,7 +1080,12 @@ mod tests {
             let items: Vec<String> = items
                 .iter()
                 .enumerate()
-                .map(|(n, i)| format!(r#"{{"item_id":"{i}","position":{},"score":0.5,"propensity":1.0}}"#, n + 1))
+                .map(|(n, i)| {
+                    format!(
+                        r#"{{"item_id":"{i}","position":{},"score":0.5,"propensity":1.0}}"#,
+                        n + 1
+                    )
+                })
                 .collect();
             format!(
                 r#"{{"v":2,"request_id":"{id}","ts":{},"user_id":"{user}","variant":"{variant}","model_version":"1","policy":"p","items":[{}]}}"#,
@@ -1115,7 +1138,14 @@ mod tests {
         let r = ab_report(&exp, &ev, &opts()).unwrap();
         let c = &r.variants["control"];
         assert_eq!(
-            (c.users, c.exposures, c.impressions, c.clicks, c.converted_users, c.orders),
+            (
+                c.users,
+                c.exposures,
+                c.impressions,
+                c.clicks,
+                c.converted_users,
+                c.orders
+            ),
             (3, 4, 8, 2, 1, 1)
         );
         assert!((c.ctr.value - 0.25).abs() < 1e-12);
@@ -1124,7 +1154,10 @@ mod tests {
         assert!((c.revenue - 40.0).abs() < 1e-12 && (c.aov.value - 40.0).abs() < 1e-12);
         assert!((c.revenue_per_user.value - 40.0 / 3.0).abs() < 1e-12);
         let k = &r.variants["candidate"];
-        assert_eq!((k.users, k.impressions, k.clicks, k.converted_users, k.orders), (2, 6, 3, 1, 1));
+        assert_eq!(
+            (k.users, k.impressions, k.clicks, k.converted_users, k.orders),
+            (2, 6, 3, 1, 1)
+        );
         assert!((k.ctr.value - 0.5).abs() < 1e-12);
         assert!((k.aov.value - 60.0).abs() < 1e-12 && (k.revenue_per_user.value - 30.0).abs() < 1e-12);
         assert!((k.lift["ctr"].value - 1.0).abs() < 1e-12);
