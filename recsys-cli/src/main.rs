@@ -250,9 +250,12 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         folds: u32,
     },
-    /// Click-through rate per A/B variant from recsys-serve's exposure log and event CSV files.
+    /// An A/B experiment's figures per variant from recsys-serve's exposure log and event CSV
+    /// files: CTR, conversion, AOV and revenue per user with 95% intervals (users as the unit),
+    /// lifts against the control, the sample-ratio check and the conversion guardrail.
     AbReport {
-        /// The exposure log: the `exposure_log` directory of the serving config (daily JSONL files) or one file.
+        /// The exposure log: a JSONL file or a directory of daily files (`exposure_log` of the
+        /// serving config).
         #[arg(long)]
         exposures: PathBuf,
         /// The event CSV file or directory (`event_log` of the serving config).
@@ -261,6 +264,30 @@ enum Command {
         /// A click counts for an exposure at most this many minutes earlier.
         #[arg(long, default_value_t = 30)]
         window_minutes: u64,
+        /// A purchase counts for the user's latest exposure at most this many minutes earlier
+        /// (default: --window-minutes).
+        #[arg(long)]
+        purchase_window_minutes: Option<u64>,
+        /// The variant the others are compared with.
+        #[arg(long, default_value = "control")]
+        control: String,
+        /// Expected share of users per variant for the sample-ratio check, e.g.
+        /// `control=0.95,candidate=0.05` (default: equal shares of the variants seen).
+        #[arg(long)]
+        expected: Option<String>,
+        /// Conversion guardrail: each variant's conversion must reach this (ADR: 3.0%).
+        #[arg(long, default_value_t = recsys_train::abtest::DEFAULT_MIN_CONVERSION)]
+        min_conversion: f64,
+        /// Add always-valid (sequential) intervals to the lifts, for looking every day.
+        #[arg(long)]
+        sequential: bool,
+        /// Mixing standard deviation of the sequential test, on the relative lift.
+        #[arg(long, default_value_t = recsys_train::abtest::DEFAULT_SEQUENTIAL_TAU)]
+        sequential_tau: f64,
+        /// Events of a period before the experiment (CSV file or directory): CUPED-adjusted CTR
+        /// and revenue per user.
+        #[arg(long)]
+        cuped_pre: Option<PathBuf>,
     },
     /// Print a dataset's manifest summary.
     Info {
@@ -402,7 +429,35 @@ fn run(cli: Cli) -> Result<()> {
             exposures,
             events,
             window_minutes,
-        } => print_json(&recsys_train::abtest::ab_report(&exposures, &events, window_minutes)?),
+            purchase_window_minutes,
+            control,
+            expected,
+            min_conversion,
+            sequential,
+            sequential_tau,
+            cuped_pre,
+        } => {
+            use recsys_train::abtest::{AbOptions, AnalysisOptions, ab_report, parse_expected};
+            if !(min_conversion.is_finite() && (0.0..=1.0).contains(&min_conversion)) {
+                return Err(Error::arg("--min-conversion", min_conversion, "must be in [0, 1]"));
+            }
+            if !(sequential_tau.is_finite() && sequential_tau > 0.0) {
+                return Err(Error::arg("--sequential-tau", sequential_tau, "must be positive"));
+            }
+            let opts = AbOptions {
+                window_minutes,
+                purchase_window_minutes,
+                analysis: AnalysisOptions {
+                    control,
+                    expected: expected.as_deref().map(parse_expected).transpose()?,
+                    min_conversion,
+                    sequential_tau: sequential.then_some(sequential_tau),
+                },
+                cuped_pre,
+                progress,
+            };
+            print_json(&ab_report(&exposures, &events, &opts)?)
+        }
         Command::Train {
             data,
             registry,

@@ -25,6 +25,7 @@
 //! # Ok::<(), recsys_core::Error>(())
 //! ```
 
+pub mod ab;
 pub mod diversify;
 pub mod error;
 pub mod exploration;
@@ -39,6 +40,7 @@ pub mod retrieval;
 pub mod rules;
 pub mod schema;
 pub mod simd;
+pub mod stats;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -433,13 +433,11 @@ fn load_serving(
     Ok(Serving { control, candidate })
 }
 
-/// A stable bucket in 0..10000 of a user id (CRC-32 of `salt:user`).
+/// A stable bucket in 0..10000 of a user id (CRC-32 of `salt:user`): the single-experiment
+/// bucket, [`recsys_core::ab::crc_bucket`]. Several experiments at once need
+/// [`recsys_core::ab::Layer`], whose buckets are independent across salts.
 pub fn ab_bucket(salt: &str, user_id: &str) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(salt.as_bytes());
-    h.update(b":");
-    h.update(user_id.as_bytes());
-    h.finalize() % 10_000
+    recsys_core::ab::crc_bucket(salt, user_id)
 }
 
 fn session_generation(session: &[SessionEvent]) -> u64 {
