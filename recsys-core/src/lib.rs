@@ -25,6 +25,7 @@
 //! # Ok::<(), recsys_core::Error>(())
 //! ```
 
+pub mod click_model;
 pub mod diversify;
 pub mod error;
 pub mod exposure;
