@@ -405,6 +405,8 @@ impl Recommender {
                     data: options.data.map(PathBuf::from),
                     store: options.store,
                     config,
+                    model: None,
+                    popular_only: false,
                 })?;
                 Ok(inner)
             },
