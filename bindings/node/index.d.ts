@@ -58,6 +58,8 @@ export interface Recommendations {
   items: Array<RecItem>
   /** Where the candidates came from: `store`, `model` or `popular`. */
   source: string
+  /** Unique per answer (a cached answer gets a fresh one); events may quote it back. */
+  requestId: string
 }
 
 /** Options of `recommend`. */
@@ -74,6 +76,10 @@ export interface RecommendOptions {
   maxPrice?: number
   /** Item ids never to return. */
   exclude?: Array<string>
+  /** The client's device (`mobile`, `desktop`, ...): 1 to 32 characters of `[A-Za-z0-9_-]`. */
+  device?: string
+  /** The user's local hour of day, 0 to 23 (default: the UTC hour of the request). */
+  hour?: number
 }
 
 /** The answer of `similar`. */
@@ -138,4 +144,6 @@ export interface UserEvent {
   quantity?: number
   /** Rating. */
   rating?: number
+  /** The `requestId` of the answer this event came from (attribution; at most 64 bytes). */
+  requestId?: string
 }

@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let query = RecQuery {
         k: Some(5),
         context: Some("home".into()),
+        device: Some("mobile".into()),
         ..Default::default()
     };
     let before = rec.recommend(&user, &query)?;
@@ -39,6 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         price: None,
         quantity: None,
         rating: None,
+        // Attributes the purchase to the answer it came from (the exposure log records the id).
+        request_id: Some(before.request_id.clone()),
     }])?;
     let after = rec.recommend(&user, &query)?;
     println!("{}", serde_json::to_string(&after)?);

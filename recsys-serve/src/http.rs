@@ -2,9 +2,9 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/recommendations?user_id=&k=&context=&category=&min_price=&max_price=` | top-k for a user |
+//! | `GET /api/v1/recommendations?user_id=&k=&context=&category=&min_price=&max_price=&exclude=&device=&hour=` | top-k for a user (with its `request_id`) |
 //! | `GET /api/v1/similar?item_id=&k=` | item-to-item |
-//! | `POST /api/v1/events` | one event object or an array; updates the session state at once |
+//! | `POST /api/v1/events` | one event object or an array (optional `request_id` attribution); updates the session state at once |
 //! | `GET /api/v1/features/users/{user_id}`, `/api/v1/features/items/{item_id}` | real-time features |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
@@ -96,6 +96,8 @@ struct RecParams {
     min_price: Option<String>,
     max_price: Option<String>,
     exclude: Option<String>,
+    device: Option<String>,
+    hour: Option<String>,
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>) -> Result<Option<T>> {
@@ -136,6 +138,16 @@ async fn recommendations(
             .exclude
             .map(|e| e.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
             .unwrap_or_default(),
+        device: p.device.filter(|d| !d.is_empty()),
+        hour: match parse_num::<i64>("hour", p.hour.clone())? {
+            None => None,
+            Some(h) => Some(
+                u8::try_from(h)
+                    .ok()
+                    .filter(|h| *h <= 23)
+                    .ok_or_else(|| Error::bad("hour", h, "must be in 0..=23"))?,
+            ),
+        },
     };
     let out = st.rec.recommend(&user_id, &q)?;
     Ok(Json(out).into_response())

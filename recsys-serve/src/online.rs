@@ -34,6 +34,10 @@ pub struct EventIn {
     /// Rating.
     #[serde(default)]
     pub rating: Option<f32>,
+    /// The `request_id` of the recommendation response this event came from (optional
+    /// attribution; at most 64 bytes). Written to the event log as its last column.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// A user's features with string ids (`GET /api/v1/features/users/{id}`).
@@ -237,6 +241,11 @@ impl OnlineFeatures {
             && !r.is_finite()
         {
             return Err(Error::bad("rating", r, "must be finite"));
+        }
+        if let Some(id) = &ev.request_id
+            && id.len() > 64
+        {
+            return Err(Error::bad("request_id", id, "longer than 64 bytes"));
         }
         let ts = ev.timestamp.unwrap_or(now_ms);
         if ts > now_ms + 60_000 {

@@ -90,6 +90,12 @@ pub struct RecQuery {
     pub max_price: Option<f64>,
     /// Item ids never to return.
     pub exclude: Vec<String>,
+    /// The client's device (`mobile`, `desktop`, `tablet`, `app`, ...): 1 to 32 bytes of
+    /// `[A-Za-z0-9_-]`. Recorded in the exposure log's context.
+    pub device: Option<String>,
+    /// The user's local hour of day, 0–23 (default: the UTC hour of the request). Recorded in the
+    /// exposure log's context.
+    pub hour: Option<u8>,
 }
 
 /// One recommended item.
@@ -116,6 +122,34 @@ pub struct Recommendations {
     pub items: Vec<RecItem>,
     /// Where the candidates came from: `store`, `model` or `popular`.
     pub source: String,
+    /// Unique per response (a cached answer gets a fresh one): 32 hex characters. The exposure
+    /// log records it; events may quote it back (`EventIn::request_id`) to attribute a click to
+    /// the response it came from.
+    pub request_id: String,
+}
+
+/// Unique ids of responses: a per-process random nonce and a counter, 32 hex characters.
+/// Cheap (one atomic increment and a format); unique within a process, and across processes
+/// with overwhelming probability.
+pub fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU64;
+    static NONCE: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nonce = *NONCE.get_or_init(|| {
+        // std's RandomState is seeded from the OS's randomness once per process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nonce:016x}{n:016x}")
 }
 
 /// The answer of [`Recommender::similar`] (the JSON of `GET /api/v1/similar`).
@@ -414,6 +448,36 @@ fn session_generation(session: &[SessionEvent]) -> u64 {
     ((session.len() as u64) << 32) | h.finalize() as u64
 }
 
+/// Checks a device name: 1 to 32 bytes of `[A-Za-z0-9_-]` (the error names the field `device`).
+pub fn check_device(device: &str) -> Result<()> {
+    if device.is_empty()
+        || device.len() > 32
+        || !device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::bad(
+            "device",
+            device,
+            "must be 1 to 32 characters of A-Z, a-z, 0-9, _ or -",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the query's `device` and `hour`.
+fn check_query_context(q: &RecQuery) -> Result<()> {
+    if let Some(d) = &q.device {
+        check_device(d)?;
+    }
+    if let Some(h) = q.hour
+        && h > 23
+    {
+        return Err(Error::bad("hour", h, "must be in 0..=23"));
+    }
+    Ok(())
+}
+
 /// A request after validation, with catalogue codes.
 struct Resolved {
     k: usize,
@@ -625,6 +689,7 @@ impl Recommender {
         if user_id.trim().is_empty() || user_id.len() > 256 {
             return Err(Error::bad("user_id", user_id, "must be 1 to 256 bytes, not blank"));
         }
+        check_query_context(query)?;
         let serving = inner.serving.load_full();
         let variant = self.variant_of(user_id);
         let model = match variant {
@@ -663,8 +728,9 @@ impl Recommender {
             {
                 m.cache.get_or_create(&CacheLabel { result: "hit" }).inc();
                 m.variants.get_or_create(&VariantLabel { variant }).inc();
-                let value = e.value.clone();
+                let mut value = e.value.clone();
                 drop(c);
+                value.request_id = new_request_id();
                 m.stage("total", started.elapsed());
                 return Ok(value);
             }
@@ -909,6 +975,7 @@ impl Recommender {
                 })
                 .collect(),
             source: source.to_string(),
+            request_id: new_request_id(),
         };
         drop(f);
         if let Some(log) = &inner.exposure_log {

@@ -98,7 +98,15 @@ async fn recommendations_from_the_store_with_reasons() {
             },
         )
         .unwrap();
-    let lib: Value = serde_json::from_str(&serde_json::to_string(&lib).unwrap()).unwrap();
+    let mut lib: Value = serde_json::from_str(&serde_json::to_string(&lib).unwrap()).unwrap();
+    // Every response has its own request id (32 hex characters), the rest is equal.
+    let mut v = v;
+    let (a, b) = (lib["request_id"].take(), v["request_id"].take());
+    assert_ne!(a, b);
+    for id in [&a, &b] {
+        let id = id.as_str().unwrap();
+        assert!(id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
     assert_eq!(lib, v);
     // Default k is 20.
     let (_, v) = call(&app, "GET", "/api/v1/recommendations?user_id=U0000008", None).await;
@@ -229,6 +237,14 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         ("/api/v1/recommendations?user_id=U1&min_price=-1", "min_price"),
         ("/api/v1/recommendations?user_id=U1&context=product:NOPE", "context"),
         ("/api/v1/similar?item_id=P000001&k=0", "k"),
+        ("/api/v1/recommendations?user_id=U1&device=a%20b", "device"),
+        (
+            "/api/v1/recommendations?user_id=U1&device=0123456789012345678901234567890123",
+            "device",
+        ),
+        ("/api/v1/recommendations?user_id=U1&hour=24", "hour"),
+        ("/api/v1/recommendations?user_id=U1&hour=-1", "hour"),
+        ("/api/v1/recommendations?user_id=U1&hour=noon", "hour"),
     ] {
         let (s, v) = call(&app, "GET", uri, None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
@@ -257,6 +273,16 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         rec.user_features("U0000030").unwrap().total_purchases_30d,
         before.total_purchases_30d
     );
+    let long_id = "r".repeat(65);
+    let ev = json!({"user_id": "U1", "item_id": "P000001", "event_type": "click", "request_id": long_id});
+    let (s, v) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
+    assert_eq!(
+        (s, v["field"].as_str(), v["value"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("[0].request_id"), Some(long_id.as_str())),
+        "{v}"
+    );
+    let (s, v) = call(&app, "GET", "/api/v1/recommendations?user_id=U1&device=a%20b", None).await;
+    assert_eq!((s, v["value"].as_str()), (StatusCode::BAD_REQUEST, Some("a b")), "{v}");
     let (s, _) = call_raw(&app, "POST", "/api/v1/events", Some("{not json".into()), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let big = format!(
@@ -276,8 +302,10 @@ async fn metrics_health_and_cache() {
     let (s, v) = call(&app, "GET", "/readyz", None).await;
     assert_eq!((s, v["ready"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
     let uri = "/api/v1/recommendations?user_id=U0000042&k=7";
-    let (_, a) = call(&app, "GET", uri, None).await;
-    let (_, b) = call(&app, "GET", uri, None).await;
+    let (_, mut a) = call(&app, "GET", uri, None).await;
+    let (_, mut b) = call(&app, "GET", uri, None).await;
+    // The cached answer, with a fresh request id.
+    assert_ne!(a["request_id"].take(), b["request_id"].take());
     assert_eq!(a, b);
     call(&app, "GET", "/api/v1/recommendations", None).await;
     let (s, text) = call(&app, "GET", "/metrics", None).await;
@@ -415,6 +443,16 @@ async fn ab_split_proportions_and_exposure_log() {
     let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
     assert!(text.starts_with("user_id,item_id,event_type,timestamp"), "{text}");
     assert!(text.contains("U0000001,P000001,click,"), "{text}");
+    assert!(text.starts_with(recsys_serve::logs::EVENT_CSV_HEADER), "{text}");
+    let ev = json!({"user_id": "U0000002", "item_id": "P000001", "event_type": "click", "request_id": "abc123"});
+    let (s, _) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("U0000002,P000001,click,") && last.ends_with(",abc123"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -221,6 +221,10 @@ pub struct RecommendOptions {
     pub max_price: Option<f64>,
     /// Item ids never to return.
     pub exclude: Option<Vec<String>>,
+    /// The client's device (`mobile`, `desktop`, ...): 1 to 32 characters of `[A-Za-z0-9_-]`.
+    pub device: Option<String>,
+    /// The user's local hour of day, 0 to 23 (default: the UTC hour of the request).
+    pub hour: Option<f64>,
 }
 
 /// Options of `similar`.
@@ -249,6 +253,8 @@ pub struct UserEvent {
     pub quantity: Option<f64>,
     /// Rating.
     pub rating: Option<f64>,
+    /// The `requestId` of the answer this event came from (attribution; at most 64 bytes).
+    pub request_id: Option<String>,
 }
 
 /// One recommended item.
@@ -289,6 +295,8 @@ pub struct Recommendations {
     pub items: Vec<RecItem>,
     /// Where the candidates came from: `store`, `model` or `popular`.
     pub source: String,
+    /// Unique per answer (a cached answer gets a fresh one); events may quote it back.
+    pub request_id: String,
 }
 
 impl From<recsys_serve::Recommendations> for Recommendations {
@@ -299,6 +307,7 @@ impl From<recsys_serve::Recommendations> for Recommendations {
             variant: r.variant,
             items: items(r.items),
             source: r.source,
+            request_id: r.request_id,
         }
     }
 }
@@ -433,6 +442,12 @@ impl Recommender {
                     min_price: o.min_price,
                     max_price: o.max_price,
                     exclude: o.exclude.unwrap_or_default(),
+                    device: o.device,
+                    hour: match o.hour {
+                        None => None,
+                        Some(h) if h.is_finite() && h.fract() == 0.0 && (0.0..=23.0).contains(&h) => Some(h as u8),
+                        Some(h) => return Err(bad("hour", h, "must be an integer in 0..=23")),
+                    },
                 },
             };
             rec.recommend(&user_id, &query).map(Recommendations::from)
@@ -477,6 +492,7 @@ impl Recommender {
                     price: e.price,
                     quantity,
                     rating: e.rating.map(|r| r as f32),
+                    request_id: e.request_id,
                 });
             }
             rec.ingest(&batch).map(|n| lane::Answer::Count(n as u32))

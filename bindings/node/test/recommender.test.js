@@ -72,7 +72,7 @@ test('ingesting a purchase removes that item from the next answer', async () => 
   const bought = before.items[0].itemId
   const n = await rec.ingest([
     { userId: user, itemId: bought, eventType: 'view' },
-    { userId: user, itemId: bought, eventType: 'purchase', price: 10, quantity: 1, sessionId: 's1' },
+    { userId: user, itemId: bought, eventType: 'purchase', price: 10, quantity: 1, sessionId: 's1', requestId: before.requestId },
   ])
   assert.equal(n, 2)
   const after = await rec.recommend(user, { k: 10 })
@@ -83,7 +83,11 @@ test('the response cache is invalidated by the session', async () => {
   const cached = await Recommender.open(f.registry, { store: f.store, data: f.data })
   const user = 'U0000004'
   const a = await cached.recommend(user, { k: 10 })
-  assert.deepEqual(await cached.recommend(user, { k: 10 }), a)
+  const again = await cached.recommend(user, { k: 10 })
+  // The cached answer, with a fresh request id.
+  assert.notEqual(again.requestId, a.requestId)
+  assert.match(again.requestId, /^[0-9a-f]{32}$/)
+  assert.deepEqual({ ...again, requestId: a.requestId }, a)
   assert.ok(cached.status().cacheEntries >= 1)
   await cached.ingest([{ userId: user, itemId: a.items[0].itemId, eventType: 'purchase' }])
   const b = await cached.recommend(user, { k: 10 })
@@ -94,6 +98,8 @@ test('bad input rejects with INVALID_ARGUMENT naming the field', async () => {
   await rejectsWith(rec.recommend('U0000001', { k: 0 }), 'INVALID_ARGUMENT', 'k')
   await rejectsWith(rec.recommend('U0000001', { k: 501 }), 'INVALID_ARGUMENT', 'k')
   await rejectsWith(rec.recommend('U0000001', { k: 2.5 }), 'INVALID_ARGUMENT', 'k')
+  await rejectsWith(rec.recommend('U0000001', { device: 'a b' }), 'INVALID_ARGUMENT', 'device')
+  await rejectsWith(rec.recommend('U0000001', { hour: 24 }), 'INVALID_ARGUMENT', 'hour')
   await rejectsWith(rec.recommend('U0000001', { category: 'no-such-category' }), 'INVALID_ARGUMENT', 'category')
   await rejectsWith(rec.recommend('U0000001', { context: 'product:NOPE' }), 'INVALID_ARGUMENT', 'context')
   await rejectsWith(rec.recommend(' '), 'INVALID_ARGUMENT', 'user_id')

@@ -34,7 +34,20 @@ fn recommendations_to_py<'py>(py: Python<'py>, r: &recsys_serve::Recommendations
     d.set_item(intern!(py, "variant"), &r.variant)?;
     d.set_item(intern!(py, "items"), items)?;
     d.set_item(intern!(py, "source"), &r.source)?;
+    d.set_item(intern!(py, "request_id"), &r.request_id)?;
     Ok(d.into_any())
+}
+
+/// ``hour`` as the query's `u8`, refused (ValueError naming it) outside 0..=23.
+fn hour_arg(hour: Option<i64>) -> PyResult<Option<u8>> {
+    match hour {
+        None => Ok(None),
+        Some(h) => {
+            u8::try_from(h).ok().filter(|h| *h <= 23).map(Some).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!("invalid `hour`: {h} (must be in 0..=23)"))
+            })
+        }
+    }
 }
 
 /// The online recommender: candidates from the store (or the model, or trending/popular), the live
@@ -76,9 +89,12 @@ impl Recommender {
     }
 
     /// The top ``k`` items for ``user_id``: ``{"user_id", "model_version", "variant", "items":
-    /// [{"item_id", "score", "reason"}, ...], "source"}``. ``context``: ``home``, ``cart``,
-    /// ``product:ITEM_ID`` or ``category:NAME``. An unknown user is a cold start, not an error.
-    #[pyo3(signature = (user_id, k=None, context=None, category=None, min_price=None, max_price=None, exclude=None))]
+    /// [{"item_id", "score", "reason"}, ...], "source", "request_id"}``. ``context``: ``home``,
+    /// ``cart``, ``product:ITEM_ID`` or ``category:NAME``; ``device``: 1 to 32 characters of
+    /// ``[A-Za-z0-9_-]``; ``hour``: the user's local hour, 0-23 (default: the UTC hour). Each answer
+    /// has its own ``request_id`` (events may quote it back). An unknown user is a cold start, not
+    /// an error.
+    #[pyo3(signature = (user_id, k=None, context=None, category=None, min_price=None, max_price=None, exclude=None, device=None, hour=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the HTTP query parameters one to one
     fn recommend<'py>(
         &self,
@@ -90,6 +106,8 @@ impl Recommender {
         min_price: Option<f64>,
         max_price: Option<f64>,
         exclude: Option<Vec<String>>,
+        device: Option<String>,
+        hour: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let q = RecQuery {
             k,
@@ -98,6 +116,8 @@ impl Recommender {
             min_price,
             max_price,
             exclude: exclude.unwrap_or_default(),
+            device,
+            hour: hour_arg(hour)?,
         };
         let out = py.detach(|| self.inner.recommend(user_id, &q)).py()?;
         recommendations_to_py(py, &out)
@@ -107,9 +127,10 @@ impl Recommender {
     /// (batch jobs, notebooks). Returns a list of the dicts ``recommend`` returns, in the order of
     /// ``user_ids``; with ``as_table=True`` a ``pyarrow.Table`` instead, one row per recommended
     /// item: ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``, ``reason``,
-    /// ``model_version``, ``variant``, ``source``. A bad user id fails the whole call
-    /// (``ValueError`` naming it).
-    #[pyo3(signature = (user_ids, k=None, context=None, as_table=false))]
+    /// ``model_version``, ``variant``, ``source``, ``request_id``. ``device`` and ``hour`` as in
+    /// ``recommend``. A bad user id fails the whole call (``ValueError`` naming it).
+    #[pyo3(signature = (user_ids, k=None, context=None, as_table=false, device=None, hour=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors `recommend`'s keyword arguments
     fn recommend_many<'py>(
         &self,
         py: Python<'py>,
@@ -117,11 +138,15 @@ impl Recommender {
         k: Option<usize>,
         context: Option<String>,
         as_table: bool,
+        device: Option<String>,
+        hour: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         use rayon::prelude::*;
         let q = RecQuery {
             k,
             context,
+            device,
+            hour: hour_arg(hour)?,
             ..RecQuery::default()
         };
         let all = py
@@ -148,6 +173,7 @@ impl Recommender {
         let mut model_version = Vec::with_capacity(rows);
         let mut variant = Vec::with_capacity(rows);
         let mut source = Vec::with_capacity(rows);
+        let mut request_id = Vec::with_capacity(rows);
         for r in &all {
             for (i, it) in r.items.iter().enumerate() {
                 user_id.push(r.user_id.as_str());
@@ -158,6 +184,7 @@ impl Recommender {
                 model_version.push(r.model_version.as_str());
                 variant.push(r.variant.as_str());
                 source.push(r.source.as_str());
+                request_id.push(r.request_id.as_str());
             }
         }
         let pa = py.import("pyarrow").map_err(|e| {
@@ -172,6 +199,7 @@ impl Recommender {
         columns.set_item("model_version", pa.call_method1("array", (model_version, "string"))?)?;
         columns.set_item("variant", pa.call_method1("array", (variant, "string"))?)?;
         columns.set_item("source", pa.call_method1("array", (source, "string"))?)?;
+        columns.set_item("request_id", pa.call_method1("array", (request_id, "string"))?)?;
         pa.call_method1("table", (columns,))
     }
 
@@ -184,7 +212,8 @@ impl Recommender {
 
     /// Applies events at once (a dict or a list of dicts with ``user_id``, ``item_id``,
     /// ``event_type`` and optional ``timestamp`` (UTC ms), ``session_id``, ``price``, ``quantity``,
-    /// ``rating``); all or nothing. Returns how many were accepted.
+    /// ``rating``, ``request_id`` (the ``request_id`` of the answer the event came from, at most 64
+    /// bytes)); all or nothing. Returns how many were accepted.
     fn ingest(&self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<usize> {
         let v = from_py("events", events)?;
         let v = if v.is_array() {

@@ -41,6 +41,12 @@ def test_recommend_similar_and_status(served: dict) -> None:
     assert len(sim["items"]) == 5 and "P000005" not in ids(sim)
     cold = rec.recommend("nobody-yet", k=6)
     assert cold["source"] == "popular" and len(cold["items"]) == 6
+    ctx = rec.recommend("U0000007", k=3, device="mobile", hour=21)
+    assert len(ctx["request_id"]) == 32 and ctx["request_id"] != out["request_id"]
+    with pytest.raises(ValueError, match="device"):
+        rec.recommend("U0000007", device="no spaces")
+    with pytest.raises(ValueError, match="hour"):
+        rec.recommend("U0000007", hour=24)
 
 
 def test_ingest_changes_the_next_answer(served: dict) -> None:
@@ -49,6 +55,10 @@ def test_ingest_changes_the_next_answer(served: dict) -> None:
     assert rec.ingest({"user_id": "U0000011", "item_id": first, "event_type": "purchase"}) == 1
     assert first not in ids(rec.recommend("U0000011", k=10))
     assert rec.ingest([{"user_id": "U0000011", "item_id": "P000001", "event_type": "view"}] * 3) == 3
+    rid = rec.recommend("U0000011", k=3)["request_id"]
+    assert rec.ingest({"user_id": "U0000011", "item_id": "P000001", "event_type": "click", "request_id": rid}) == 1
+    with pytest.raises(ValueError, match="request_id"):
+        rec.ingest({"user_id": "U0000011", "item_id": "P000001", "event_type": "click", "request_id": "x" * 65})
 
 
 def test_recommend_many_as_dicts_and_as_a_pyarrow_table(served: dict) -> None:
@@ -58,11 +68,20 @@ def test_recommend_many_as_dicts_and_as_a_pyarrow_table(served: dict) -> None:
     many = rec.recommend_many(users, k=5)
     # Same answers, same order, as one call per user.
     assert [m["user_id"] for m in many] == users
-    assert many == [rec.recommend(u, k=5) for u in users]
+    # Every answer has its own request id; the rest is the same.
+    def no_id(r: dict) -> dict:
+        r = dict(r)
+        rid = r.pop("request_id")
+        assert len(rid) == 32
+        return r
+
+    singles = [rec.recommend(u, k=5) for u in users]
+    assert [no_id(m) for m in many] == [no_id(s) for s in singles]
+    assert len({m["request_id"] for m in many + singles}) == 2 * len(users)
     table = rec.recommend_many(users, k=5, as_table=True)
     assert isinstance(table, pa.Table)
     assert table.column_names == [
-        "user_id", "rank", "item_id", "score", "reason", "model_version", "variant", "source",
+        "user_id", "rank", "item_id", "score", "reason", "model_version", "variant", "source", "request_id",
     ]
     assert table.num_rows == 20
     assert table.schema.field("rank").type == pa.uint32()

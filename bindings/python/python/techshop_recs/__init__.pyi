@@ -151,8 +151,12 @@ class Recommender:
         min_price: Optional[float] = None,
         max_price: Optional[float] = None,
         exclude: Optional[Sequence[str]] = None,
+        device: Optional[str] = None,
+        hour: Optional[int] = None,
     ) -> Report:
-        """``{"user_id", "model_version", "variant", "items": [{"item_id", "score", "reason"}], "source"}``."""
+        """``{"user_id", "model_version", "variant", "items": [{"item_id", "score", "reason"}], "source",
+        "request_id"}``. ``device``: 1 to 32 characters of ``[A-Za-z0-9_-]``; ``hour``: the user's local
+        hour, 0-23 (default: the UTC hour). ``request_id`` is unique per answer."""
     @overload
     def recommend_many(
         self,
@@ -160,6 +164,8 @@ class Recommender:
         k: Optional[int] = None,
         context: Optional[str] = None,
         as_table: Literal[False] = False,
+        device: Optional[str] = None,
+        hour: Optional[int] = None,
     ) -> List[Report]: ...
     @overload
     def recommend_many(
@@ -168,14 +174,17 @@ class Recommender:
         k: Optional[int] = None,
         context: Optional[str] = None,
         as_table: Literal[True] = ...,
+        device: Optional[str] = None,
+        hour: Optional[int] = None,
     ) -> "pyarrow.Table":
         """``recommend`` for many users in parallel (GIL released): a list of reports, or with
         ``as_table=True`` a ``pyarrow.Table`` (``user_id``, ``rank``, ``item_id``, ``score``,
-        ``reason``, ``model_version``, ``variant``, ``source``), one row per item."""
+        ``reason``, ``model_version``, ``variant``, ``source``, ``request_id``), one row per item."""
     def similar(self, item_id: str, k: int = 20) -> Report:
         """``{"item_id", "model_version", "items": [...]}``; ValueError for an unknown item or k outside 1..=500."""
     def ingest(self, events: Union[Mapping[str, Any], Sequence[Mapping[str, Any]]]) -> int:
-        """Applies events at once (all or nothing); returns how many were accepted."""
+        """Applies events at once (all or nothing); returns how many were accepted. An event may
+        carry ``request_id``: the ``request_id`` of the answer it came from (at most 64 bytes)."""
     def status(self) -> Report:
         """What is being served."""
     def reload(self) -> Report:
