@@ -305,7 +305,8 @@ impl World {
             let query = RecQuery {
                 k: Some(self.k),
                 context: Some(page.clone()),
-                // EXPOSURE-API: device: Some(device.to_string()), hour: Some(p.hour),
+                device: Some(device.to_string()),
+                hour: Some(p.hour),
                 ..Default::default()
             };
             let answer = self.rec.recommend(user_id, &query)?;
@@ -340,7 +341,7 @@ impl World {
                     price: Some(price),
                     quantity,
                     rating: None,
-                    // EXPOSURE-API: request_id: Some(answer.request_id.clone()),
+                    request_id: Some(answer.request_id.clone()),
                 };
                 events.push(event("click", None));
                 if rng.random::<f64>() < self.model.cart_prob(profile, i as usize) {
