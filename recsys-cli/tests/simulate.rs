@@ -26,7 +26,16 @@ fn simulate_prints_the_contract_and_ctr_sim_gates_training() {
     let cfg = small_config(tmp.path());
     let train = |gates: &str| {
         run(&[
-            "-q", "train", "--data", &data, "--registry", reg, "--config", &cfg, "--gates", gates,
+            "-q",
+            "train",
+            "--data",
+            &data,
+            "--registry",
+            reg,
+            "--config",
+            &cfg,
+            "--gates",
+            gates,
         ])
     };
     let out = train("off");

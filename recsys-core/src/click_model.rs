@@ -613,7 +613,13 @@ mod tests {
         };
         let p = |c: ClickContext| m.click_prob(&u, i, &c);
         assert!(p(ctx) > p(ClickContext { position: 5, ..ctx }));
-        assert!(p(ctx) > p(ClickContext { device: "mobile", ..ctx }));
+        assert!(
+            p(ctx)
+                > p(ClickContext {
+                    device: "mobile",
+                    ..ctx
+                })
+        );
         assert!(p(ctx) > p(ClickContext { hour: 4, ..ctx }));
         assert!(p(ctx) > m.click_prob(&u, other, &ctx));
         assert!(p(ClickContext { page: None, ..ctx }) > p(ctx));

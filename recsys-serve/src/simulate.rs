@@ -67,7 +67,11 @@ impl SimPolicy {
     /// Parses `current`, `popular` or a version.
     pub fn parse(s: &str) -> Result<Self> {
         match s.trim() {
-            "" => Err(Error::bad("policy", s, "expected current, popular or a registry version")),
+            "" => Err(Error::bad(
+                "policy",
+                s,
+                "expected current, popular or a registry version",
+            )),
             "current" => Ok(SimPolicy::Current),
             "popular" => Ok(SimPolicy::Popular),
             v => Ok(SimPolicy::Version(v.to_string())),
@@ -394,7 +398,11 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         return Err(Error::bad("requests", 0, "must be at least 1"));
     }
     if opts.k == 0 || opts.k > crate::config::MAX_K {
-        return Err(Error::bad("k", opts.k, format!("must be in 1..={}", crate::config::MAX_K)));
+        return Err(Error::bad(
+            "k",
+            opts.k,
+            format!("must be in 1..={}", crate::config::MAX_K),
+        ));
     }
     if !(opts.window_days.is_finite() && opts.window_days >= 0.0) {
         return Err(Error::bad("window_days", opts.window_days, "must be finite and >= 0"));
@@ -408,13 +416,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         ));
     }
     let model = recsys_train::generate::click_model_of(&ds);
-    let start_ms = ds
-        .manifest
-        .partitions
-        .values()
-        .map(|p| p.max_ts)
-        .max()
-        .unwrap_or(0);
+    let start_ms = ds.manifest.partitions.values().map(|p| p.max_ts).max().unwrap_or(0);
     let mut config = opts.config.clone();
     // Off: the refresh would make answers depend on wall-clock timing.
     config.trending_refresh_seconds = u64::MAX / 4_000;
@@ -620,7 +622,11 @@ mod tests {
         let a = plan(7, 100, 1_000, 0, 86_400_000.0);
         let b = plan(7, 100, 1_000, 0, 86_400_000.0);
         assert_eq!(a.len(), b.len());
-        assert!(a.iter().zip(&b).all(|(x, y)| x.user == y.user && x.hour == y.hour && x.pages == y.pages));
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(x, y)| x.user == y.user && x.hour == y.hour && x.pages == y.pages)
+        );
         assert_eq!(a.iter().map(|p| u64::from(p.pages)).sum::<u64>(), 1_000);
         let mean = 1_000.0 / a.len() as f64;
         assert!((2.0..3.0).contains(&mean), "{mean}");

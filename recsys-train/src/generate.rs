@@ -313,9 +313,7 @@ fn build_world(cfg: &GenerateConfig) -> (World, RecordBatch, RecordBatch) {
         raw_items_schema(),
         vec![
             Arc::new(StringArray::from_iter_values(ids.iter())) as ArrayRef,
-            Arc::new(StringArray::from_iter_values(
-                item_cat.iter().map(|&c| CATEGORIES[c].0),
-            )),
+            Arc::new(StringArray::from_iter_values(item_cat.iter().map(|&c| CATEGORIES[c].0))),
             Arc::new(Float64Array::from(item_price.clone())),
             Arc::new(StringArray::from_iter_values(brand)),
             Arc::new(Float64Array::from(rating)),
@@ -591,7 +589,9 @@ fn day_batch(
         Arc::new(UInt32Array::from(
             qty.iter().map(|&q| (q > 0).then_some(q as u32)).collect::<Vec<_>>(),
         )),
-        Arc::new(StringArray::from_iter_values(dev.iter().map(|&d| DEVICES[d as usize].0))),
+        Arc::new(StringArray::from_iter_values(
+            dev.iter().map(|&d| DEVICES[d as usize].0),
+        )),
         Arc::new(StringArray::from_iter_values(page.iter().map(|&p| PAGES[p as usize]))),
     ];
     Ok(RecordBatch::try_new(raw_events_schema(), cols)?)
@@ -727,7 +727,11 @@ mod tests {
         let (w, _, _) = build_world(&cfg);
         let c = generate_chunk(&w, &cfg, cfg.start_day, 0, 50_000);
         let in_fav = (0..c.user.len())
-            .filter(|&j| w.profiles[c.user[j] as usize].favorites.contains(&Some(w.item_cat[c.item[j] as usize])))
+            .filter(|&j| {
+                w.profiles[c.user[j] as usize]
+                    .favorites
+                    .contains(&Some(w.item_cat[c.item[j] as usize]))
+            })
             .count() as f64
             / c.user.len() as f64;
         // 3 of 24 categories would give ~12% by chance.

@@ -838,10 +838,14 @@ mod tests {
         };
         assert!(g.check(0.03, None).is_ok());
         assert!(g.check(0.03, Some(0.031)).is_ok());
-        assert!(matches!(g.check(0.019, None), Err(Error::GateFailed { ref metric, ref reason, .. })
-            if metric == "ctr_sim" && reason == "minimum"));
-        assert!(matches!(g.check(0.03, Some(0.0325)), Err(Error::GateFailed { ref reason, .. })
-            if reason.starts_with("regression")));
+        assert!(
+            matches!(g.check(0.019, None), Err(Error::GateFailed { ref metric, ref reason, .. })
+            if metric == "ctr_sim" && reason == "minimum")
+        );
+        assert!(
+            matches!(g.check(0.03, Some(0.0325)), Err(Error::GateFailed { ref reason, .. })
+            if reason.starts_with("regression"))
+        );
         assert!(g.check(f64::NAN, None).is_err());
         let parsed = Gates::from_json(serde_json::json!({"ctr_sim": {"min": 0.01}})).unwrap();
         assert_eq!(parsed.ctr_sim.unwrap().max_regression, 0.002);
