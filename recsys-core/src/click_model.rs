@@ -635,7 +635,7 @@ mod tests {
         assert!(n.novelty(0, 10 * DAY_MS as i64) > n.novelty(0, 30 * DAY_MS as i64));
         assert!(!n.launched(0, 0) && n.launched(0, 11 * DAY_MS as i64));
         // Price sensitivity: the young react more to a dear item.
-        let dear = (0..m.num_items()).find(|&i| m.item(i).rel_price > 1.5).unwrap();
+        let dear = (0..m.num_items()).find(|&i| m.item(i).rel_price > 1.3).unwrap();
         let young = UserProfile {
             segment: Some(0),
             ..u.clone()
