@@ -101,7 +101,9 @@ enum Command {
         out: PathBuf,
     },
     /// Train the two-tower model, evaluate it, publish it to the registry and promote it when the
-    /// validation gates pass (a failed gate exits with status 3 and keeps the current model).
+    /// validation gates pass (a failed gate exits with status 3 and keeps the current model). The
+    /// gates may include `ctr_sim`: the new and the current version serve the same simulated
+    /// traffic (`simulate`).
     Train {
         /// Dataset directory.
         #[arg(long)]
@@ -289,6 +291,47 @@ enum Command {
         #[arg(long)]
         cuped_pre: Option<PathBuf>,
     },
+    /// Simulated shoppers served by the real recommender in process: the click model of the data
+    /// decides clicks, add-to-carts and purchases on what it shows; prints CTR, conversion, AOV and
+    /// revenue per session with 95% intervals, and the true CTR.
+    Simulate {
+        /// Dataset directory (users, catalogue; the click model is rebuilt from it).
+        #[arg(long)]
+        data: PathBuf,
+        /// Model registry.
+        #[arg(long)]
+        registry: PathBuf,
+        /// What serves: `current`, a registry version, or `popular` (no personalisation).
+        #[arg(long, default_value = "current")]
+        policy: String,
+        /// Recommendation requests to simulate.
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+        /// Seed: the same seed gives the same traffic.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Slots per response.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Serving configuration (recsys-serve's JSON: an A/B split, exploration, rules...).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Candidate store URL (default: candidates from the model).
+        #[arg(long)]
+        store: Option<String>,
+        /// Write the exposure log into this directory (for `ab-report`, `ope`).
+        #[arg(long)]
+        exposure_log: Option<PathBuf>,
+        /// Write the event log into this directory.
+        #[arg(long)]
+        event_log: Option<PathBuf>,
+        /// Days the simulated sessions spread over, from the end of the data.
+        #[arg(long, default_value_t = 7.0)]
+        window_days: f64,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Print a dataset's manifest summary.
     Info {
         /// Dataset directory.
@@ -398,6 +441,37 @@ fn run(cli: Cli) -> Result<()> {
             let report = features::compute_features_of(&ds, as_of, &out, FeatureConfig::default(), progress)?;
             print_json(&report)
         }
+        Command::Simulate {
+            data,
+            registry,
+            policy,
+            requests,
+            seed,
+            k,
+            config,
+            store,
+            exposure_log,
+            event_log,
+            window_days,
+            threads,
+        } => {
+            use recsys_serve::simulate::{self, SimPolicy, SimulateOptions, into_train_error};
+            let mut o = SimulateOptions::new(data, registry);
+            o.policy = SimPolicy::parse(&policy).map_err(into_train_error)?;
+            o.requests = requests;
+            o.seed = seed;
+            o.k = k;
+            if let Some(p) = &config {
+                o.config = recsys_serve::ServeConfig::load(p).map_err(into_train_error)?;
+            }
+            o.store = store;
+            o.exposure_log = exposure_log;
+            o.event_log = event_log;
+            o.window_days = window_days;
+            o.threads = threads;
+            o.progress = progress;
+            print_json(&simulate::simulate(&o).map_err(into_train_error)?)
+        }
         Command::Info { data } => print_json(&Dataset::open(&data)?.manifest),
         Command::Ope {
             logs,
@@ -496,7 +570,11 @@ fn run(cli: Cli) -> Result<()> {
                     .then(|| TuneOptions::new(tune, tune_trials.map(|n| n as usize))),
                 progress,
             };
-            let mut outcome = train::train_and_register(&opts)?;
+            let simulator = recsys_serve::simulate::GateSimulator {
+                progress,
+                ..Default::default()
+            };
+            let mut outcome = train::train_and_register_with(&opts, Some(&simulator))?;
             print_json(&outcome)?;
             match outcome.gate_error.take() {
                 Some(e) => Err(e),

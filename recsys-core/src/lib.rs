@@ -26,6 +26,7 @@
 //! ```
 
 pub mod ab;
+pub mod click_model;
 pub mod diversify;
 pub mod error;
 pub mod exploration;

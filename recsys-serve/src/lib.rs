@@ -15,6 +15,7 @@
 //! | event and exposure logs | [`logs`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | HTTP routes | [`http`] |
+//! | the click and purchase simulator driving a [`Recommender`] | [`simulate`] |
 
 pub mod config;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod model;
 pub mod online;
 pub mod recommender;
+pub mod simulate;
 mod snapshot;
 
 pub use config::ServeConfig;

@@ -86,6 +86,8 @@ async fn main() -> ExitCode {
         data: cli.data.clone(),
         store: cli.store.clone(),
         config,
+        model: None,
+        popular_only: false,
     };
     let rec = match tokio::task::spawn_blocking(move || Recommender::open(options)).await {
         Ok(Ok(r)) => r,

@@ -52,6 +52,12 @@ pub struct RecommenderOptions {
     pub store: Option<String>,
     /// Serving configuration.
     pub config: ServeConfig,
+    /// The registry version serving the `control` variant (default: `current`, followed on
+    /// reload); a pinned version keeps serving across reloads.
+    pub model: Option<String>,
+    /// Serve every request as an anonymous visitor would be served: what is trending and popular
+    /// in the request's context, no personalisation (the `popular` policy of the simulator).
+    pub popular_only: bool,
 }
 
 impl RecommenderOptions {
@@ -62,6 +68,8 @@ impl RecommenderOptions {
             data: None,
             store: None,
             config: ServeConfig::default(),
+            model: None,
+            popular_only: false,
         }
     }
 }
@@ -420,7 +428,8 @@ fn load_serving(
     store: Option<&Arc<dyn CandidateStore>>,
     ids: &[String],
 ) -> Result<Serving> {
-    let control = Arc::new(LoadedModel::load(&inner_opts.registry, "current", store, ids)?);
+    let version = inner_opts.model.as_deref().unwrap_or("current");
+    let control = Arc::new(LoadedModel::load(&inner_opts.registry, version, store, ids)?);
     let candidate = match &inner_opts.config.ab {
         Some(ab) => Some(Arc::new(LoadedModel::load(
             &inner_opts.registry,
@@ -504,7 +513,13 @@ impl Recommender {
             Some(d) => d.clone(),
             // The data.json of the current version only: the model itself is loaded (and
             // verified) once, below.
-            None => PathBuf::from(recsys_train::train::model_data_info("current", Some(&options.registry))?.dataset),
+            None => PathBuf::from(
+                recsys_train::train::model_data_info(
+                    options.model.as_deref().unwrap_or("current"),
+                    Some(&options.registry),
+                )?
+                .dataset,
+            ),
         };
         let features = OnlineFeatures::from_dataset(&data, FeatureConfig::default())?;
         let (store, sessions): (Option<Arc<dyn CandidateStore>>, Arc<dyn SessionStore>) = match &options.store {
@@ -801,7 +816,7 @@ impl Recommender {
         in_cart.sort_unstable();
         in_cart.dedup();
         let (age, region) = user.map_or((None, None), |u| f.demographics(u));
-        let anonymous = history.is_empty() && age.is_none() && region.is_none();
+        let anonymous = inner.options.popular_only || (history.is_empty() && age.is_none() && region.is_none());
         let trends = inner.trends.read().map(|t| Arc::clone(&t)).unwrap_or_default();
         let item_snapshot = inner.item_features.current();
 

@@ -24,6 +24,8 @@ fn open(config: ServeConfig, registry: Option<&std::path::Path>) -> Recommender 
         data: Some(f.data.clone()),
         store: Some(f.store.clone()),
         config,
+        model: None,
+        popular_only: false,
     })
     .unwrap()
 }

@@ -3,7 +3,9 @@
 //! The output imitates a warehouse export (string ids, one Parquet file of events per day plus
 //! `items.parquet` and `users.parquet`) that `recsys-train import` then reads like any other source.
 //!
-//! Planted structure, so that a personalised model measurably beats popularity:
+//! Planted structure, so that a personalised model measurably beats popularity (the preferences, the
+//! funnel's probabilities and the launches are [`recsys_core::click_model`]'s, shared with the
+//! simulator):
 //! * items belong to one of 24 categories, have a log-normal price and a price tier (quintile within
 //!   the category), a Zipf-distributed popularity and a quality that drives ratings and conversion;
 //! * users have an age bucket and region; the age bucket shifts which 3 categories they favour and
@@ -32,46 +34,15 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The catalogue's categories and their typical price (the log-normal's median).
-pub const CATEGORIES: [(&str, f64); 24] = [
-    ("smartphones", 600.0),
-    ("laptops", 1100.0),
-    ("headphones", 120.0),
-    ("chargers", 25.0),
-    ("cables", 12.0),
-    ("phone-cases", 20.0),
-    ("tablets", 450.0),
-    ("smartwatches", 280.0),
-    ("monitors", 300.0),
-    ("keyboards", 70.0),
-    ("mice", 40.0),
-    ("tvs", 800.0),
-    ("speakers", 150.0),
-    ("cameras", 700.0),
-    ("storage", 90.0),
-    ("routers", 130.0),
-    ("printers", 200.0),
-    ("gaming-consoles", 450.0),
-    ("video-games", 55.0),
-    ("smart-home", 80.0),
-    ("drones", 500.0),
-    ("e-readers", 140.0),
-    ("projectors", 600.0),
-    ("pc-components", 250.0),
-];
+pub use recsys_core::click_model::CATEGORIES;
+use recsys_core::click_model::{
+    AGE_BUCKETS, AGE_WEIGHTS, ClickContext, ClickModel, ClickModelParams, DEVICES, ItemSpec, PAGES, REGIONS, TIERS,
+    UserProfile,
+};
 const BRANDS: [&str; 16] = [
     "Aurora", "Bolt", "Cobalt", "Dynamo", "Ember", "Flux", "Granite", "Helix", "Ion", "Juniper", "Krypton", "Lumen",
     "Matrix", "Nimbus", "Orbit", "Pulse",
 ];
-const AGE_BUCKETS: [&str; 5] = ["18-24", "25-34", "35-44", "45-54", "55+"];
-const AGE_WEIGHTS: [f64; 5] = [0.18, 0.32, 0.24, 0.16, 0.10];
-const AGE_TIER_MEAN: [f64; 5] = [1.0, 1.8, 2.4, 2.6, 2.2];
-const REGIONS: [&str; 8] = [
-    "north", "south", "east", "west", "central", "coast", "mountain", "islands",
-];
-const DEVICES: [&str; 3] = ["mobile", "desktop", "tablet"];
-const PAGES: [&str; 5] = ["home", "search", "category", "product", "cart"];
-const TIERS: usize = 5;
 const CHUNKS_PER_DAY: u64 = 64;
 
 /// Generator settings (`recsys-train generate` flags).
@@ -177,15 +148,14 @@ impl Alias {
 }
 
 struct World {
-    item_cat: Vec<u8>,
-    item_tier: Vec<u8>,
-    item_price: Vec<f64>,
-    item_quality: Vec<f64>,
+    model: ClickModel,
+    /// Category code of each item in `model`'s categories.
+    #[cfg_attr(not(test), allow(dead_code))]
+    item_cat: Vec<u32>,
     by_cat_tier: Vec<Vec<Option<Alias>>>,
     by_cat: Vec<Option<Alias>>,
     all_items: Alias,
-    user_fav: Vec<[u8; 3]>,
-    user_tier: Vec<u8>,
+    profiles: Vec<UserProfile>,
     users: Alias,
     hours: Alias,
 }
@@ -207,11 +177,28 @@ fn rng_for(seed: u64, a: u64, b: u64) -> Xoshiro256PlusPlus {
     )
 }
 
+/// The [`ClickModel`] of a dataset: what `generate` planted, rebuilt from the catalogue (item ids,
+/// categories, prices, launch times) with the default parameters. User profiles come from
+/// [`ClickModel::user`] with the dataset's age buckets and regions.
+pub fn click_model_of(ds: &crate::dataset::Dataset) -> ClickModel {
+    let items = &ds.items;
+    let specs: Vec<ItemSpec> = (0..items.len())
+        .map(|i| ItemSpec {
+            id: items.ids.id(i as u32).unwrap_or(""),
+            category: items.category[i].as_deref(),
+            price: items.price[i],
+            created_at_ms: items.created_at[i],
+        })
+        .collect();
+    ClickModel::new(ClickModelParams::default(), &specs)
+}
+
 /// Item and user tables plus the sampling structures of the world.
 fn build_world(cfg: &GenerateConfig) -> (World, RecordBatch, RecordBatch) {
     let nc = CATEGORIES.len();
     let mut rng = rng_for(cfg.seed, 1, 0);
     let start_ms = cfg.start_day * DAY_MS;
+    let end_ms = start_ms + i64::from(cfg.days) * DAY_MS;
     // Items.
     let cat_alias = Alias::new(
         (0..nc as u32).collect(),
@@ -221,28 +208,33 @@ fn build_world(cfg: &GenerateConfig) -> (World, RecordBatch, RecordBatch) {
     let n = cfg.items as usize;
     let mut item_cat = Vec::with_capacity(n);
     let mut item_price = Vec::with_capacity(n);
-    let mut item_quality = Vec::with_capacity(n);
     let mut brand = Vec::with_capacity(n);
-    let mut rating = Vec::with_capacity(n);
     let mut inventory = Vec::with_capacity(n);
     let mut created = Vec::with_capacity(n);
     let mut title = Vec::with_capacity(n);
     for i in 0..n {
         let c = if i < nc { i } else { cat_alias.sample(&mut rng) as usize };
         let price = (CATEGORIES[c].1 * (0.6 * normal(&mut rng)).exp()).max(1.0).floor() + 0.99;
-        let q: f64 = rng.random();
         let b = BRANDS[(c * 5 + rng.random_range(0..6)) % BRANDS.len()];
-        item_cat.push(c as u8);
+        item_cat.push(c);
         item_price.push(price);
-        item_quality.push(q);
         brand.push(b);
-        rating.push(((3.0 + 2.0 * q.sqrt() + 0.2 * normal(&mut rng)).clamp(1.0, 5.0) * 10.0).round() / 10.0);
         inventory.push(if rng.random::<f64>() < 0.04 {
             0
         } else {
             1 + exp(&mut rng, 40.0) as i64
         });
-        created.push(start_ms - (rng.random::<f64>() * 720.0 * DAY_MS as f64) as i64);
+        // 3% of the items launch during the generated window and 2% in the week after it (the
+        // window a simulation of the following days runs in); the rest were on sale before.
+        let x: f64 = rng.random();
+        let y: f64 = rng.random();
+        created.push(if i < nc || x >= 0.05 {
+            start_ms - (y * 720.0 * DAY_MS as f64) as i64
+        } else if x < 0.03 {
+            start_ms + (y * (end_ms - start_ms) as f64) as i64
+        } else {
+            end_ms + (y * 7.0 * DAY_MS as f64) as i64
+        });
         title.push(format!(
             "{b} {} {}{}",
             CATEGORIES[c].0,
@@ -250,16 +242,25 @@ fn build_world(cfg: &GenerateConfig) -> (World, RecordBatch, RecordBatch) {
             100 + i % 900
         ));
     }
-    // Tiers: price quintile within the category.
-    let mut item_tier = vec![0u8; n];
-    for c in 0..nc {
-        let mut members: Vec<usize> = (0..n).filter(|&i| item_cat[i] as usize == c).collect();
-        members.sort_by(|&a, &b| item_price[a].total_cmp(&item_price[b]));
-        let m = members.len();
-        for (rank, &i) in members.iter().enumerate() {
-            item_tier[i] = (rank * TIERS / m.max(1)) as u8;
-        }
-    }
+    let ids: Vec<String> = (0..n).map(item_id).collect();
+    let specs: Vec<ItemSpec> = (0..n)
+        .map(|i| ItemSpec {
+            id: &ids[i],
+            category: Some(CATEGORIES[item_cat[i]].0),
+            price: Some(item_price[i]),
+            created_at_ms: Some(created[i]),
+        })
+        .collect();
+    let model = ClickModel::new(ClickModelParams::default(), &specs);
+    let item_code: Vec<u32> = (0..n).map(|i| model.item(i).category.expect("named")).collect();
+    let ncodes = model.categories().len();
+    // Ratings follow the planted quality.
+    let rating: Vec<f64> = (0..n)
+        .map(|i| {
+            let q = model.item(i).quality;
+            ((3.0 + 2.0 * q.sqrt() + 0.2 * normal(&mut rng)).clamp(1.0, 5.0) * 10.0).round() / 10.0
+        })
+        .collect();
     // Zipf popularity over a random permutation.
     let mut perm: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
@@ -269,84 +270,50 @@ fn build_world(cfg: &GenerateConfig) -> (World, RecordBatch, RecordBatch) {
     for (rank, &i) in perm.iter().enumerate() {
         pop[i] = 1.0 / (rank as f64 + 1.0).powf(1.05);
     }
-    let mut by_cat_tier: Vec<Vec<Option<Alias>>> = Vec::with_capacity(nc);
-    let mut by_cat = Vec::with_capacity(nc);
-    for c in 0..nc {
+    let mut by_cat_tier: Vec<Vec<Option<Alias>>> = Vec::with_capacity(ncodes);
+    let mut by_cat = Vec::with_capacity(ncodes);
+    for c in 0..ncodes as u32 {
         let mut tiers = Vec::with_capacity(TIERS);
-        for t in 0..TIERS {
+        for t in 0..TIERS as u8 {
             let members: Vec<u32> = (0..n as u32)
-                .filter(|&i| item_cat[i as usize] as usize == c && item_tier[i as usize] as usize == t)
+                .filter(|&i| item_code[i as usize] == c && model.item(i as usize).tier == t)
                 .collect();
             let w: Vec<f64> = members.iter().map(|&i| pop[i as usize]).collect();
             tiers.push(Alias::new(members, &w));
         }
         by_cat_tier.push(tiers);
-        let members: Vec<u32> = (0..n as u32).filter(|&i| item_cat[i as usize] as usize == c).collect();
+        let members: Vec<u32> = (0..n as u32).filter(|&i| item_code[i as usize] == c).collect();
         let w: Vec<f64> = members.iter().map(|&i| pop[i as usize]).collect();
         by_cat.push(Alias::new(members, &w));
     }
     let all_items = Alias::new((0..n as u32).collect(), &pop).expect("items > 0");
 
-    // Users: demographics shift category affinity and price tier.
-    let mut demo_rng = rng_for(cfg.seed, 2, 0);
-    let affinity: Vec<Vec<f64>> = (0..AGE_BUCKETS.len())
-        .map(|_| (0..nc).map(|_| (1.2 * normal(&mut demo_rng)).exp()).collect())
-        .collect();
+    // Users: demographics shift category affinity and price tier (the click model's rules).
     let age_alias = Alias::new((0..AGE_BUCKETS.len() as u32).collect(), &AGE_WEIGHTS).expect("non-empty");
     let u = cfg.users as usize;
-    let mut user_fav = Vec::with_capacity(u);
-    let mut user_tier = Vec::with_capacity(u);
+    let mut profiles = Vec::with_capacity(u);
     let mut activity = Vec::with_capacity(u);
     let mut age = Vec::with_capacity(u);
     let mut region = Vec::with_capacity(u);
     let mut signup = Vec::with_capacity(u);
     let mut urng = rng_for(cfg.seed, 3, 0);
-    for _ in 0..u {
-        let a = age_alias.sample(&mut urng) as usize;
-        let mut w = affinity[a].clone();
-        let mut fav = [0u8; 3];
-        for f in fav.iter_mut() {
-            let total: f64 = w.iter().sum();
-            let mut x = urng.random::<f64>() * total;
-            let mut pick = nc - 1;
-            for (c, wc) in w.iter().enumerate() {
-                if x < *wc {
-                    pick = c;
-                    break;
-                }
-                x -= wc;
-            }
-            *f = pick as u8;
-            w[pick] = 0.0;
-        }
-        user_fav.push(fav);
-        user_tier.push(
-            (AGE_TIER_MEAN[a] + normal(&mut urng))
-                .round()
-                .clamp(0.0, (TIERS - 1) as f64) as u8,
-        );
+    for k in 0..u {
+        let a = AGE_BUCKETS[age_alias.sample(&mut urng) as usize];
+        let r = REGIONS[urng.random_range(0..REGIONS.len())];
+        profiles.push(model.user(&user_id(k), Some(a), Some(r)));
         activity.push(urng.random::<f64>().max(1e-9).powf(-1.0 / 1.5).min(60.0));
-        age.push(AGE_BUCKETS[a]);
-        region.push(REGIONS[urng.random_range(0..REGIONS.len())]);
+        age.push(a);
+        region.push(r);
         signup.push(start_ms - (urng.random::<f64>() * 1000.0 * DAY_MS as f64) as i64);
     }
     let users = Alias::new((0..u as u32).collect(), &activity).expect("users > 0");
-    // Diurnal traffic: quiet at night, peaks at lunch and in the evening.
-    let hour_w: Vec<f64> = (0..24)
-        .map(|h| {
-            let h = h as f64;
-            0.2 + (-(h - 13.0).powi(2) / 8.0).exp() + 1.4 * (-(h - 20.5).powi(2) / 6.0).exp()
-        })
-        .collect();
-    let hours = Alias::new((0..24).collect(), &hour_w).expect("non-empty");
+    let hours = Alias::new((0..24).collect(), &recsys_core::click_model::hour_weights()).expect("non-empty");
 
     let items_batch = RecordBatch::try_new(
         raw_items_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values((0..n).map(item_id))) as ArrayRef,
-            Arc::new(StringArray::from_iter_values(
-                item_cat.iter().map(|&c| CATEGORIES[c as usize].0),
-            )),
+            Arc::new(StringArray::from_iter_values(ids.iter())) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(item_cat.iter().map(|&c| CATEGORIES[c].0))),
             Arc::new(Float64Array::from(item_price.clone())),
             Arc::new(StringArray::from_iter_values(brand)),
             Arc::new(Float64Array::from(rating)),
@@ -367,15 +334,12 @@ fn build_world(cfg: &GenerateConfig) -> (World, RecordBatch, RecordBatch) {
     )
     .expect("schema matches");
     let world = World {
-        item_cat,
-        item_tier,
-        item_price,
-        item_quality,
+        model,
+        item_cat: item_code,
         by_cat_tier,
         by_cat,
         all_items,
-        user_fav,
-        user_tier,
+        profiles,
         users,
         hours,
     };
@@ -463,31 +427,40 @@ impl Chunk {
 
 fn pick_category(w: &World, u: usize, rng: &mut impl Rng) -> usize {
     let x: f64 = rng.random();
-    let fav = w.user_fav[u];
-    if x < 0.5 {
-        fav[0] as usize
+    let fav = w.profiles[u].favorites;
+    let k = if x < 0.5 {
+        0
     } else if x < 0.75 {
-        fav[1] as usize
+        1
     } else if x < 0.9 {
-        fav[2] as usize
+        2
     } else {
-        rng.random_range(0..CATEGORIES.len())
+        3
+    };
+    match fav.get(k).copied().flatten() {
+        Some(c) => c as usize,
+        None => rng.random_range(0..w.by_cat.len()),
     }
 }
 
+/// A session walks the funnel: views (organic browsing, at a listing position), and for each the
+/// [`ClickModel`] decides click, add to cart and purchase given the user, the device, the hour and
+/// the time (launches and novelty).
 fn generate_chunk(w: &World, cfg: &GenerateConfig, day: i64, chunk: u64, target: u64) -> Chunk {
     let mut rng = rng_for(cfg.seed, 1000 + day as u64, chunk);
     let mut c = Chunk::default();
     let day_ms = day * DAY_MS;
     let mut n_session = 0u64;
+    let m = &w.model;
     while (c.user.len() as u64) < target {
         let session = ((day as u64) << 32) | (chunk << 24) | n_session;
         n_session += 1;
         let u = w.users.sample(&mut rng) as usize;
+        let profile = &w.profiles[u];
         let x: f64 = rng.random();
-        let device = if x < 0.55 {
+        let device = if x < DEVICES[0].1 {
             0
-        } else if x < 0.9 {
+        } else if x < DEVICES[0].1 + DEVICES[1].1 {
             1
         } else {
             2
@@ -496,7 +469,7 @@ fn generate_chunk(w: &World, cfg: &GenerateConfig, day: i64, chunk: u64, target:
         let mut t = day_ms + hour * 3_600_000 + rng.random_range(0..3_600_000);
         let mut focus = pick_category(w, u, &mut rng);
         let views = 1 + exp(&mut rng, 3.5) as u32;
-        let utier = w.user_tier[u] as i64;
+        let utier = i64::from(profile.tier);
         for v in 0..views {
             if v > 0 && rng.random::<f64>() < 0.15 {
                 focus = pick_category(w, u, &mut rng);
@@ -506,32 +479,38 @@ fn generate_chunk(w: &World, cfg: &GenerateConfig, day: i64, chunk: u64, target:
             } else {
                 (utier + if rng.random::<bool>() { 1 } else { -1 }).clamp(0, TIERS as i64 - 1)
             } as usize;
-            let item = match (&w.by_cat_tier[focus][tier], &w.by_cat[focus]) {
-                (Some(a), _) => a.sample(&mut rng),
-                (None, Some(a)) => a.sample(&mut rng),
-                (None, None) => w.all_items.sample(&mut rng),
+            let draw = |rng: &mut Xoshiro256PlusPlus| match (&w.by_cat_tier[focus][tier], &w.by_cat[focus]) {
+                (Some(a), _) => a.sample(rng),
+                (None, Some(a)) => a.sample(rng),
+                (None, None) => w.all_items.sample(rng),
             };
+            let mut item = draw(&mut rng);
+            if !m.launched(item as usize, t) {
+                // Not on sale yet: one more look, else the view does not happen.
+                item = draw(&mut rng);
+                if !m.launched(item as usize, t) {
+                    t += 5_000 + exp(&mut rng, 40_000.0) as i64;
+                    continue;
+                }
+            }
             let ii = item as usize;
             let page = if v == 0 { rng.random_range(0..3u8) } else { 3 };
             c.push(u as u32, item, EventType::View, t, session, 0, device, page);
-            let fit = if w.item_tier[ii] as i64 == utier {
-                1.0
-            } else if (w.item_tier[ii] as i64 - utier).abs() == 1 {
-                0.6
-            } else {
-                0.3
+            let ctx = ClickContext {
+                position: exp(&mut rng, 1.5) as usize,
+                device: DEVICES[device as usize].0,
+                hour: hour as u8,
+                page: None,
+                now_ms: t,
             };
-            let in_fav = w.user_fav[u].contains(&w.item_cat[ii]);
-            let fit = fit * if in_fav { 1.0 } else { 0.5 };
-            let quality = 0.5 + w.item_quality[ii];
-            if rng.random::<f64>() < 0.32 * fit {
+            if rng.random::<f64>() < m.click_prob(profile, ii, &ctx) {
                 let tc = t + rng.random_range(2_000..10_000);
                 c.push(u as u32, item, EventType::Click, tc, session, 0, device, 3);
-                if rng.random::<f64>() < 0.12 * quality {
+                if rng.random::<f64>() < m.cart_prob(profile, ii) {
                     let tk = tc + rng.random_range(5_000..60_000);
-                    let q = if rng.random::<f64>() < 0.1 { 2 } else { 1 };
+                    let q = m.quantity(ii, rng.random());
                     c.push(u as u32, item, EventType::AddToCart, tk, session, q, device, 3);
-                    if rng.random::<f64>() < 0.22 * fit * quality {
+                    if rng.random::<f64>() < m.purchase_prob(profile, ii, ctx.device) {
                         let tp = tk + rng.random_range(30_000..600_000);
                         c.push(u as u32, item, EventType::Purchase, tp, session, q, device, 4);
                     }
@@ -605,12 +584,14 @@ fn day_batch(
         Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
         Arc::new(sess.finish()),
         Arc::new(Float64Array::from_iter_values(
-            items.iter().map(|&i| w.item_price[i as usize]),
+            items.iter().map(|&i| w.model.item(i as usize).price),
         )),
         Arc::new(UInt32Array::from(
             qty.iter().map(|&q| (q > 0).then_some(q as u32)).collect::<Vec<_>>(),
         )),
-        Arc::new(StringArray::from_iter_values(dev.iter().map(|&d| DEVICES[d as usize]))),
+        Arc::new(StringArray::from_iter_values(
+            dev.iter().map(|&d| DEVICES[d as usize].0),
+        )),
         Arc::new(StringArray::from_iter_values(page.iter().map(|&p| PAGES[p as usize]))),
     ];
     Ok(RecordBatch::try_new(raw_events_schema(), cols)?)
@@ -746,7 +727,11 @@ mod tests {
         let (w, _, _) = build_world(&cfg);
         let c = generate_chunk(&w, &cfg, cfg.start_day, 0, 50_000);
         let in_fav = (0..c.user.len())
-            .filter(|&j| w.user_fav[c.user[j] as usize].contains(&w.item_cat[c.item[j] as usize]))
+            .filter(|&j| {
+                w.profiles[c.user[j] as usize]
+                    .favorites
+                    .contains(&Some(w.item_cat[c.item[j] as usize]))
+            })
             .count() as f64
             / c.user.len() as f64;
         // 3 of 24 categories would give ~12% by chance.

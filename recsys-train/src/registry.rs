@@ -590,6 +590,85 @@ pub struct Gates {
     pub regression_metrics: Vec<String>,
     /// Largest allowed absolute drop of a regression metric against the current model.
     pub max_regression: f64,
+    /// The ADR's "CTR simulation" gate: the new version's CTR on simulated traffic (the click
+    /// simulator serving it through the real recommender) must reach a minimum and must not fall
+    /// more than a margin below the current version's on the same traffic. Off when absent (the
+    /// default); it needs a simulator, which the `recsys-train` command provides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctr_sim: Option<CtrSimGate>,
+}
+
+/// Settings of the `ctr_sim` gate (`{"ctr_sim": {"min": 0.02, "max_regression": 0.002}}` in a gates
+/// file; missing fields take their defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CtrSimGate {
+    /// Minimum simulated CTR (clicks / impressions; default 0).
+    pub min: f64,
+    /// Largest allowed absolute drop against the current version's simulated CTR (default 0.002).
+    pub max_regression: f64,
+    /// Simulated requests per version (default 20,000).
+    pub requests: u64,
+    /// Seed of the simulated traffic, the same for both versions (default 1).
+    pub seed: u64,
+}
+
+impl Default for CtrSimGate {
+    fn default() -> Self {
+        CtrSimGate {
+            min: 0.0,
+            max_regression: 0.002,
+            requests: 20_000,
+            seed: 1,
+        }
+    }
+}
+
+impl CtrSimGate {
+    /// `Ok(())` when the `candidate`'s simulated CTR meets the minimum and is at most
+    /// `max_regression` below the `current` version's; else [`Error::GateFailed`] with metric
+    /// `ctr_sim`.
+    pub fn check(&self, candidate: f64, current: Option<f64>) -> Result<()> {
+        if !meets(candidate, self.min) {
+            return Err(Error::GateFailed {
+                metric: "ctr_sim".into(),
+                value: candidate,
+                threshold: self.min,
+                reason: "minimum".into(),
+            });
+        }
+        if let Some(base) = current.filter(|b| b.is_finite()) {
+            let threshold = base - self.max_regression;
+            if !meets(candidate, threshold) {
+                return Err(Error::GateFailed {
+                    metric: "ctr_sim".into(),
+                    value: candidate,
+                    threshold,
+                    reason: format!(
+                        "regression: current model has {base:.4} on the same simulated traffic, allowed drop {:.4}",
+                        self.max_regression
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !self.min.is_finite() {
+            return Err(format!("ctr_sim.min is not finite: {}", self.min));
+        }
+        if !(self.max_regression.is_finite() && self.max_regression >= 0.0) {
+            return Err(format!(
+                "ctr_sim.max_regression must be finite and >= 0, got {}",
+                self.max_regression
+            ));
+        }
+        if self.requests == 0 {
+            return Err("ctr_sim.requests must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Gates {
@@ -599,6 +678,7 @@ impl Default for Gates {
             overrides: BTreeMap::new(),
             regression_metrics: vec!["recall@20".to_string(), "ndcg@20".to_string()],
             max_regression: 0.01,
+            ctr_sim: None,
         }
     }
 }
@@ -644,6 +724,9 @@ impl Gates {
                 "max_regression must be finite and >= 0, got {}",
                 self.max_regression
             ));
+        }
+        if let Some(c) = &self.ctr_sim {
+            c.validate()?;
         }
         Ok(())
     }
@@ -744,6 +827,30 @@ mod tests {
             "validation gate failed: ndcg@20 = 0.4100 < 0.6500 (minimum)"
         );
         assert!(e.is_user_error());
+    }
+
+    #[test]
+    fn ctr_sim_gate_minimum_and_regression() {
+        let g = CtrSimGate {
+            min: 0.02,
+            max_regression: 0.002,
+            ..Default::default()
+        };
+        assert!(g.check(0.03, None).is_ok());
+        assert!(g.check(0.03, Some(0.031)).is_ok());
+        assert!(
+            matches!(g.check(0.019, None), Err(Error::GateFailed { ref metric, ref reason, .. })
+            if metric == "ctr_sim" && reason == "minimum")
+        );
+        assert!(
+            matches!(g.check(0.03, Some(0.0325)), Err(Error::GateFailed { ref reason, .. })
+            if reason.starts_with("regression"))
+        );
+        assert!(g.check(f64::NAN, None).is_err());
+        let parsed = Gates::from_json(serde_json::json!({"ctr_sim": {"min": 0.01}})).unwrap();
+        assert_eq!(parsed.ctr_sim.unwrap().max_regression, 0.002);
+        assert!(Gates::from_json(serde_json::json!({"ctr_sim": {"requests": 0}})).is_err());
+        assert!(Gates::from_json(serde_json::json!({"ctr_sim": {"mni": 0.01}})).is_err());
     }
 
     #[test]

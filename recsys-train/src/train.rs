@@ -490,6 +490,9 @@ pub struct TrainOutcome {
     /// With `--tune`: every trial of the search and the settings chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tuning: Option<crate::tune::TuneReport>,
+    /// The simulated CTRs the `ctr_sim` gate compared (when that gate is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctr_sim: Option<CtrSimScores>,
     /// Why it was not promoted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate_failure: Option<String>,
@@ -506,9 +509,49 @@ fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
     })
 }
 
+/// What the `ctr_sim` gate measured: both versions on the same simulated traffic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CtrSimScores {
+    /// Simulated CTR of the new version.
+    pub candidate: f64,
+    /// Simulated CTR of the version that was current (none on a first training).
+    pub current: Option<f64>,
+    /// That version.
+    pub current_version: Option<String>,
+    /// Simulated requests per version.
+    pub requests: u64,
+    /// Seed of the traffic.
+    pub seed: u64,
+}
+
+/// Scores registry versions on simulated traffic for the `ctr_sim` gate. recsys-train cannot run
+/// the serving pipeline itself (recsys-serve depends on it); the `recsys-train` command passes
+/// recsys-serve's click simulator, and an embedding program may pass its own.
+pub trait CtrSimulator: Send + Sync {
+    /// The CTR of registry `version` of `registry` serving simulated traffic on dataset `data`:
+    /// `requests` requests drawn from `seed` (the same traffic for every version).
+    fn simulated_ctr(&self, data: &Path, registry: &Path, version: &str, requests: u64, seed: u64) -> Result<f64>;
+}
+
 /// Trains, evaluates, publishes the version and promotes it when the gates pass (the previous
-/// `current` keeps serving otherwise). Keeps the last 10 versions.
+/// `current` keeps serving otherwise). Keeps the last 10 versions. Gates with `ctr_sim` need a
+/// simulator: use [`train_and_register_with`].
 pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
+    train_and_register_with(opts, None)
+}
+
+/// [`train_and_register`] with a simulator for the `ctr_sim` gate: after the metric gates pass,
+/// the new version and the current one serve the same simulated traffic, and the new one is
+/// promoted only when its CTR meets the gate.
+pub fn train_and_register_with(opts: &TrainOptions, simulator: Option<&dyn CtrSimulator>) -> Result<TrainOutcome> {
+    let ctr_gate = opts.gates.as_ref().and_then(|g| g.ctr_sim.clone());
+    if ctr_gate.is_some() && simulator.is_none() {
+        return Err(Error::arg(
+            "gates",
+            "ctr_sim",
+            "the CTR simulation gate needs a simulator (the recsys-train command provides one)",
+        ));
+    }
     let ds = Dataset::open(&opts.data)?;
     let interactions = load_interactions(&ds)?;
     let sp = split(&interactions, ds.users.len(), ds.items.len(), &opts.split)?;
@@ -610,10 +653,34 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
         Some(v) => Some(registry.manifest(&v)?.metrics),
         None => None,
     };
-    let gate = match &opts.gates {
+    let mut gate = match &opts.gates {
         Some(g) => g.check(Some(&dataset_name), &metrics, current_metrics.as_ref()),
         None => Ok(()),
     };
+    let mut ctr_sim = None;
+    if let (Ok(()), Some(g), Some(sim)) = (&gate, &ctr_gate, simulator) {
+        let current_version = registry.current()?;
+        let candidate = sim.simulated_ctr(&opts.data, &opts.registry, &version, g.requests, g.seed)?;
+        let current = match &current_version {
+            Some(v) => Some(sim.simulated_ctr(&opts.data, &opts.registry, v, g.requests, g.seed)?),
+            None => None,
+        };
+        opts.progress.summary(format!(
+            "ctr_sim: {version} {candidate:.4}{}",
+            match (&current_version, current) {
+                (Some(v), Some(c)) => format!(", current {v} {c:.4}"),
+                _ => String::new(),
+            }
+        ));
+        gate = g.check(candidate, current);
+        ctr_sim = Some(CtrSimScores {
+            candidate,
+            current,
+            current_version,
+            requests: g.requests,
+            seed: g.seed,
+        });
+    }
     let outcome = match gate {
         Ok(()) => {
             registry.promote(&version)?;
@@ -624,6 +691,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
                 reranker: reranker.map(|r| r.1),
                 training: report,
                 tuning,
+                ctr_sim,
                 gate_failure: None,
                 gate_error: None,
             }
@@ -635,6 +703,7 @@ pub fn train_and_register(opts: &TrainOptions) -> Result<TrainOutcome> {
             reranker: reranker.map(|r| r.1),
             training: report,
             tuning,
+            ctr_sim,
             gate_failure: Some(e.to_string()),
             gate_error: Some(e),
         },

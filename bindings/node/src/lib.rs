@@ -414,6 +414,8 @@ impl Recommender {
                     data: options.data.map(PathBuf::from),
                     store: options.store,
                     config,
+                    model: None,
+                    popular_only: false,
                 })?;
                 Ok(inner)
             },

@@ -81,6 +81,8 @@ impl Recommender {
             data,
             store,
             config,
+            model: None,
+            popular_only: false,
         };
         let inner = py.detach(|| recsys_serve::Recommender::open(opts)).py()?;
         Ok(Recommender { inner })
