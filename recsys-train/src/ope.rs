@@ -139,8 +139,10 @@ impl LoggedData {
         for r in &self.rows {
             off[r.context as usize + 1] += 1;
         }
-        for c in 0..self.contexts {
-            off[c + 1] += off[c];
+        let mut acc = 0;
+        for o in off.iter_mut() {
+            acc += *o;
+            *o = acc;
         }
         off
     }
@@ -552,7 +554,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 /// Estimates the target policy's CTR from `data` with every estimator (see the module docs).
 pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions) -> Result<OpeReport> {
     if let Some(c) = opts.clip
-        && !(c > 0.0)
+        && (c.is_nan() || c <= 0.0)
     {
         return Err(Error::arg("clip", c, "must be positive"));
     }
@@ -608,7 +610,7 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
         total.add(s);
     }
     let intervals = bootstrap(data, &terms, np, opts.bootstrap, opts.seed);
-    let estimates = |s: &Sums, ci: Option<&Vec<Option<[f64; 2]>>>| -> BTreeMap<String, Estimate> {
+    let estimates = |s: &Sums, ci: Option<&[Option<[f64; 2]>]>| -> BTreeMap<String, Estimate> {
         ESTIMATORS
             .iter()
             .zip(s.values())
@@ -634,7 +636,7 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
                     rows: s.n as u64,
                     ess: s.ess(),
                     logged_ctr: s.r / s.n,
-                    estimators: estimates(s, intervals.as_ref().map(|i| &i[p])),
+                    estimators: estimates(s, intervals.as_ref().map(|i| i[p].as_slice())),
                 },
             )
         })
@@ -646,7 +648,7 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
         rows: data.rows.len() as u64,
         contexts: data.contexts as u64,
         items: distinct.len() as u64,
-        estimators: estimates(&total, intervals.as_ref().map(|i| &i[0])),
+        estimators: estimates(&total, intervals.as_ref().map(|i| i[0].as_slice())),
         ess: total.ess(),
         matches,
         max_weight,
@@ -665,6 +667,9 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
     })
 }
 
+/// Per position (index 0: all), per estimator: the 95% interval.
+type Intervals = Vec<Vec<Option<[f64; 2]>>>;
+
 /// Bootstrap percentile intervals: `replicates` resamples of the contexts with replacement
 /// (replicate `b` drawn from its own generator seeded by `(seed, b)`, so the result does not
 /// depend on the thread count). Returns, for index 0 (all positions) and each position p ≥ 1,
@@ -675,7 +680,7 @@ fn bootstrap(
     np: usize,
     replicates: u32,
     seed: u64,
-) -> Option<Vec<Vec<Option<[f64; 2]>>>> {
+) -> Option<Intervals> {
     if replicates == 0 || data.contexts == 0 {
         return None;
     }
@@ -969,8 +974,10 @@ pub fn attribute_clicks(
             start[r.context as usize + 1] += 1;
         }
     }
-    for c in 0..requests.len() {
-        start[c + 1] += start[c];
+    let mut acc = 0;
+    for o in start.iter_mut() {
+        acc += *o;
+        *o = acc;
     }
     let mut attributed = 0;
     for e in events {
