@@ -322,7 +322,10 @@ impl CrossFitCtr {
             seen_sum: Vec::new(),
         };
         let mut seen_sum = vec![vec![(0.0, 0u32); np]; k];
-        for &(a, p) in model.cells.keys() {
+        // In key order: the map's own order changes from run to run, and so would the sums' rounding.
+        let mut keys: Vec<(u32, u32)> = model.cells.keys().copied().collect();
+        keys.sort_unstable();
+        for (a, p) in keys {
             for (f, s) in seen_sum.iter_mut().enumerate() {
                 s[p as usize].0 += model.predict(f as u32, a, p);
                 s[p as usize].1 += 1;
