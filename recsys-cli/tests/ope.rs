@@ -17,7 +17,18 @@ fn trained(dir: &Path) -> (String, String) {
     let data = dataset(dir);
     let reg = dir.join("reg").to_str().unwrap().to_string();
     let cfg = small_config(dir);
-    let out = run(&["-q", "train", "--data", &data, "--registry", &reg, "--config", &cfg, "--gates", "off"]);
+    let out = run(&[
+        "-q",
+        "train",
+        "--data",
+        &data,
+        "--registry",
+        &reg,
+        "--config",
+        &cfg,
+        "--gates",
+        "off",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (data, reg)
 }
@@ -45,7 +56,9 @@ fn brute_force_top(data: &str, reg: &str, users: &[usize], ts: i64, k: usize) ->
                 region: code(&ds.users.region[u], &vocab.regions),
             };
             let mut ue = vec![0.0; model.dim()];
-            model.user_embedding(&UserInputs::build(&ctx, &model.config), &mut ue).unwrap();
+            model
+                .user_embedding(&UserInputs::build(&ctx, &model.config), &mut ue)
+                .unwrap();
             let bought: BTreeSet<u32> = hist[u]
                 .iter()
                 .filter(|e| e.event_type == EventType::Purchase && e.ts < ts)
@@ -108,8 +121,20 @@ fn a_model_policy_matches_a_log_of_its_own_rankings() {
     .unwrap();
     let (logs_s, events_s) = (logs.to_str().unwrap(), events.to_str().unwrap());
     let out = run(&[
-        "-q", "ope", "--logs", logs_s, "--events", events_s, "--policy", "current", "--registry", &reg, "--data", &data,
-        "--bootstrap", "50",
+        "-q",
+        "ope",
+        "--logs",
+        logs_s,
+        "--events",
+        events_s,
+        "--policy",
+        "current",
+        "--registry",
+        &reg,
+        "--data",
+        &data,
+        "--bootstrap",
+        "50",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&out);
@@ -126,7 +151,9 @@ fn a_model_policy_matches_a_log_of_its_own_rankings() {
     assert_eq!(r["policy"], "model 1.0.0");
 
     // The uniform policy over the logged pool: the contract's shape.
-    let out = run(&["-q", "ope", "--logs", logs_s, "--events", events_s, "--policy", "uniform", "--seed", "3"]);
+    let out = run(&[
+        "-q", "ope", "--logs", logs_s, "--events", events_s, "--policy", "uniform", "--seed", "3",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&out);
     assert_eq!(r["policy"], "uniform");
@@ -154,7 +181,10 @@ fn obd_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("TECHSHOP_REQUIRE_TEST_DATA").as_deref() == Ok("1") {
-        panic!("the Open Bandit Dataset is not in {} (scripts/fetch-obd.sh)", dir.display());
+        panic!(
+            "the Open Bandit Dataset is not in {} (scripts/fetch-obd.sh)",
+            dir.display()
+        );
     }
     eprintln!(
         "NOTICE: skipping the OBD command test: no {} (run scripts/fetch-obd.sh)",
@@ -172,23 +202,51 @@ fn the_obd_format_and_bad_input() {
         ",timestamp,item_id,position,click,propensity_score\n0,t,3,1,0,0.5\n1,t,4,2,1,0\n",
     )
     .unwrap();
-    let out = run(&["-q", "ope", "--logs", bad.to_str().unwrap(), "--format", "obd", "--policy", "uniform"]);
+    let out = run(&[
+        "-q",
+        "ope",
+        "--logs",
+        bad.to_str().unwrap(),
+        "--format",
+        "obd",
+        "--policy",
+        "uniform",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad.csv") && err.contains("row 2") && err.contains("propensity_score") && err.contains("\"0\""),
         "{err}"
     );
-    let out = run(&["-q", "ope", "--logs", bad.to_str().unwrap(), "--format", "obd", "--policy", "current"]);
+    let out = run(&[
+        "-q",
+        "ope",
+        "--logs",
+        bad.to_str().unwrap(),
+        "--format",
+        "obd",
+        "--policy",
+        "current",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 
     let Some(dir) = obd_dir() else { return };
     let reference: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../recsys-train/tests/data/obd_reference.json")).unwrap(),
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../recsys-train/tests/data/obd_reference.json"))
+            .unwrap(),
     )
     .unwrap();
     let file = dir.join("bts/all/all.csv");
-    let out = run(&["-q", "ope", "--logs", file.to_str().unwrap(), "--format", "obd", "--policy", "uniform"]);
+    let out = run(&[
+        "-q",
+        "ope",
+        "--logs",
+        file.to_str().unwrap(),
+        "--format",
+        "obd",
+        "--policy",
+        "uniform",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&out);
     assert_eq!(r["rows"], 10_000);

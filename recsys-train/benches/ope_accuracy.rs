@@ -89,7 +89,9 @@ fn run(source: &dyn BanditSource, requests: usize, replications: u64, rep_reques
         let mut rel_err = [0f64; ESTIMATORS.len()];
         let mut truth = 0.0;
         for rep in 0..replications {
-            let draw = source.draw(rep_requests, seed.wrapping_mul(1_000_003).wrapping_add(rep + 1)).expect("draw");
+            let draw = source
+                .draw(rep_requests, seed.wrapping_mul(1_000_003).wrapping_add(rep + 1))
+                .expect("draw");
             truth = draw.truth;
             let o = OpeOptions {
                 seed: seed + rep,

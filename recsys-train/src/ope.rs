@@ -101,7 +101,8 @@ impl LoggedData {
     /// propensities in (0, 1] (otherwise an [`Error::InvalidArgument`] naming the row).
     pub fn new(mut rows: Vec<LoggedRow>, items: Vec<String>, source: impl Into<String>) -> Result<Self> {
         for (i, r) in rows.iter().enumerate() {
-            let bad = |field: &str, value: String, reason: &str| Err(Error::arg(format!("rows[{i}].{field}"), value, reason));
+            let bad =
+                |field: &str, value: String, reason: &str| Err(Error::arg(format!("rows[{i}].{field}"), value, reason));
             if r.position == 0 {
                 return bad("position", "0".into(), "positions are 1-based");
             }
@@ -139,8 +140,10 @@ impl LoggedData {
         for r in &self.rows {
             off[r.context as usize + 1] += 1;
         }
-        for c in 0..self.contexts {
-            off[c + 1] += off[c];
+        let mut acc = 0;
+        for o in off.iter_mut() {
+            acc += *o;
+            *o = acc;
         }
         off
     }
@@ -268,7 +271,9 @@ impl CrossFitCtr {
         let mut pos = vec![vec![(0.0, 0.0); np]; k];
         for r in &data.rows {
             let f = fold_of(r.context, folds, seed) as usize;
-            let c = cells.entry((r.action, r.position)).or_insert_with(|| vec![(0.0, 0.0); k]);
+            let c = cells
+                .entry((r.action, r.position))
+                .or_insert_with(|| vec![(0.0, 0.0); k]);
             c[f].0 += r.reward;
             c[f].1 += 1.0;
             pos[f][r.position as usize].0 += r.reward;
@@ -297,7 +302,13 @@ impl CrossFitCtr {
                 let (c, n) = tp.iter().fold((0.0, 0.0), |a, x| (a.0 + x.0, a.1 + x.1));
                 let g = if n > 0.0 { c / n } else { 0.0 };
                 tp.iter()
-                    .map(|&(c, n)| if n + strength > 0.0 { (c + strength * g) / (n + strength) } else { g })
+                    .map(|&(c, n)| {
+                        if n + strength > 0.0 {
+                            (c + strength * g) / (n + strength)
+                        } else {
+                            g
+                        }
+                    })
                     .collect()
             })
             .collect();
@@ -311,7 +322,10 @@ impl CrossFitCtr {
             seen_sum: Vec::new(),
         };
         let mut seen_sum = vec![vec![(0.0, 0u32); np]; k];
-        for &(a, p) in model.cells.keys() {
+        // In key order: the map's own order changes from run to run, and so would the sums' rounding.
+        let mut keys: Vec<(u32, u32)> = model.cells.keys().copied().collect();
+        keys.sort_unstable();
+        for (a, p) in keys {
             for (f, s) in seen_sum.iter_mut().enumerate() {
                 s[p as usize].0 += model.predict(f as u32, a, p);
                 s[p as usize].1 += 1;
@@ -329,7 +343,10 @@ impl CrossFitCtr {
     /// `q̂(item, position)` as fitted without fold `fold`.
     pub fn predict(&self, fold: u32, item: u32, position: u32) -> f64 {
         let f = fold as usize;
-        let base = self.base[f].get(position as usize).copied().unwrap_or_else(|| self.overall(f));
+        let base = self.base[f]
+            .get(position as usize)
+            .copied()
+            .unwrap_or_else(|| self.overall(f));
         let (c, n) = match self.cells.get(&(item, position)) {
             Some(v) if self.folds == 1 => v[0],
             Some(v) => {
@@ -353,7 +370,10 @@ impl CrossFitCtr {
         let f = fold as usize;
         let (sum, seen) = self.seen_sum[f].get(position as usize).copied().unwrap_or((0.0, 0));
         // Items never logged at this position predict the base.
-        let base = self.base[f].get(position as usize).copied().unwrap_or_else(|| self.overall(f));
+        let base = self.base[f]
+            .get(position as usize)
+            .copied()
+            .unwrap_or_else(|| self.overall(f));
         let unseen = f64::from(n.saturating_sub(seen));
         (sum + unseen * base) / f64::from(n)
     }
@@ -552,7 +572,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 /// Estimates the target policy's CTR from `data` with every estimator (see the module docs).
 pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions) -> Result<OpeReport> {
     if let Some(c) = opts.clip
-        && !(c > 0.0)
+        && (c.is_nan() || c <= 0.0)
     {
         return Err(Error::arg("clip", c, "must be positive"));
     }
@@ -608,7 +628,7 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
         total.add(s);
     }
     let intervals = bootstrap(data, &terms, np, opts.bootstrap, opts.seed);
-    let estimates = |s: &Sums, ci: Option<&Vec<Option<[f64; 2]>>>| -> BTreeMap<String, Estimate> {
+    let estimates = |s: &Sums, ci: Option<&[Option<[f64; 2]>]>| -> BTreeMap<String, Estimate> {
         ESTIMATORS
             .iter()
             .zip(s.values())
@@ -634,7 +654,7 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
                     rows: s.n as u64,
                     ess: s.ess(),
                     logged_ctr: s.r / s.n,
-                    estimators: estimates(s, intervals.as_ref().map(|i| &i[p])),
+                    estimators: estimates(s, intervals.as_ref().map(|i| i[p].as_slice())),
                 },
             )
         })
@@ -646,7 +666,7 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
         rows: data.rows.len() as u64,
         contexts: data.contexts as u64,
         items: distinct.len() as u64,
-        estimators: estimates(&total, intervals.as_ref().map(|i| &i[0])),
+        estimators: estimates(&total, intervals.as_ref().map(|i| i[0].as_slice())),
         ess: total.ess(),
         matches,
         max_weight,
@@ -665,17 +685,14 @@ pub fn evaluate(data: &LoggedData, policy: &dyn TargetPolicy, opts: &OpeOptions)
     })
 }
 
+/// Per position (index 0: all), per estimator: the 95% interval.
+type Intervals = Vec<Vec<Option<[f64; 2]>>>;
+
 /// Bootstrap percentile intervals: `replicates` resamples of the contexts with replacement
 /// (replicate `b` drawn from its own generator seeded by `(seed, b)`, so the result does not
 /// depend on the thread count). Returns, for index 0 (all positions) and each position p ≥ 1,
 /// the 95% interval of each estimator; `None` when `replicates` is 0 or there are no contexts.
-fn bootstrap(
-    data: &LoggedData,
-    terms: &[Terms],
-    np: usize,
-    replicates: u32,
-    seed: u64,
-) -> Option<Vec<Vec<Option<[f64; 2]>>>> {
+fn bootstrap(data: &LoggedData, terms: &[Terms], np: usize, replicates: u32, seed: u64) -> Option<Intervals> {
     if replicates == 0 || data.contexts == 0 {
         return None;
     }
@@ -801,7 +818,11 @@ pub fn ope_command(cmd: &OpeCommand) -> Result<OpeReport> {
                     Error::arg("registry", "", format!("--policy {} needs --registry DIR", cmd.policy))
                 })?;
                 let data = cmd.data.as_deref().ok_or_else(|| {
-                    Error::arg("data", "", format!("--policy {} needs --data DIR (the users' histories)", cmd.policy))
+                    Error::arg(
+                        "data",
+                        "",
+                        format!("--policy {} needs --data DIR (the users' histories)", cmd.policy),
+                    )
                 })?;
                 Box::new(model_rankings(&mut log, registry, &cmd.policy, data, progress)?)
             };
@@ -817,11 +838,7 @@ pub fn ope_command(cmd: &OpeCommand) -> Result<OpeReport> {
     report.attributed_clicks = attributed;
     progress.summary(format!(
         "ope: {} rows, {} contexts; {}: snips {:?}, ess {:.1}",
-        report.rows,
-        report.contexts,
-        report.policy,
-        report.estimators["snips"].value,
-        report.ess
+        report.rows, report.contexts, report.policy, report.estimators["snips"].value, report.ess
     ));
     Ok(report)
 }
@@ -842,12 +859,21 @@ pub fn read_obd(path: &Path) -> Result<LoggedData> {
         .map_err(|e| Error::data(path, e.to_string()))?;
     let headers = rdr.headers().map_err(|e| Error::data(path, e.to_string()))?.clone();
     let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Error::data(path, format!("no column {name:?} (an Open Bandit Dataset CSV has item_id, position, click, propensity_score)")))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            Error::data(
+                path,
+                format!(
+                    "no column {name:?} (an Open Bandit Dataset CSV has item_id, position, click, propensity_score)"
+                ),
+            )
+        })
     };
-    let (ci, cp, cc, cs) = (col("item_id")?, col("position")?, col("click")?, col("propensity_score")?);
+    let (ci, cp, cc, cs) = (
+        col("item_id")?,
+        col("position")?,
+        col("click")?,
+        col("propensity_score")?,
+    );
     let mut items: Vec<String> = Vec::new();
     let mut index: AHashMap<String, u32> = AHashMap::new();
     let mut rows = Vec::new();
@@ -969,8 +995,10 @@ pub fn attribute_clicks(
             start[r.context as usize + 1] += 1;
         }
     }
-    for c in 0..requests.len() {
-        start[c + 1] += start[c];
+    let mut acc = 0;
+    for o in start.iter_mut() {
+        acc += *o;
+        *o = acc;
     }
     let mut attributed = 0;
     for e in events {
@@ -1013,7 +1041,11 @@ fn event_files(path: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![path.to_path_buf()]);
     }
     if !path.is_dir() {
-        return Err(Error::arg("events", path.display(), "neither an event CSV file nor a directory of them"));
+        return Err(Error::arg(
+            "events",
+            path.display(),
+            "neither an event CSV file nor a directory of them",
+        ));
     }
     let mut out = Vec::new();
     for e in std::fs::read_dir(path).map_err(Error::io(path))? {
@@ -1064,7 +1096,10 @@ pub fn read_events(path: &Path) -> Result<Vec<LoggedEvent>> {
                 item_id: rec.get(ci).unwrap_or("").to_string(),
                 event_type: event_type.to_string(),
                 ts,
-                request_id: crid.and_then(|c| rec.get(c)).filter(|s| !s.is_empty()).map(str::to_string),
+                request_id: crid
+                    .and_then(|c| rec.get(c))
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
             });
         }
     }
@@ -1120,7 +1155,13 @@ pub fn read_exposure_log(logs: &Path, events: Option<&Path>, window_minutes: u64
         Ok(())
     })?;
     let attributed = match events {
-        Some(ev) => attribute_clicks(&mut rows, &items, &requests, read_events(ev)?, window_minutes as i64 * 60_000),
+        Some(ev) => attribute_clicks(
+            &mut rows,
+            &items,
+            &requests,
+            read_events(ev)?,
+            window_minutes as i64 * 60_000,
+        ),
         None => 0,
     };
     let mut data = LoggedData::new(rows, items, logs.display().to_string())?;
@@ -1157,14 +1198,21 @@ pub fn model_rankings(
         return Err(Error::arg(
             "data",
             data.display(),
-            format!("model {version} knows {n_items} items, the dataset only {}", ds.items.len()),
+            format!(
+                "model {version} knows {n_items} items, the dataset only {}",
+                ds.items.len()
+            ),
         ));
     }
     let vpath = dir.join(files::VOCAB);
     let vocab: Vocabularies = serde_json::from_slice(&std::fs::read(&vpath).map_err(Error::io(&vpath))?)
         .map_err(|e| Error::data(&vpath, e.to_string()))?;
     let codes = |values: &[Option<String>], vocab: &[String]| -> Vec<u32> {
-        let pos: AHashMap<&str, u32> = vocab.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32 + 1)).collect();
+        let pos: AHashMap<&str, u32> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i as u32 + 1))
+            .collect();
         values
             .iter()
             .map(|v| v.as_deref().and_then(|s| pos.get(s).copied()).unwrap_or(0))
@@ -1284,7 +1332,11 @@ pub fn model_rankings(
     }
     bar.finish_and_clear();
     Ok(RankingPolicy {
-        name: format!("model {}", dir.file_name().map_or_else(|| version.to_string(), |n| n.to_string_lossy().into_owned())),
+        name: format!(
+            "model {}",
+            dir.file_name()
+                .map_or_else(|| version.to_string(), |n| n.to_string_lossy().into_owned())
+        ),
         lists,
     })
 }
@@ -1371,7 +1423,11 @@ impl SyntheticBandit {
                     acc
                 })
                 .collect();
-            let mut order: Vec<(f64, u32)> = pref.iter().enumerate().map(|(a, p)| (p.ln() + 0.5 * normal(), a as u32)).collect();
+            let mut order: Vec<(f64, u32)> = pref
+                .iter()
+                .enumerate()
+                .map(|(a, p)| (p.ln() + 0.5 * normal(), a as u32))
+                .collect();
             order.sort_by(|a, b| b.0.total_cmp(&a.0));
             target.push(order.iter().take(positions as usize).map(|x| x.1).collect::<Vec<u32>>());
             theta.push(
@@ -1682,7 +1738,15 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         let b = pool.install(|| evaluate(&data, &policy, &opts)).unwrap();
         assert_eq!(a, b);
-        let c = evaluate(&data, &policy, &OpeOptions { seed: 10, ..opts.clone() }).unwrap();
+        let c = evaluate(
+            &data,
+            &policy,
+            &OpeOptions {
+                seed: 10,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
         assert_ne!(a.estimators["ips"].ci95, c.estimators["ips"].ci95);
         for (name, e) in &a.estimators {
             let [lo, hi] = e.ci95.unwrap();
@@ -1761,7 +1825,10 @@ mod tests {
             let text = e.to_string();
             assert!(e.is_user_error(), "{text}");
             assert!(
-                text.contains("all.csv") && text.contains("row 2") && text.contains(column) && text.contains(&format!("{value:?}")),
+                text.contains("all.csv")
+                    && text.contains("row 2")
+                    && text.contains(column)
+                    && text.contains(&format!("{value:?}")),
                 "{text}"
             );
         }
@@ -1825,7 +1892,13 @@ mod tests {
         assert_eq!(rewards, [1.0, 1.0, 1.0, 0.0]);
         // At the window's edge it still counts.
         let mut rows2 = vec![row(0, 1, 0, 0.0, 1.0)];
-        let n = attribute_clicks(&mut rows2, &items, &requests[2..], vec![ev("u2", "A", "click", 1000 + window, None)], window);
+        let n = attribute_clicks(
+            &mut rows2,
+            &items,
+            &requests[2..],
+            vec![ev("u2", "A", "click", 1000 + window, None)],
+            window,
+        );
         assert_eq!(n, 1);
     }
 
@@ -1838,7 +1911,9 @@ mod tests {
             let items: Vec<serde_json::Value> = items
                 .iter()
                 .enumerate()
-                .map(|(i, (id, p))| serde_json::json!({"item_id": id, "position": i + 1, "score": 0.5, "propensity": p}))
+                .map(
+                    |(i, (id, p))| serde_json::json!({"item_id": id, "position": i + 1, "score": 0.5, "propensity": p}),
+                )
                 .collect();
             serde_json::json!({"v": 2, "request_id": rid, "ts": ts, "user_id": user, "variant": "control",
                 "model_version": "1.0.0", "policy": "two-tower", "context": {}, "items": items})
@@ -1877,10 +1952,19 @@ mod tests {
         assert_eq!(rewards, [0.0, 1.0, 1.0]);
         assert_eq!(log.data.rows[1].propensity, 0.5);
         // Uniform over the 2 logged items: w = 0.5/1, 0.5/0.5, 0.5/0.25; IPS = (0 + 1 + 2)/3.
-        let r = evaluate(&log.data, &UniformPolicy::new(log.data.items.len() as u32), &OpeOptions::default()).unwrap();
+        let r = evaluate(
+            &log.data,
+            &UniformPolicy::new(log.data.items.len() as u32),
+            &OpeOptions::default(),
+        )
+        .unwrap();
         close(value(&r, "ips"), 1.0);
 
-        std::fs::write(events.join("events-2025-10-02.csv"), "user_id,item_id,timestamp\nu1,A,5\n").unwrap();
+        std::fs::write(
+            events.join("events-2025-10-02.csv"),
+            "user_id,item_id,timestamp\nu1,A,5\n",
+        )
+        .unwrap();
         let e = read_exposure_log(&logs, Some(&events), 30).unwrap_err().to_string();
         assert!(e.contains("events-2025-10-02.csv") && e.contains("event_type"), "{e}");
         std::fs::write(
@@ -1889,6 +1973,9 @@ mod tests {
         )
         .unwrap();
         let e = read_exposure_log(&logs, Some(&events), 30).unwrap_err().to_string();
-        assert!(e.contains("events-2025-10-02.csv") && e.contains("row 1") && e.contains("yesterday"), "{e}");
+        assert!(
+            e.contains("events-2025-10-02.csv") && e.contains("row 1") && e.contains("yesterday"),
+            "{e}"
+        );
     }
 }

@@ -35,7 +35,10 @@ fn reference() -> serde_json::Value {
 
 fn assert_rel(ours: f64, theirs: f64, what: &str) {
     let rel = (ours - theirs).abs() / theirs.abs();
-    assert!(rel <= 1e-9, "{what}: ours {ours:.17} vs OBP {theirs:.17} (relative {rel:.2e})");
+    assert!(
+        rel <= 1e-9,
+        "{what}: ours {ours:.17} vs OBP {theirs:.17} (relative {rel:.2e})"
+    );
 }
 
 #[test]
@@ -58,7 +61,11 @@ fn ips_and_snips_of_the_uniform_policy_match_the_open_bandit_pipeline() {
         let v = |e: &str| r.estimators[e].value.unwrap();
         assert_rel(v("ips"), want["ips"].as_f64().unwrap(), &format!("{rel} ips"));
         assert_rel(v("snips"), want["snips"].as_f64().unwrap(), &format!("{rel} snips"));
-        assert_rel(r.logged_ctr, want["on_policy_ctr"].as_f64().unwrap(), &format!("{rel} on-policy CTR"));
+        assert_rel(
+            r.logged_ctr,
+            want["on_policy_ctr"].as_f64().unwrap(),
+            &format!("{rel} on-policy CTR"),
+        );
         let clipped = evaluate(
             &data,
             &policy,
