@@ -174,8 +174,8 @@ pub fn parse_line(line: &str, origin: &str) -> Result<ExposureRecord> {
             source: None,
         });
     }
-    let r: ExposureRecord =
-        serde_json::from_value(value).map_err(|e| Error::corrupt(origin, format!("not an exposure record: {e}")))?;
+    let r: ExposureRecord = serde_json::from_value(value)
+        .map_err(|e| Error::corrupt(origin, format!("not an exposure record: {e}")))?;
     for it in &r.items {
         if !(it.propensity > 0.0 && it.propensity <= 1.0) {
             return Err(Error::corrupt(
@@ -184,10 +184,7 @@ pub fn parse_line(line: &str, origin: &str) -> Result<ExposureRecord> {
             ));
         }
         if it.position == 0 {
-            return Err(Error::corrupt(
-                origin,
-                format!("item {:?}: position 0 (1-based)", it.item_id),
-            ));
+            return Err(Error::corrupt(origin, format!("item {:?}: position 0 (1-based)", it.item_id)));
         }
     }
     Ok(r)
