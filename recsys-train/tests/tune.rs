@@ -168,12 +168,6 @@ fn tuning_never_reads_the_test_split() {
             b.metrics.get("ndcg@10"),
             "{name}: the poison did not reach the test"
         );
-        assert!(
-            a.metrics["ndcg@10"] > b.metrics["ndcg@10"],
-            "{name}: {:?} {:?}",
-            a.metrics,
-            b.metrics
-        );
 
         // The version records the chosen configuration and the search.
         let dir = tmp.path().join(format!("reg-clean-{name}")).join(&a.version);
