@@ -76,12 +76,25 @@ fn tune_trials_is_deterministic_and_the_version_records_the_choice() {
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
-    for name in ["learning_rate", "temperature", "uniform_negatives", "embedding_dim", "id_dim"] {
+    for name in [
+        "learning_rate",
+        "temperature",
+        "uniform_negatives",
+        "embedding_dim",
+        "id_dim",
+    ] {
         assert!(names.contains(&name), "{name} not searched: {names:?}");
     }
     for (k, trial) in trials.iter().enumerate() {
         assert_eq!(trial["trial"], k);
-        for field in ["settings", "status", "validation", "epochs", "validation_per_epoch", "seconds"] {
+        for field in [
+            "settings",
+            "status",
+            "validation",
+            "epochs",
+            "validation_per_epoch",
+            "seconds",
+        ] {
             assert!(trial.get(field).is_some(), "trial {k} lacks {field}: {trial}");
         }
         assert_eq!(trial["settings"].as_object().unwrap().len(), names.len(), "{trial}");
@@ -131,10 +144,7 @@ fn tune_trials_is_deterministic_and_the_version_records_the_choice() {
     // The same sequence: its trial 0 is the trial-bounded run's, epoch for epoch as far as it got.
     let (a, b) = (&t["trials"][0], &first["tuning"]["trials"][0]);
     assert_eq!(a["settings"], b["settings"]);
-    assert_eq!(
-        a["validation_per_epoch"][0], b["validation_per_epoch"][0],
-        "{a} vs {b}"
-    );
+    assert_eq!(a["validation_per_epoch"][0], b["validation_per_epoch"][0], "{a} vs {b}");
     // Without --tune there is no tuning object.
     let plain = train(&data, &tmp.path().join("registry-plain"), &cfg, &[]);
     assert!(plain.get("tuning").is_none(), "{plain}");
@@ -163,7 +173,10 @@ fn bad_tune_values_are_usage_errors_naming_the_flag_and_value() {
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
-        assert!(stderr.contains(flag) && stderr.contains(value), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(value),
+            "{flag} {value}: {stderr}"
+        );
         assert!(out.stdout.is_empty());
     }
     assert!(!reg.exists(), "nothing was written");

@@ -193,7 +193,9 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| bad("missing unit (s, m or h), e.g. 90s"))?;
         let value: f64 = rest[..n].parse().map_err(|_| bad(EXPECTED))?;
-        let unit_len = rest[n..].find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len() - n);
+        let unit_len = rest[n..]
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len() - n);
         let seconds = match &rest[n..n + unit_len] {
             "s" => 1.0,
             "m" => 60.0,
@@ -410,10 +412,7 @@ pub fn tune(
         ));
     }
     let max_epochs = opts.max_epochs.unwrap_or(base.epochs).max(1);
-    let patience = opts
-        .patience
-        .unwrap_or(base.early_stopping_patience)
-        .max(1);
+    let patience = opts.patience.unwrap_or(base.early_stopping_patience).max(1);
     let started = Instant::now();
     let deadline = opts.budget.map(|b| started + b);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(base.seed ^ 0x7475_6e65_7475_6e65);
@@ -482,7 +481,9 @@ pub fn tune(
                 } else {
                     TrialStatus::Complete
                 },
-                validation: report.best_epoch.and_then(|e| report.validation_per_epoch.get(e - 1).copied()),
+                validation: report
+                    .best_epoch
+                    .and_then(|e| report.validation_per_epoch.get(e - 1).copied()),
                 epochs: report.best_epoch,
                 validation_per_epoch: report.validation_per_epoch,
                 seconds,
@@ -589,7 +590,11 @@ fn propose(
         return None;
     }
     for _ in 0..64 {
-        let changes = if open.len() >= 2 && rng.random_range(0..3) == 0 { 2 } else { 1 };
+        let changes = if open.len() >= 2 && rng.random_range(0..3) == 0 {
+            2
+        } else {
+            1
+        };
         let mut s = incumbent.clone();
         let mut picked: Vec<usize> = Vec::new();
         while picked.len() < changes {

@@ -62,7 +62,11 @@ impl IdRows {
         let u = self.unique.len();
         let mut g_rows = vec![0f32; u * d];
         // Columns whose id row was dropped (`u`, as padding) get no gradient.
-        for (g, &t) in g_leaf.chunks_exact(d).zip(&self.target_local).filter(|(_, t)| (**t as usize) < u) {
+        for (g, &t) in g_leaf
+            .chunks_exact(d)
+            .zip(&self.target_local)
+            .filter(|(_, t)| (**t as usize) < u)
+        {
             for (a, &x) in g_rows[t as usize * d..(t as usize + 1) * d].iter_mut().zip(g) {
                 *a += x;
             }

@@ -1055,7 +1055,11 @@ mod tests {
         assert_eq!(report.validation_per_epoch, [0.1, 0.3, 0.2]);
         assert_eq!(report.loss_per_epoch.len(), 3);
         assert_eq!(report.best_epoch, Some(2));
-        assert_eq!(model.item_embeddings(), v.inner.seen[1], "the best epoch so far is kept");
+        assert_eq!(
+            model.item_embeddings(),
+            v.inner.seen[1],
+            "the best epoch so far is kept"
+        );
     }
 
     #[test]
