@@ -622,12 +622,13 @@ async fn one_exposure_record_per_response_cache_hits_included() {
 async fn exploration_serves_draws_from_the_pool_with_exact_propensities() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("exposures");
-    let mut config = ServeConfig {
+    // The deterministic policy (no log), then the exploring one.
+    let plain = open(ServeConfig::default(), None);
+    let config = ServeConfig {
         exposure_log: Some(log.clone()),
+        exploration: Some(recsys_serve::config::ExplorationConfig { epsilon: 0.5, pool: 10 }),
         ..Default::default()
     };
-    let plain = open(config.clone(), None);
-    config.exploration = Some(recsys_serve::config::ExplorationConfig { epsilon: 0.5, pool: 10 });
     let rec = open(config, None);
     let user = "U0000021";
     let q = |k| RecQuery {
