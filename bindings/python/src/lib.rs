@@ -5,11 +5,13 @@
 //! `recsys-train` commands print, as dicts) and errors ([`errors`]). The pure-Python half
 //! (`python/techshop_recs/__init__.py`) adds DataFrame and pyarrow inputs and numpy outputs.
 //!
-//! One module per area, each registered below: [`pipeline`] (the offline commands), [`registry`],
+//! One module per area, each registered below: [`pipeline`] (the offline commands), [`measure`]
+//! (simulate, off-policy evaluation, A/B report), [`registry`],
 //! [`store`], and [`recommender`] (the online `Recommender`, wrapping `recsys_serve::Recommender`).
 
 pub mod convert;
 pub mod errors;
+pub mod measure;
 pub mod pipeline;
 pub mod recommender;
 pub mod registry;
@@ -29,6 +31,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pipeline::precompute, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::dataset_info, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::item_embeddings_raw, m)?)?;
+    m.add_function(wrap_pyfunction!(measure::simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(measure::ope, m)?)?;
+    m.add_function(wrap_pyfunction!(measure::ab_report, m)?)?;
     m.add_class::<registry::Registry>()?;
     m.add_class::<store::CandidateStore>()?;
     m.add_class::<recommender::Recommender>()?;

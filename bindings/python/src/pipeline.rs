@@ -176,7 +176,14 @@ pub fn train<'py>(
             .then(|| recsys_train::tune::TuneOptions::new(budget, tune_trials)),
         progress: progress(quiet),
     };
-    let outcome = py.detach(|| recsys_train::train::train_and_register(&opts)).py()?;
+    // The `ctr_sim` gate simulates traffic through the serving crate's Recommender, as the command does.
+    let simulator = recsys_serve::simulate::GateSimulator {
+        progress: opts.progress,
+        ..Default::default()
+    };
+    let outcome = py
+        .detach(|| recsys_train::train::train_and_register_with(&opts, Some(&simulator)))
+        .py()?;
     report(py, &outcome)
 }
 

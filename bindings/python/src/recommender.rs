@@ -73,8 +73,7 @@ impl Recommender {
     ) -> PyResult<Self> {
         let config: ServeConfig = match config {
             None => ServeConfig::default(),
-            Some(c) => serde_json::from_value(from_py("config", c)?)
-                .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("invalid argument `config`: {e}")))?,
+            Some(c) => ServeConfig::from_json(from_py("config", c)?).map_err(crate::errors::serve_error)?,
         };
         let opts = RecommenderOptions {
             registry,

@@ -19,11 +19,14 @@ from ._native import (
     Recommender,
     Registry,
     __version__,
+    ab_report,
     compute_features,
     dataset_info,
     evaluate,
     generate,
+    ope,
     precompute,
+    simulate,
     train,
 )
 from . import _native
@@ -33,13 +36,16 @@ __all__ = [
     "Recommender",
     "Registry",
     "__version__",
+    "ab_report",
     "compute_features",
     "dataset_info",
     "evaluate",
     "generate",
     "import_events",
     "model_item_embeddings",
+    "ope",
     "precompute",
+    "simulate",
     "train",
 ]
 

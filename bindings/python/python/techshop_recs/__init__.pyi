@@ -94,6 +94,57 @@ def precompute(
 def dataset_info(data: PathLike) -> Report:
     """The dataset's manifest summary."""
 
+def simulate(
+    data: PathLike,
+    registry: PathLike,
+    *,
+    policy: str = "current",
+    requests: int = 10_000,
+    seed: int = 1,
+    k: int = 10,
+    config: Optional[Mapping[str, Any]] = None,
+    store: Optional[str] = None,
+    exposure_log: Optional[PathLike] = None,
+    event_log: Optional[PathLike] = None,
+    window_days: float = 7.0,
+    threads: Optional[int] = None,
+    quiet: bool = True,
+) -> Report:
+    """Simulated traffic served by the real Recommender: CTR, conversion, AOV with 95% intervals and the true CTR (``recsys-train simulate``)."""
+
+def ope(
+    logs: PathLike,
+    policy: str,
+    *,
+    events: Optional[PathLike] = None,
+    format: str = "exposure",
+    registry: Optional[PathLike] = None,
+    data: Optional[PathLike] = None,
+    window_minutes: int = 30,
+    clip: Optional[float] = None,
+    bootstrap: int = 200,
+    seed: int = 42,
+    folds: int = 5,
+    quiet: bool = True,
+) -> Report:
+    """Off-policy estimates of ``policy``'s CTR from logged exposures (or an Open Bandit Dataset CSV): replay, IPS, SNIPS, DR, intervals, ESS (``recsys-train ope``)."""
+
+def ab_report(
+    exposures: PathLike,
+    events: PathLike,
+    *,
+    window_minutes: int = 30,
+    purchase_window_minutes: Optional[int] = None,
+    control: str = "control",
+    expected: Optional[Sequence[Tuple[str, float]]] = None,
+    min_conversion: float = 0.03,
+    sequential: bool = False,
+    sequential_tau: float = 0.1,
+    cuped_pre: Optional[PathLike] = None,
+    quiet: bool = True,
+) -> Report:
+    """An A/B experiment's figures per variant with 95% intervals, lifts, the sample-ratio check and guardrails (``recsys-train ab-report``)."""
+
 def model_item_embeddings(registry: PathLike, version: str = "current") -> npt.NDArray[np.float32]:
     """The model's item embeddings, shape ``(items, dim)``, float32."""
 
