@@ -196,12 +196,11 @@ fn obd_dir() -> Option<PathBuf> {
 #[test]
 fn the_obd_format_and_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("bad.csv");
-    std::fs::write(
-        &bad,
+    let bad = common::write_file(
+        tmp.path(),
+        "bad.csv",
         ",timestamp,item_id,position,click,propensity_score\n0,t,3,1,0,0.5\n1,t,4,2,1,0\n",
-    )
-    .unwrap();
+    );
     let out = run(&[
         "-q",
         "ope",
