@@ -29,6 +29,9 @@ pub struct ServeConfig {
     pub session: SessionConfig,
     /// A/B split between the current model and a candidate version.
     pub ab: Option<AbConfig>,
+    /// A canary of a candidate version whose share of users moves on evidence (5% → 25% → 100%
+    /// by default); excludes `ab` (the canary drives the candidate's percent).
+    pub canary: Option<CanaryConfig>,
     /// Directory receiving the events posted to the API as daily CSV files for the next training
     /// run (`events-YYYY-MM-DD.csv`); none by default.
     pub event_log: Option<PathBuf>,
@@ -69,6 +72,7 @@ impl Default for ServeConfig {
             cache: CacheConfig::default(),
             session: SessionConfig::default(),
             ab: None,
+            canary: None,
             event_log: None,
             exposure_log: None,
             exposure_queue: DEFAULT_EXPOSURE_QUEUE,
@@ -204,6 +208,191 @@ fn default_salt() -> String {
     "ab".to_string()
 }
 
+/// A canary: the candidate serves a growing share of users, step by step, while its guardrails
+/// hold, and none as soon as one fails (see [`crate::canary`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// The candidate model version in the registry.
+    pub candidate: String,
+    /// The steps, in increasing percent, the last one 100 (default 5, 25, 100).
+    #[serde(default = "default_steps")]
+    pub steps: Vec<CanaryStep>,
+    /// Seconds between evaluations (default 30): each replica then publishes its counts, reads the
+    /// shared state and, when the evidence says so, moves it.
+    #[serde(default = "default_evaluate_every")]
+    pub evaluate_every_seconds: f64,
+    /// Salt of the user hash (default "canary"); a new salt also starts a new canary state.
+    #[serde(default = "default_canary_salt")]
+    pub salt: String,
+    /// When the candidate reaches 100%, also make it the registry's `current` version (default
+    /// false: it serves everyone as the `candidate` variant until an operator promotes it).
+    #[serde(default)]
+    pub promote_in_registry: bool,
+    /// What rolls the candidate back.
+    #[serde(default)]
+    pub guardrails: CanaryGuardrails,
+}
+
+/// One canary step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryStep {
+    /// Share of users on the candidate, percent (0 < p ≤ 100).
+    pub percent: f64,
+    /// Candidate responses needed in this step before moving on (default 1,000).
+    #[serde(default = "default_min_exposures")]
+    pub min_exposures: u64,
+    /// Seconds the step lasts at least (default 3,600).
+    #[serde(default = "default_min_duration")]
+    pub min_duration_seconds: f64,
+}
+
+/// The guardrails of a canary, judged on the current step's traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CanaryGuardrails {
+    /// Largest share of candidate calls failing with a server error (default 0.01).
+    pub max_error_rate: f64,
+    /// Largest P99 latency of the candidate's calls, ms (default 100; estimated from buckets).
+    pub max_p99_ms: f64,
+    /// Roll back when the candidate's CTR is significantly lower than control's (default true).
+    pub ctr: bool,
+    /// Roll back when the candidate's conversion is significantly lower (default true).
+    pub conversion: bool,
+    /// Level of the one-sided tests (default 0.05).
+    pub alpha: f64,
+    /// Candidate calls in the step before any guardrail is judged (default 100).
+    pub min_requests: u64,
+}
+
+impl Default for CanaryGuardrails {
+    fn default() -> Self {
+        CanaryGuardrails {
+            max_error_rate: 0.01,
+            max_p99_ms: 100.0,
+            ctr: true,
+            conversion: true,
+            alpha: 0.05,
+            min_requests: 100,
+        }
+    }
+}
+
+fn default_steps() -> Vec<CanaryStep> {
+    [5.0, 25.0, 100.0]
+        .into_iter()
+        .map(|percent| CanaryStep {
+            percent,
+            min_exposures: default_min_exposures(),
+            min_duration_seconds: default_min_duration(),
+        })
+        .collect()
+}
+
+fn default_min_exposures() -> u64 {
+    1_000
+}
+
+fn default_min_duration() -> f64 {
+    3_600.0
+}
+
+fn default_evaluate_every() -> f64 {
+    30.0
+}
+
+fn default_canary_salt() -> String {
+    "canary".to_string()
+}
+
+impl CanaryConfig {
+    /// A canary of `candidate` with every default.
+    pub fn new(candidate: impl Into<String>) -> Self {
+        CanaryConfig {
+            candidate: candidate.into(),
+            steps: default_steps(),
+            evaluate_every_seconds: default_evaluate_every(),
+            salt: default_canary_salt(),
+            promote_in_registry: false,
+            guardrails: CanaryGuardrails::default(),
+        }
+    }
+
+    /// Refuses values the canary cannot run with, naming the field (`canary.…`).
+    pub fn validate(&self) -> Result<()> {
+        if self.candidate.trim().is_empty() {
+            return Err(Error::bad(
+                "canary.candidate",
+                &self.candidate,
+                "must name a registry version",
+            ));
+        }
+        if self.steps.is_empty() {
+            return Err(Error::bad("canary.steps", "[]", "needs at least one step"));
+        }
+        let mut previous = 0.0;
+        for (i, s) in self.steps.iter().enumerate() {
+            if !(s.percent.is_finite() && s.percent > previous && s.percent <= 100.0) {
+                return Err(Error::bad(
+                    format!("canary.steps[{i}].percent"),
+                    s.percent,
+                    "must be in (0, 100] and larger than the step before",
+                ));
+            }
+            if !(s.min_duration_seconds.is_finite() && s.min_duration_seconds >= 0.0) {
+                return Err(Error::bad(
+                    format!("canary.steps[{i}].min_duration_seconds"),
+                    s.min_duration_seconds,
+                    "must be ≥ 0",
+                ));
+            }
+            previous = s.percent;
+        }
+        if previous != 100.0 {
+            return Err(Error::bad(
+                format!("canary.steps[{}].percent", self.steps.len() - 1),
+                previous,
+                "the last step must be 100",
+            ));
+        }
+        if !(self.evaluate_every_seconds.is_finite() && self.evaluate_every_seconds >= 0.01) {
+            return Err(Error::bad(
+                "canary.evaluate_every_seconds",
+                self.evaluate_every_seconds,
+                "must be at least 0.01",
+            ));
+        }
+        if self.salt.is_empty()
+            || !self
+                .salt
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(Error::bad(
+                "canary.salt",
+                &self.salt,
+                "must be 1+ characters of [A-Za-z0-9._-]",
+            ));
+        }
+        let g = &self.guardrails;
+        if !(g.max_error_rate.is_finite() && (0.0..=1.0).contains(&g.max_error_rate)) {
+            return Err(Error::bad(
+                "canary.guardrails.max_error_rate",
+                g.max_error_rate,
+                "must be in 0..=1",
+            ));
+        }
+        if !(g.max_p99_ms.is_finite() && g.max_p99_ms > 0.0) {
+            return Err(Error::bad("canary.guardrails.max_p99_ms", g.max_p99_ms, "must be > 0"));
+        }
+        if !(g.alpha.is_finite() && g.alpha > 0.0 && g.alpha < 0.5) {
+            return Err(Error::bad("canary.guardrails.alpha", g.alpha, "must be in (0, 0.5)"));
+        }
+        Ok(())
+    }
+}
+
 impl ServeConfig {
     /// Reads and validates a JSON config file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -252,6 +441,16 @@ impl ServeConfig {
             && !(ab.percent.is_finite() && (0.0..=100.0).contains(&ab.percent))
         {
             return Err(Error::bad("ab.percent", ab.percent, "must be in 0..=100"));
+        }
+        if let Some(canary) = &self.canary {
+            if self.ab.is_some() {
+                return Err(Error::bad(
+                    "canary",
+                    &canary.candidate,
+                    "cannot be combined with `ab`: the canary drives the candidate's percent",
+                ));
+            }
+            canary.validate()?;
         }
         if self.item_features_sweep_seconds == 0 {
             return Err(Error::bad("item_features_sweep_seconds", 0, "must be at least 1"));
@@ -315,11 +514,49 @@ mod tests {
             ),
             (r#"{"exploration": {"epsilon": 0.1, "pool": 0}}"#, "exploration.pool"),
             (r#"{"exploration": {"epsilon": 0.1, "pool": 501}}"#, "exploration.pool"),
+            (r#"{"canary": {"candidate": ""}}"#, "canary.candidate"),
+            (
+                r#"{"canary": {"candidate": "v2"}, "ab": {"candidate": "v2", "percent": 5}}"#,
+                "canary",
+            ),
+            (
+                r#"{"canary": {"candidate": "v2", "steps": [{"percent": 25}, {"percent": 5}, {"percent": 100}]}}"#,
+                "canary.steps[1].percent",
+            ),
+            (
+                r#"{"canary": {"candidate": "v2", "steps": [{"percent": 5}, {"percent": 50}]}}"#,
+                "canary.steps[1].percent",
+            ),
+            (r#"{"canary": {"candidate": "v2", "steps": []}}"#, "canary.steps"),
+            (
+                r#"{"canary": {"candidate": "v2", "evaluate_every_seconds": 0}}"#,
+                "canary.evaluate_every_seconds",
+            ),
+            (
+                r#"{"canary": {"candidate": "v2", "guardrails": {"alpha": 0.7}}}"#,
+                "canary.guardrails.alpha",
+            ),
+            (
+                r#"{"canary": {"candidate": "v2", "guardrails": {"max_error_rate": 2}}}"#,
+                "canary.guardrails.max_error_rate",
+            ),
+            (r#"{"canary": {"candidate": "v2", "salt": "a b"}}"#, "canary.salt"),
         ] {
             let c: ServeConfig = serde_json::from_str(json).unwrap();
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(field), "{json}: {e}");
         }
         assert!(serde_json::from_str::<ServeConfig>(r#"{"cahce": {}}"#).is_err());
+        assert!(serde_json::from_str::<ServeConfig>(r#"{"canary": {"candidate": "v2", "stpes": []}}"#).is_err());
+    }
+
+    #[test]
+    fn canary_defaults_are_the_adr_steps() {
+        let c: ServeConfig = serde_json::from_str(r#"{"canary": {"candidate": "v2"}}"#).unwrap();
+        c.validate().unwrap();
+        let canary = c.canary.unwrap();
+        assert_eq!(canary, CanaryConfig::new("v2"));
+        let percents: Vec<f64> = canary.steps.iter().map(|s| s.percent).collect();
+        assert_eq!(percents, [5.0, 25.0, 100.0]);
     }
 }

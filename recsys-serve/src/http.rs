@@ -9,6 +9,7 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 //! | `POST /admin/reload`, `GET /admin/status` | bearer token required |
+//! | `GET /admin/canary` | the canary's state, figures and decision history (bearer token; 404 without a canary) |
 
 use crate::online::EventIn;
 use crate::recommender::{RecQuery, Recommender};
@@ -278,6 +279,21 @@ async fn admin_status(State(st): State<AppState>, headers: HeaderMap) -> Result<
     Ok(Json(st.rec.status()?).into_response())
 }
 
+async fn admin_canary(State(st): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    check_admin(&st, &headers)?;
+    let rec = st.rec.clone();
+    let report = tokio::task::spawn_blocking(move || match rec.canary() {
+        Some(c) => c.report(),
+        None => Err(Error::NotFound {
+            kind: "canary",
+            id: "no `canary` section in the serving config".into(),
+        }),
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    Ok(Json(report).into_response())
+}
+
 async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route: &'static str = match req.uri().path() {
@@ -308,6 +324,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/features/items/{item_id}", get(item_features))
         .route("/admin/reload", post(admin_reload))
         .route("/admin/status", get(admin_status))
+        .route("/admin/canary", get(admin_canary))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -12,11 +12,13 @@
 //! | real-time features and the catalogue | [`online`] |
 //! | the request pipeline, cache, A/B split, reload | [`recommender`] |
 //! | the item-feature snapshot requests read, kept fresh in the background | `snapshot.rs` |
+//! | the canary on evidence: decisions, shared state | [`canary`] |
 //! | event and exposure logs | [`logs`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | HTTP routes | [`http`] |
 //! | the click and purchase simulator driving a [`Recommender`] | [`simulate`] |
 
+pub mod canary;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -54,6 +54,13 @@ pub struct VariantLabel {
     pub variant: &'static str,
 }
 
+/// Label: a canary decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    /// `advance`, `promote` or `roll_back`.
+    pub action: &'static str,
+}
+
 /// Labels of the model-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabel {
@@ -95,6 +102,14 @@ pub struct Metrics {
     pub exposure_written: Counter,
     /// Exposure records dropped: the writer's queue was full, or a write failed.
     pub exposure_dropped: Counter,
+    /// Share of users on the canary's candidate, percent (as this replica last read the state).
+    pub canary_percent: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The canary's step index.
+    pub canary_step: Gauge,
+    /// The canary's transition count (steps, promotion, rollback).
+    pub canary_epoch: Gauge,
+    /// Canary decisions this replica applied, by action.
+    pub canary_decisions: Family<ActionLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +140,10 @@ impl Metrics {
             reloads: Family::default(),
             exposure_written: Counter::default(),
             exposure_dropped: Counter::default(),
+            canary_percent: Gauge::default(),
+            canary_step: Gauge::default(),
+            canary_epoch: Gauge::default(),
+            canary_decisions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -166,6 +185,22 @@ impl Metrics {
             "Exposure records dropped (the writer's queue was full, or a write failed)",
             m.exposure_dropped.clone(),
         );
+        registry.register(
+            "canary_percent",
+            "Share of users on the canary's candidate, percent",
+            m.canary_percent.clone(),
+        );
+        registry.register("canary_step", "The canary's step index", m.canary_step.clone());
+        registry.register(
+            "canary_epoch",
+            "The canary's transitions so far (steps, promotion, rollback)",
+            m.canary_epoch.clone(),
+        );
+        registry.register(
+            "canary_decisions",
+            "Canary decisions applied by this replica, by action",
+            m.canary_decisions.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -174,6 +209,11 @@ impl Metrics {
         self.stages
             .get_or_create(&StageLabel { stage })
             .observe(d.as_secs_f64());
+    }
+
+    /// Counts one canary decision this replica applied.
+    pub fn canary_decision(&self, action: &'static str) {
+        self.canary_decisions.get_or_create(&ActionLabel { action }).inc();
     }
 
     /// Counts one fallback.

@@ -8,6 +8,8 @@
 //! then the item index); an anonymous visitor with no session gets what is trending and popular in
 //! the request's context. A failing store is a fallback, counted in the metrics, never an error.
 
+use crate::canary::Canary;
+use crate::canary::shared::{DirShared, RedisShared, SharedState};
 use crate::config::{MAX_K, ServeConfig};
 use crate::logs::{EventLog, ExposureLog};
 use crate::metrics::{CacheLabel, Metrics, VariantLabel};
@@ -317,6 +319,8 @@ struct Inner {
     exploration: Option<UniformExploration>,
     reloads: Mutex<(u64, Option<String>)>,
     reload_lock: Mutex<()>,
+    /// The canary, when the config has one.
+    canary: Option<Arc<Canary>>,
     /// Circuit breaker: until this time (UTC ms) the shared store and session state are not asked,
     /// after a failure, so a down or frozen Redis costs one time budget per second, not per request.
     store_down_until: AtomicI64,
@@ -430,16 +434,33 @@ fn load_serving(
 ) -> Result<Serving> {
     let version = inner_opts.model.as_deref().unwrap_or("current");
     let control = Arc::new(LoadedModel::load(&inner_opts.registry, version, store, ids)?);
-    let candidate = match &inner_opts.config.ab {
-        Some(ab) => Some(Arc::new(LoadedModel::load(
-            &inner_opts.registry,
-            &ab.candidate,
-            store,
-            ids,
-        )?)),
+    let candidate_version = match (&inner_opts.config.ab, &inner_opts.config.canary) {
+        (Some(ab), _) => Some(&ab.candidate),
+        (None, Some(canary)) => Some(&canary.candidate),
+        (None, None) => None,
+    };
+    let candidate = match candidate_version {
+        Some(v) => Some(Arc::new(LoadedModel::load(&inner_opts.registry, v, store, ids)?)),
         None => None,
     };
     Ok(Serving { control, candidate })
+}
+
+/// Where the canary keeps its shared state: the Redis store's server, the `file:` store's
+/// directory, or (no store) the registry directory.
+fn open_canary_shared(options: &RecommenderOptions) -> Result<Box<dyn SharedState>> {
+    match &options.store {
+        Some(url) if url.starts_with("redis://") || url.starts_with("redis+cluster://") => {
+            let budget = Duration::from_millis(options.config.store_timeout_ms.max(200));
+            Ok(Box::new(RedisShared::open(url, budget)?))
+        }
+        Some(url) => {
+            let dir = url.strip_prefix("file:").unwrap_or(url);
+            let dir = dir.strip_prefix("//").unwrap_or(dir);
+            Ok(Box::new(DirShared::open(std::path::Path::new(dir))?))
+        }
+        None => Ok(Box::new(DirShared::open(&options.registry)?)),
+    }
 }
 
 /// A stable bucket in 0..10000 of a user id (CRC-32 of `salt:user`): the single-experiment
@@ -549,7 +570,17 @@ impl Recommender {
             Some(x) => Some(UniformExploration::new(x.epsilon, x.pool)?),
             None => None,
         };
+        let canary = match &options.config.canary {
+            Some(c) => Some(Arc::new(Canary::new(
+                c.clone(),
+                open_canary_shared(&options)?,
+                options.registry.clone(),
+                Arc::clone(&metrics),
+            )?)),
+            None => None,
+        };
         let inner = Arc::new(Inner {
+            canary,
             data,
             serving: ArcSwap::from_pointee(serving),
             features: RwLock::new(features),
@@ -571,6 +602,7 @@ impl Recommender {
         let rec = Recommender { inner };
         rec.publish_model_metrics();
         rec.spawn_trend_refresh();
+        rec.spawn_canary();
         Ok(rec)
     }
 
@@ -623,6 +655,30 @@ impl Recommender {
         });
     }
 
+    /// The background thread of the canary: one [`Canary::evaluate_now`] every
+    /// `canary.evaluate_every_seconds`; it stops when the recommender is dropped.
+    fn spawn_canary(&self) {
+        let Some(canary) = &self.inner.canary else { return };
+        let every = canary.interval();
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let _ = std::thread::Builder::new().name("canary".into()).spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(inner) = weak.upgrade() else { return };
+                if let Some(c) = &inner.canary
+                    && let Err(e) = c.evaluate_now()
+                {
+                    tracing::warn!("canary evaluation failed, the state is unchanged: {e}");
+                }
+            }
+        });
+    }
+
+    /// The canary, when the config has one (its state, figures and an evaluation on demand).
+    pub fn canary(&self) -> Option<&Arc<Canary>> {
+        self.inner.canary.as_ref()
+    }
+
     fn publish_model_metrics(&self) {
         let s = self.inner.serving.load();
         let mut models = vec![(s.control.version.clone(), "control")];
@@ -642,13 +698,22 @@ impl Recommender {
         &self.inner.options.config
     }
 
-    /// The A/B variant of a user: `candidate` for the configured share of users (stable per user),
-    /// else `control`.
+    /// The A/B variant of a user: `candidate` for the configured share of users (stable per user;
+    /// with a canary, the share its shared state says now), else `control`.
     pub fn variant_of(&self, user_id: &str) -> &'static str {
         let s = self.inner.serving.load();
-        match (&self.inner.options.config.ab, &s.candidate) {
-            (Some(ab), Some(_)) if (ab_bucket(&ab.salt, user_id) as f64) < ab.percent * 100.0 => "candidate",
-            _ => "control",
+        if s.candidate.is_none() {
+            return "control";
+        }
+        let (salt, percent) = match (&self.inner.options.config.ab, &self.inner.canary) {
+            (Some(ab), _) => (ab.salt.as_str(), ab.percent),
+            (None, Some(c)) => (c.config().salt.as_str(), c.percent()),
+            (None, None) => return "control",
+        };
+        if (ab_bucket(salt, user_id) as f64) < percent * 100.0 {
+            "candidate"
+        } else {
+            "control"
         }
     }
 
@@ -704,15 +769,30 @@ impl Recommender {
     /// The top-k recommendations for a user (see the module docs for the pipeline). An unknown
     /// user is a cold start, not an error.
     pub fn recommend(&self, user_id: &str, query: &RecQuery) -> Result<Recommendations> {
-        let started = Instant::now();
-        let inner = &*self.inner;
-        let m = &inner.metrics;
         if user_id.trim().is_empty() || user_id.len() > 256 {
             return Err(Error::bad("user_id", user_id, "must be 1 to 256 bytes, not blank"));
         }
         check_query_context(query)?;
-        let serving = inner.serving.load_full();
         let variant = self.variant_of(user_id);
+        let Some(canary) = &self.inner.canary else {
+            return self.recommend_as(user_id, query, variant);
+        };
+        let started = Instant::now();
+        let out = self.recommend_as(user_id, query, variant);
+        let outcome = match &out {
+            Ok(r) => Ok(r.items.len()),
+            Err(e) => Err(!e.is_user_error()),
+        };
+        canary.record_call(variant, outcome, started.elapsed());
+        out
+    }
+
+    /// [`Self::recommend`] for a user already assigned to `variant`.
+    fn recommend_as(&self, user_id: &str, query: &RecQuery, variant: &'static str) -> Result<Recommendations> {
+        let started = Instant::now();
+        let inner = &*self.inner;
+        let m = &inner.metrics;
+        let serving = inner.serving.load_full();
         let model = match variant {
             "candidate" => serving.candidate.as_ref().unwrap_or(&serving.control),
             _ => &serving.control,
@@ -1243,6 +1323,16 @@ impl Recommender {
             log.append(&rows, now)?;
         }
         inner.metrics.events.inc_by(events.len() as u64);
+        if let Some(canary) = &inner.canary {
+            for (e, &(event_type, _)) in events.iter().zip(&resolved) {
+                let (clicks, purchases) = match event_type {
+                    EventType::Click => (1, 0),
+                    EventType::Purchase => (0, 1),
+                    _ => continue,
+                };
+                canary.record_events(self.variant_of(&e.user_id), clicks, purchases);
+            }
+        }
         Ok(events.len())
     }
 
@@ -1305,8 +1395,9 @@ impl Recommender {
         Ok(Status {
             model_version: s.control.version.clone(),
             candidate_version: s.candidate.as_ref().map(|c| c.version.clone()),
-            candidate_percent: match (&inner.options.config.ab, &s.candidate) {
-                (Some(ab), Some(_)) => ab.percent,
+            candidate_percent: match (&inner.options.config.ab, &inner.canary, &s.candidate) {
+                (Some(ab), _, Some(_)) => ab.percent,
+                (None, Some(c), Some(_)) => c.percent(),
                 _ => 0.0,
             },
             store_version: s.control.store_version().map(str::to_string),
