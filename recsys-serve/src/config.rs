@@ -407,8 +407,13 @@ impl ServeConfig {
     /// Parses and validates a config given as a JSON value (a Python dict, a JS object): the same
     /// rules as [`ServeConfig::load`], errors naming `config`.
     pub fn from_json(value: serde_json::Value) -> Result<Self> {
-        let c: ServeConfig = serde_json::from_value(value.clone())
-            .map_err(|e| Error::bad("config", value.to_string().chars().take(200).collect::<String>(), e.to_string()))?;
+        let c: ServeConfig = serde_json::from_value(value.clone()).map_err(|e| {
+            Error::bad(
+                "config",
+                value.to_string().chars().take(200).collect::<String>(),
+                e.to_string(),
+            )
+        })?;
         c.validate()?;
         Ok(c)
     }
