@@ -60,6 +60,7 @@ fn replicas(config: &ServeConfig, store: &str) -> [Recommender; 2] {
             data: Some(f.data.clone()),
             store: Some(store.to_string()),
             config: config.clone(),
+            ..RecommenderOptions::new(&f.registry)
         })
         .unwrap()
     };
@@ -153,6 +154,7 @@ fn event(user: &str, item: &str, kind: &str) -> EventIn {
         price: None,
         quantity: None,
         rating: None,
+        request_id: None,
     }
 }
 
@@ -344,6 +346,7 @@ async fn admin_canary_route() {
         data: Some(f.data.clone()),
         store: Some(f.store.clone()),
         config: ServeConfig::default(),
+        ..RecommenderOptions::new(&f.registry)
     })
     .unwrap();
     assert_eq!(get(&plain, Some("tok")).await.0, StatusCode::NOT_FOUND);
