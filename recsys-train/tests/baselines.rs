@@ -349,9 +349,16 @@ fn synthetic_personalised_baselines_beat_popularity() {
     );
     for m in [&pop, &cat, &als, &als_default] {
         assert_eq!(m["users"], s.split.test.len() as f64);
+    }
+    // The personalised models rank a held-out item above a random unseen one. Popularity need not
+    // (measured: 0.44): in this small world (150 items, ~120 events per user) users have met most
+    // popular items before the test days, so what is left to find there is mostly the long tail
+    // and the items launched during the window (the click model's novelty effect).
+    for m in [&cat, &als, &als_default] {
         assert!(m["auc"] > 0.5, "{m:?}");
     }
-    // Measured: popularity 0.298, category popularity 0.504, ALS 0.497, ALS (defaults) 0.374.
+    // Measured on the click model's data: popularity 0.211, category popularity 0.731, ALS 0.452,
+    // ALS (defaults) 0.404 (before it: 0.298, 0.504, 0.497, 0.374).
     assert!(
         r(&cat) > 1.3 * r(&pop) && r(&cat) > r(&pop) + 0.08,
         "category popularity {cat:?} vs {pop:?}"
