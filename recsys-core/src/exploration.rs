@@ -127,14 +127,14 @@ impl UniformExploration {
         let mut free = self.free_pool(ranking_len, pinned, k);
         let mut out: Vec<usize> = (0..shown).collect();
         let mut next = 0;
-        for slot in 0..shown {
+        for (slot, item) in out.iter_mut().enumerate() {
             if pinned.get(slot).copied().unwrap_or(false) {
                 continue;
             }
             // Partial Fisher-Yates: a uniform ordered sample without replacement.
             let j = rng.random_range(next..free.len());
             free.swap(next, j);
-            out[slot] = free[next];
+            *item = free[next];
             next += 1;
         }
         Draw {

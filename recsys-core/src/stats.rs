@@ -788,7 +788,8 @@ mod tests {
         // χ² = 2 · 5000² / 500000 = 100, p = 1.52e-23.
         let r = srm_test(&[505_000, 495_000], &[0.5, 0.5]).unwrap();
         assert!(close(r.chi2, 100.0, 1e-12));
-        assert!(r.p_value < 1e-20 && r.p_value < 0.001);
+        // Far below the 0.001 alarm, and computed in the tail (not 1 − CDF, which would give 0).
+        assert!(r.p_value > 1e-26 && r.p_value < 1e-20, "{}", r.p_value);
         // A fair split is not flagged: 500,400 / 499,600 gives χ² = 0.64, p = 0.4237.
         let ok = srm_test(&[500_400, 499_600], &[1.0, 1.0]).unwrap();
         assert!(close(ok.p_value, 0.423_710_797_166_793_4, 1e-9), "{}", ok.p_value);

@@ -653,29 +653,6 @@ fn srm_report(
 // Reading the logs
 // ---------------------------------------------------------------------------------------------
 
-/// The event CSV files under `path` (a file, or a directory's `*.csv` in name order).
-fn csv_files(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    if !path.is_dir() {
-        return Err(Error::arg(
-            "--events",
-            path.display(),
-            "neither an event CSV file nor a directory of them",
-        ));
-    }
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(path).map_err(Error::io(path))? {
-        let p = e.map_err(Error::io(path))?.path();
-        if p.is_file() && p.extension().is_some_and(|x| x == "csv") {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// One event row.
 struct EventRow<'a> {
     user: &'a str,
@@ -693,7 +670,7 @@ struct EventRow<'a> {
 /// `request_id` optional). Bad values are [`Error::BadRow`]s naming file, row, column and value.
 fn for_each_event(path: &Path, mut f: impl FnMut(EventRow) -> Result<()>) -> Result<u64> {
     let mut n = 0;
-    for file in csv_files(path)? {
+    for file in crate::read::serving_event_files(path)? {
         let name = file.display().to_string();
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)

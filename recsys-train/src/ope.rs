@@ -1035,35 +1035,12 @@ pub fn attribute_clicks(
     attributed
 }
 
-/// The event CSV files under `path` (a file, or a directory's `*.csv` in name order).
-fn event_files(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    if !path.is_dir() {
-        return Err(Error::arg(
-            "events",
-            path.display(),
-            "neither an event CSV file nor a directory of them",
-        ));
-    }
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(path).map_err(Error::io(path))? {
-        let p = e.map_err(Error::io(path))?.path();
-        if p.is_file() && p.extension().is_some_and(|x| x == "csv") {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Reads the serving event CSV files under `path` (header `user_id,item_id,event_type,timestamp,...`
 /// with an optional `request_id` column; `timestamp` in UTC ms). A missing column or a bad
 /// timestamp is an [`Error::BadRow`]/[`Error::InvalidData`] naming the file (and row).
 pub fn read_events(path: &Path) -> Result<Vec<LoggedEvent>> {
     let mut out = Vec::new();
-    for file in event_files(path)? {
+    for file in crate::read::serving_event_files(path)? {
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)
             .from_path(&file)

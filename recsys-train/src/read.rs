@@ -278,3 +278,27 @@ fn natural_key(s: &str) -> (u8, u64, &str) {
         Err(_) => (1, 0, s),
     }
 }
+
+/// The event CSV files `recsys-serve` writes (its `event_log`) under `path`: the file itself, or a
+/// directory's `*.csv` files in name order (day order). Read by `ab-report` and `ope`.
+pub fn serving_event_files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(Error::arg(
+            "events",
+            path.display(),
+            "neither an event CSV file nor a directory of them",
+        ));
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(path).map_err(Error::io(path))? {
+        let p = e.map_err(Error::io(path))?.path();
+        if p.is_file() && p.extension().is_some_and(|x| x == "csv") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -5,6 +5,7 @@
 //! ([`super::Canary`]) gathers the counts and stores the state.
 
 use crate::config::CanaryConfig;
+use recsys_core::stats::normal_cdf;
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds (milliseconds) of the latency buckets counted per variant; the last bucket is
@@ -280,26 +281,6 @@ impl CanaryState {
             history: Vec::new(),
         }
     }
-}
-
-/// Standard normal CDF (Φ), |error| < 1.2e-7 (complementary error function by Chebyshev fit,
-/// Numerical Recipes' `erfcc`).
-pub fn normal_cdf(z: f64) -> f64 {
-    if z.is_nan() {
-        return f64::NAN;
-    }
-    let x = -z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let poly = -x * x - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
-    0.5 * erfc
 }
 
 /// One-sided two-proportion z-test of "candidate lower than control" (pooled standard error).
