@@ -34,10 +34,12 @@ function child(env, body) {
 
 /**
  * The same answers: everything equal but the scores, which may differ by a relative 1e-4 (the
- * re-ranker reads the time since the user's last events at the request instant).
+ * re-ranker reads the time since the user's last events at the request instant), and the request
+ * ids, which are unique per answer (each one a 32-hex id).
  */
 function assertSame(actual, expected) {
-  const strip = (a) => ({ ...a, items: a.items.map(({ itemId, reason }) => ({ itemId, reason })) })
+  for (const a of actual) assert.match(a.requestId, /^[0-9a-f]{32}$/)
+  const strip = ({ requestId, ...a }) => ({ ...a, items: a.items.map(({ itemId, reason }) => ({ itemId, reason })) })
   assert.deepEqual(actual.map(strip), expected.map(strip))
   actual.forEach((a, i) =>
     a.items.forEach((item, j) => {
