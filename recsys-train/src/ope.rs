@@ -1184,19 +1184,8 @@ pub fn model_rankings(
     let vpath = dir.join(files::VOCAB);
     let vocab: Vocabularies = serde_json::from_slice(&std::fs::read(&vpath).map_err(Error::io(&vpath))?)
         .map_err(|e| Error::data(&vpath, e.to_string()))?;
-    let codes = |values: &[Option<String>], vocab: &[String]| -> Vec<u32> {
-        let pos: AHashMap<&str, u32> = vocab
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i as u32 + 1))
-            .collect();
-        values
-            .iter()
-            .map(|v| v.as_deref().and_then(|s| pos.get(s).copied()).unwrap_or(0))
-            .collect()
-    };
-    let ages = codes(&ds.users.age_bucket, &vocab.ages);
-    let regions = codes(&ds.users.region, &vocab.regions);
+    let ages = crate::precompute::codes_in(&ds.users.age_bucket, &vocab.ages);
+    let regions = crate::precompute::codes_in(&ds.users.region, &vocab.regions);
     let user_index: AHashMap<&str, u32> = ds
         .users
         .ids

@@ -171,7 +171,7 @@ fn collect_histories(ds: &Dataset, selected: &[bool], keep: usize, known_items: 
 }
 
 /// Model codes (1 + index in the trained vocabulary, 0 unknown) of optional strings.
-fn codes_in(values: &[Option<String>], vocab: &[String]) -> Vec<u32> {
+pub(crate) fn codes_in(values: &[Option<String>], vocab: &[String]) -> Vec<u32> {
     let pos: ahash::AHashMap<&str, u32> = vocab
         .iter()
         .enumerate()
