@@ -80,6 +80,11 @@ export interface RecommendOptions {
   device?: string
   /** The user's local hour of day, 0 to 23 (default: the UTC hour of the request). */
   hour?: number
+  /**
+   * Your id for this request (1 to 64 characters of `[A-Za-z0-9_.:-]`), returned as the
+   * answer's `requestId` and logged with the exposure instead of a fresh one.
+   */
+  requestId?: string
 }
 
 /** The answer of `similar`. */

@@ -99,6 +99,7 @@ struct RecParams {
     exclude: Option<String>,
     device: Option<String>,
     hour: Option<String>,
+    request_id: Option<String>,
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>) -> Result<Option<T>> {
@@ -149,6 +150,7 @@ async fn recommendations(
                     .ok_or_else(|| Error::bad("hour", h, "must be in 0..=23"))?,
             ),
         },
+        request_id: p.request_id.filter(|r| !r.is_empty()),
     };
     let out = st.rec.recommend(&user_id, &q)?;
     Ok(Json(out).into_response())

@@ -100,6 +100,11 @@ pub struct RecQuery {
     /// The user's local hour of day, 0–23 (default: the UTC hour of the request). Recorded in the
     /// exposure log's context.
     pub hour: Option<u8>,
+    /// The caller's id for this request (1 to 64 characters of `A-Z a-z 0-9 _ - . :`), used as the
+    /// answer's `request_id` instead of a fresh one: a front that already has a request id logs
+    /// under it, and a replay with the same id draws the same exploration (the draw is seeded by
+    /// the id). Ids should be unique per request: events are attributed to exposures by this id.
+    pub request_id: Option<String>,
 }
 
 /// One recommended item.
@@ -291,11 +296,22 @@ struct CacheEntry {
     value: Arc<Ranked>,
 }
 
+/// One served answer with how it was chosen.
+pub(crate) struct Served {
+    /// The answer.
+    pub recs: Recommendations,
+    /// The deterministic ranking the serving policy chose from (its first `k` items are what a
+    /// policy without exploration shows).
+    pub ranked: Arc<Ranked>,
+    /// The propensity of each shown item at its slot (`None`: a deterministic policy, all 1.0).
+    pub propensities: Option<Vec<f64>>,
+}
+
 /// The deterministic ranking of one request (what the response cache keeps): the pipeline's
 /// answer (with exploration, `max(pool, k)` items long) before the serving policy picks what is
 /// shown; `request_id` is empty.
-struct Ranked {
-    recs: Recommendations,
+pub(crate) struct Ranked {
+    pub(crate) recs: Recommendations,
     /// `pinned[i]`: item `i` is a pinned item at its pinned slot (kept there by exploration).
     pinned: Vec<bool>,
 }
@@ -506,6 +522,26 @@ fn check_query_context(q: &RecQuery) -> Result<()> {
         && h > 23
     {
         return Err(Error::bad("hour", h, "must be in 0..=23"));
+    }
+    if let Some(id) = &q.request_id {
+        check_request_id(id)?;
+    }
+    Ok(())
+}
+
+/// Checks a caller-supplied request id: 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+pub fn check_request_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        return Err(Error::bad(
+            "request_id",
+            id,
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, _, -, . or :",
+        ));
     }
     Ok(())
 }
@@ -769,6 +805,12 @@ impl Recommender {
     /// The top-k recommendations for a user (see the module docs for the pipeline). An unknown
     /// user is a cold start, not an error.
     pub fn recommend(&self, user_id: &str, query: &RecQuery) -> Result<Recommendations> {
+        self.recommend_served(user_id, query).map(|s| s.recs)
+    }
+
+    /// [`Self::recommend`] with what the simulator also needs: the deterministic ranking the
+    /// serving policy drew from and the propensities of what it showed.
+    pub(crate) fn recommend_served(&self, user_id: &str, query: &RecQuery) -> Result<Served> {
         if user_id.trim().is_empty() || user_id.len() > 256 {
             return Err(Error::bad("user_id", user_id, "must be 1 to 256 bytes, not blank"));
         }
@@ -780,7 +822,7 @@ impl Recommender {
         let started = Instant::now();
         let out = self.recommend_as(user_id, query, variant);
         let outcome = match &out {
-            Ok(r) => Ok(r.items.len()),
+            Ok(r) => Ok(r.recs.items.len()),
             Err(e) => Err(!e.is_user_error()),
         };
         canary.record_call(variant, outcome, started.elapsed());
@@ -788,7 +830,7 @@ impl Recommender {
     }
 
     /// [`Self::recommend`] for a user already assigned to `variant`.
-    fn recommend_as(&self, user_id: &str, query: &RecQuery, variant: &'static str) -> Result<Recommendations> {
+    fn recommend_as(&self, user_id: &str, query: &RecQuery, variant: &'static str) -> Result<Served> {
         let started = Instant::now();
         let inner = &*self.inner;
         let m = &inner.metrics;
@@ -836,7 +878,7 @@ impl Recommender {
                 let ranked = Arc::clone(&e.value);
                 drop(c);
                 let k = query.k.unwrap_or(inner.rules.k);
-                let out = self.serve_ranked(&ranked, k, query, true, now_ms());
+                let out = self.serve_ranked(ranked, k, query, true, now_ms());
                 m.stage("total", started.elapsed());
                 return Ok(out);
             }
@@ -1106,7 +1148,7 @@ impl Recommender {
         };
         drop(f);
         let ranked = Arc::new(Ranked { recs, pinned });
-        let out = self.serve_ranked(&ranked, k, query, false, now);
+        let out = self.serve_ranked(Arc::clone(&ranked), k, query, false, now);
         if let Some(cache) = &inner.cache
             && let Ok(mut c) = cache.lock()
         {
@@ -1127,8 +1169,8 @@ impl Recommender {
     /// The serving policy's answer from a deterministic ranking (fresh or cached): the top `k`,
     /// or with exploration the request's draw; with a fresh request id. Queues its exposure
     /// record (never blocking) when an exposure log is configured.
-    fn serve_ranked(&self, ranked: &Ranked, k: usize, query: &RecQuery, cached: bool, now: i64) -> Recommendations {
-        let request_id = new_request_id();
+    fn serve_ranked(&self, ranked: Arc<Ranked>, k: usize, query: &RecQuery, cached: bool, now: i64) -> Served {
+        let request_id = query.request_id.clone().unwrap_or_else(new_request_id);
         let det = &ranked.recs;
         let n = det.items.len();
         let (shown, propensities) = match &self.inner.exploration {
@@ -1185,7 +1227,11 @@ impl Recommender {
                 source: Some(out.source.clone()),
             });
         }
-        out
+        Served {
+            recs: out,
+            ranked,
+            propensities,
+        }
     }
 
     /// Blocks until the exposure records of every response served so far are written and flushed

@@ -245,6 +245,11 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         ("/api/v1/recommendations?user_id=U1&hour=24", "hour"),
         ("/api/v1/recommendations?user_id=U1&hour=-1", "hour"),
         ("/api/v1/recommendations?user_id=U1&hour=noon", "hour"),
+        ("/api/v1/recommendations?user_id=U1&request_id=a%20b", "request_id"),
+        (
+            "/api/v1/recommendations?user_id=U1&request_id=r12345678901234567890123456789012345678901234567890123456789012345",
+            "request_id",
+        ),
     ] {
         let (s, v) = call(&app, "GET", uri, None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
@@ -323,6 +328,14 @@ async fn metrics_health_and_cache() {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
     assert!(text.contains(&format!("version=\"{}\"", f.versions.1)), "{text}");
+    // Or the caller's own id.
+    let (s, mut c) = call(&app, "GET", &format!("{uri}&request_id=bff:42.a-b_c"), None).await;
+    assert_eq!(
+        (s, c["request_id"].take()),
+        (StatusCode::OK, json!("bff:42.a-b_c")),
+        "{c}"
+    );
+    assert_eq!(c, a);
 }
 
 #[tokio::test]
@@ -650,6 +663,21 @@ async fn exploration_serves_draws_from_the_pool_with_exact_propensities() {
     }
     // ε = 0.5 over 60 requests (cache hits included): both branches serve.
     assert!((10..=50).contains(&explored), "{explored} of {n} explored");
+    // The draw is seeded by the request id: the caller's id replays it.
+    let with_id = |id: &str| RecQuery {
+        request_id: Some(id.to_string()),
+        ..q(4)
+    };
+    let draws: Vec<Vec<String>> = (0..20)
+        .map(|i| item_ids(&rec.recommend(user, &with_id(&format!("replay-{i}"))).unwrap()))
+        .collect();
+    for (i, d) in draws.iter().enumerate() {
+        let again = rec.recommend(user, &with_id(&format!("replay-{i}"))).unwrap();
+        assert_eq!(again.request_id, format!("replay-{i}"));
+        assert_eq!(&item_ids(&again), d);
+    }
+    assert!(draws.iter().any(|d| d != top), "20 ids, all unexplored");
+    let n = n + 40;
     rec.flush_exposures().unwrap();
     let records = recsys_core::exposure::read_exposures(&log).unwrap();
     assert_eq!(records.len(), n);

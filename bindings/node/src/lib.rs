@@ -225,6 +225,9 @@ pub struct RecommendOptions {
     pub device: Option<String>,
     /// The user's local hour of day, 0 to 23 (default: the UTC hour of the request).
     pub hour: Option<f64>,
+    /// Your id for this request (1 to 64 characters of `[A-Za-z0-9_.:-]`), returned as the
+    /// answer's `requestId` and logged with the exposure instead of a fresh one.
+    pub request_id: Option<String>,
 }
 
 /// Options of `similar`.
@@ -448,6 +451,7 @@ impl Recommender {
                         Some(h) if h.is_finite() && h.fract() == 0.0 && (0.0..=23.0).contains(&h) => Some(h as u8),
                         Some(h) => return Err(bad("hour", h, "must be an integer in 0..=23")),
                     },
+                    request_id: o.request_id,
                 },
             };
             rec.recommend(&user_id, &query).map(Recommendations::from)

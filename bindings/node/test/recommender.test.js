@@ -88,6 +88,9 @@ test('the response cache is invalidated by the session', async () => {
   assert.notEqual(again.requestId, a.requestId)
   assert.match(again.requestId, /^[0-9a-f]{32}$/)
   assert.deepEqual({ ...again, requestId: a.requestId }, a)
+  // Or the caller's own id.
+  const mine = await cached.recommend(user, { k: 10, requestId: 'bff:42.x' })
+  assert.deepEqual(mine, { ...a, requestId: 'bff:42.x' })
   assert.ok(cached.status().cacheEntries >= 1)
   await cached.ingest([{ userId: user, itemId: a.items[0].itemId, eventType: 'purchase' }])
   const b = await cached.recommend(user, { k: 10 })
@@ -100,6 +103,7 @@ test('bad input rejects with INVALID_ARGUMENT naming the field', async () => {
   await rejectsWith(rec.recommend('U0000001', { k: 2.5 }), 'INVALID_ARGUMENT', 'k')
   await rejectsWith(rec.recommend('U0000001', { device: 'a b' }), 'INVALID_ARGUMENT', 'device')
   await rejectsWith(rec.recommend('U0000001', { hour: 24 }), 'INVALID_ARGUMENT', 'hour')
+  await rejectsWith(rec.recommend('U0000001', { requestId: 'a b' }), 'INVALID_ARGUMENT', 'request_id')
   await rejectsWith(rec.recommend('U0000001', { category: 'no-such-category' }), 'INVALID_ARGUMENT', 'category')
   await rejectsWith(rec.recommend('U0000001', { context: 'product:NOPE' }), 'INVALID_ARGUMENT', 'context')
   await rejectsWith(rec.recommend(' '), 'INVALID_ARGUMENT', 'user_id')

@@ -91,9 +91,10 @@ impl Recommender {
     /// [{"item_id", "score", "reason"}, ...], "source", "request_id"}``. ``context``: ``home``,
     /// ``cart``, ``product:ITEM_ID`` or ``category:NAME``; ``device``: 1 to 32 characters of
     /// ``[A-Za-z0-9_-]``; ``hour``: the user's local hour, 0-23 (default: the UTC hour). Each answer
-    /// has its own ``request_id`` (events may quote it back). An unknown user is a cold start, not
-    /// an error.
-    #[pyo3(signature = (user_id, k=None, context=None, category=None, min_price=None, max_price=None, exclude=None, device=None, hour=None))]
+    /// has its own ``request_id`` (events may quote it back): a fresh one, or ``request_id`` when
+    /// given (1 to 64 characters of ``[A-Za-z0-9_.:-]``, yours to keep unique). An unknown user is
+    /// a cold start, not an error.
+    #[pyo3(signature = (user_id, k=None, context=None, category=None, min_price=None, max_price=None, exclude=None, device=None, hour=None, request_id=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the HTTP query parameters one to one
     fn recommend<'py>(
         &self,
@@ -107,6 +108,7 @@ impl Recommender {
         exclude: Option<Vec<String>>,
         device: Option<String>,
         hour: Option<i64>,
+        request_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let q = RecQuery {
             k,
@@ -117,6 +119,7 @@ impl Recommender {
             exclude: exclude.unwrap_or_default(),
             device,
             hour: hour_arg(hour)?,
+            request_id,
         };
         let out = py.detach(|| self.inner.recommend(user_id, &q)).py()?;
         recommendations_to_py(py, &out)

@@ -47,6 +47,10 @@ def test_recommend_similar_and_status(served: dict) -> None:
         rec.recommend("U0000007", device="no spaces")
     with pytest.raises(ValueError, match="hour"):
         rec.recommend("U0000007", hour=24)
+    mine = rec.recommend("U0000007", k=3, request_id="bff:7.a")
+    assert mine["request_id"] == "bff:7.a" and ids(mine) == ids(rec.recommend("U0000007", k=3))
+    with pytest.raises(ValueError, match="request_id"):
+        rec.recommend("U0000007", request_id="no spaces")
 
 
 def test_ingest_changes_the_next_answer(served: dict) -> None:

@@ -204,10 +204,12 @@ class Recommender:
         exclude: Optional[Sequence[str]] = None,
         device: Optional[str] = None,
         hour: Optional[int] = None,
+        request_id: Optional[str] = None,
     ) -> Report:
         """``{"user_id", "model_version", "variant", "items": [{"item_id", "score", "reason"}], "source",
         "request_id"}``. ``device``: 1 to 32 characters of ``[A-Za-z0-9_-]``; ``hour``: the user's local
-        hour, 0-23 (default: the UTC hour). ``request_id`` is unique per answer."""
+        hour, 0-23 (default: the UTC hour). ``request_id``: a fresh one per answer, or yours when given
+        (1 to 64 characters of ``[A-Za-z0-9_.:-]``)."""
     @overload
     def recommend_many(
         self,
