@@ -26,8 +26,10 @@
 //! is the expected CTR of what was shown: the mean of the click probabilities the simulator drew
 //! from, which the measured CTR estimates.
 //!
-//! Deterministic per seed: every random draw comes from a generator seeded by (seed, session), and
-//! sessions are aggregated in session order, whatever the number of threads. The recommender runs
+//! Deterministic per seed: every random draw comes from a generator seeded by (seed, session), the
+//! requests carry seeded ids (`sim<seed>-<session>-<page>`, which also seed an exploration
+//! policy's draw), and sessions are aggregated in session order, whatever the number of threads.
+//! A canary in the configuration moves on wall-clock time: such a run is not deterministic. The recommender runs
 //! with its background refresh of item features and trending lists switched off (they would
 //! depend on wall-clock timing), so its answers depend on the events the simulator sends it and
 //! the user's own sessions only. What remains is wall-clock time in the recency features (the
@@ -118,8 +120,68 @@ pub struct SimulateOptions {
     pub window_days: f64,
     /// Worker threads (default: rayon's, one per core).
     pub threads: Option<usize>,
+    /// Record every request as logged bandit feedback, with a target policy's true value in its
+    /// context ([`SimulateReport::trace`]); off by default (it holds every request in memory).
+    pub trace: Option<TraceTarget>,
     /// Progress reporting.
     pub progress: Progress,
+}
+
+/// The target policy a trace records the true value of: `k` consecutive items of the
+/// deterministic ranking the serving policy drew from, starting at `offset` (0: what the policy
+/// shows without exploration; `k`: its "second page", a worse policy that only exploration's
+/// random branch ever shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceTarget {
+    /// First item of the ranking the target shows at slot 1.
+    pub offset: usize,
+}
+
+/// One shown slot of a traced request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TracedSlot {
+    /// The item (index into the dataset's items).
+    pub item: u32,
+    /// The probability with which the serving policy showed it at this slot.
+    pub propensity: f64,
+    /// Whether the simulated user clicked it.
+    pub clicked: bool,
+}
+
+/// One simulated request as logged bandit feedback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedRequest {
+    /// The session (in plan order) and the page within it.
+    pub session: u32,
+    /// The page number within the session (0 first).
+    pub page: u8,
+    /// What was shown, slot by slot.
+    pub shown: Vec<TracedSlot>,
+    /// The target policy's list in this context (dataset item indices; may be shorter than
+    /// `shown` when the ranking runs out).
+    pub target: Vec<u32>,
+    /// The target's expected clicks over the shown slots: `Σ_p P(click | target[p] at slot p)`
+    /// under the click model in this request's context.
+    pub target_clicks: f64,
+}
+
+/// Every request of a traced run, in session order (deterministic).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    /// The requests.
+    pub requests: Vec<TracedRequest>,
+    /// Item ids (dataset order): `TracedSlot::item` and `target` index them.
+    pub item_ids: Vec<String>,
+}
+
+impl Trace {
+    /// The target policy's true CTR on the traced contexts: its expected clicks over the shown
+    /// slots divided by the number of shown slots (impressions).
+    pub fn target_ctr(&self) -> f64 {
+        let clicks: f64 = self.requests.iter().map(|r| r.target_clicks).sum();
+        let shown: usize = self.requests.iter().map(|r| r.shown.len()).sum();
+        if shown == 0 { 0.0 } else { clicks / shown as f64 }
+    }
 }
 
 impl SimulateOptions {
@@ -138,6 +200,7 @@ impl SimulateOptions {
             event_log: None,
             window_days: 7.0,
             threads: None,
+            trace: None,
             progress: Progress::quiet(),
         }
     }
@@ -193,6 +256,14 @@ pub struct SimulateReport {
     pub seconds: f64,
     /// Requests per second.
     pub requests_per_second: f64,
+    /// With a `canary` in the serving configuration: its state at the end of the run (after one
+    /// last evaluation). The canary moves on wall-clock time, so a run with a canary is not
+    /// deterministic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanaryReport>,
+    /// Every request, when [`SimulateOptions::trace`] asked for it (not part of the JSON).
+    #[serde(skip)]
+    pub trace: Option<Trace>,
 }
 
 /// One planned session.
@@ -280,6 +351,7 @@ struct World {
     item_ids: Vec<String>,
     seed: u64,
     k: usize,
+    trace: Option<TraceTarget>,
 }
 
 impl World {
@@ -290,13 +362,14 @@ impl World {
     }
 
     /// Runs session `s` of plan `p`.
-    fn session(&self, s: u64, p: &Plan, profile: &UserProfile) -> Result<SessionStats> {
+    fn session(&self, s: u64, p: &Plan, profile: &UserProfile) -> Result<(SessionStats, Vec<TracedRequest>)> {
         let mut rng = session_rng(self.seed ^ 0xc1c4, s);
         let user_id = &self.user_ids[p.user as usize];
         let device = DEVICES[p.device as usize].0;
         let session_id = format!("sim-{s:x}");
         let favourite = profile.favorites[0].map(|c| self.model.categories()[c as usize].clone());
         let mut stats = SessionStats::default();
+        let mut traced = Vec::new();
         let mut last_click: Option<u32> = None;
         for page_no in 0..p.pages {
             let now_ms = p.now_ms + i64::from(page_no) * 60_000;
@@ -311,26 +384,38 @@ impl World {
                 context: Some(page.clone()),
                 device: Some(device.to_string()),
                 hour: Some(p.hour),
+                // Seeded ids: an exploration draw (seeded by the id) is the same in every run.
+                request_id: Some(format!("sim{:x}-{s:x}-{page_no}", self.seed)),
                 ..Default::default()
             };
-            let answer = self.rec.recommend(user_id, &query)?;
+            let served = self.rec.recommend_served(user_id, &query)?;
+            let answer = &served.recs;
             let mut events = Vec::new();
             last_click = None;
+            let ctx_at = |position| ClickContext {
+                position,
+                device,
+                hour: p.hour,
+                page: Some(&page),
+                now_ms,
+            };
+            let mut shown = Vec::new();
             for (position, item) in answer.items.iter().enumerate() {
                 stats.impressions += 1;
                 let Some(&i) = self.item_index.get(&item.item_id) else {
                     continue;
                 };
-                let ctx = ClickContext {
-                    position,
-                    device,
-                    hour: p.hour,
-                    page: Some(&page),
-                    now_ms,
-                };
-                let p_click = self.model.click_prob(profile, i as usize, &ctx);
+                let p_click = self.model.click_prob(profile, i as usize, &ctx_at(position));
                 stats.true_clicks += p_click;
-                if rng.random::<f64>() >= p_click {
+                let clicked = rng.random::<f64>() < p_click;
+                if self.trace.is_some() {
+                    shown.push(TracedSlot {
+                        item: i,
+                        propensity: served.propensities.as_ref().map_or(1.0, |q| q[position]),
+                        clicked,
+                    });
+                }
+                if !clicked {
                     continue;
                 }
                 stats.clicks += 1;
@@ -359,11 +444,32 @@ impl World {
                     }
                 }
             }
+            if let Some(t) = self.trace {
+                let ranking = &served.ranked.recs.items;
+                let target: Vec<u32> = ranking
+                    .iter()
+                    .skip(t.offset)
+                    .take(shown.len())
+                    .filter_map(|it| self.item_index.get(&it.item_id).copied())
+                    .collect();
+                let target_clicks = target
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, &i)| self.model.click_prob(profile, i as usize, &ctx_at(pos)))
+                    .sum();
+                traced.push(TracedRequest {
+                    session: s as u32,
+                    page: page_no,
+                    shown,
+                    target,
+                    target_clicks,
+                });
+            }
             if !events.is_empty() {
                 self.rec.ingest(&events)?;
             }
         }
-        Ok(stats)
+        Ok((stats, traced))
     }
 }
 
@@ -474,11 +580,13 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         item_ids,
         seed: opts.seed,
         k: opts.k,
+        trace: opts.trace,
     });
     drop(ds);
     let bar = opts.progress.bar(opts.requests, "simulate");
     let started = Instant::now();
-    let run = || -> Result<Vec<Vec<(u32, SessionStats)>>> {
+    type UserRun = Vec<(u32, SessionStats, Vec<TracedRequest>)>;
+    let run = || -> Result<Vec<UserRun>> {
         active
             .par_iter()
             .map(|(u, sessions)| {
@@ -486,14 +594,15 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                 let mut out = Vec::with_capacity(sessions.len());
                 for &s in sessions {
                     let p = &plans[s as usize];
-                    out.push((s, world.session(u64::from(s), p, &profile)?));
+                    let (stats, traced) = world.session(u64::from(s), p, &profile)?;
+                    out.push((s, stats, traced));
                     bar.inc(u64::from(p.pages));
                 }
                 Ok(out)
             })
             .collect()
     };
-    let per_user = match opts.threads {
+    let mut per_user = match opts.threads {
         Some(t) => rayon::ThreadPoolBuilder::new()
             .num_threads(t.max(1))
             .build()
@@ -514,7 +623,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
     let mut true_clicks = 0.0;
     for sessions in &per_user {
         let (mut imp, mut clk, mut conv, mut rev) = (0.0, 0.0, 0.0, 0.0);
-        for (_, st) in sessions {
+        for (_, st, _) in sessions {
             imp += st.impressions as f64;
             clk += st.clicks as f64;
             let converted = st.purchases > 0;
@@ -534,6 +643,24 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         units_aov.push((rev, conv));
         units_rps.push((rev, n));
     }
+    let trace = opts.trace.map(|_| {
+        let mut all: Vec<(u32, Vec<TracedRequest>)> = per_user
+            .iter_mut()
+            .flat_map(|v| v.iter_mut().map(|(s, _, t)| (*s, std::mem::take(t))))
+            .collect();
+        all.sort_unstable_by_key(|(s, _)| *s);
+        Trace {
+            requests: all.into_iter().flat_map(|(_, t)| t).collect(),
+            item_ids: world.item_ids.clone(),
+        }
+    });
+    let canary = match world.rec.canary() {
+        Some(c) => {
+            c.evaluate_now()?;
+            Some(c.report()?)
+        }
+        None => None,
+    };
     let report = SimulateReport {
         policy: opts.policy.name(),
         model_versions,
@@ -558,6 +685,8 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         seed: opts.seed,
         seconds,
         requests_per_second: opts.requests as f64 / seconds.max(1e-9),
+        canary,
+        trace,
     };
     opts.progress.summary(format!(
         "simulated {} requests in {:.1}s ({:.0}/s): ctr {:.4} (true {:.4}), conversion {:.4}, aov {:.2}",
@@ -598,6 +727,77 @@ impl recsys_train::train::CtrSimulator for GateSimulator {
         o.config = self.config.clone();
         o.progress = self.progress;
         simulate(&o).map(|r| r.ctr.value).map_err(into_train_error)
+    }
+}
+
+/// The simulator as a source of logged bandit feedback where the truth is known
+/// ([`recsys_train::ope::BanditSource`]), for the accuracy and interval coverage of the
+/// off-policy estimators: a draw runs [`simulate`] with `options` (which should configure an
+/// exploration policy, else only the deterministic target has support), traces every request,
+/// and returns its impressions as logged rows (context = request, reward = click, the serving
+/// policy's propensity), the target of `options.trace` (default: offset 0, the policy without
+/// exploration) as a [`recsys_train::ope::RankingPolicy`], and as truth the target's expected
+/// CTR under the click model on the drawn contexts ([`Trace::target_ctr`]).
+#[derive(Debug, Clone)]
+pub struct SimulatorBandit {
+    /// The simulation; `requests`, `seed` and `trace` are set per draw.
+    pub options: SimulateOptions,
+}
+
+impl recsys_train::ope::BanditSource for SimulatorBandit {
+    fn name(&self) -> String {
+        let x = self
+            .options
+            .config
+            .exploration
+            .as_ref()
+            .map_or("no exploration".to_string(), |x| {
+                format!("epsilon {} over the top {}", x.epsilon, x.pool)
+            });
+        format!(
+            "click simulator ({}, {x}, target: the ranking from position {})",
+            self.options.data.display(),
+            self.options.trace.map_or(0, |t| t.offset) + 1
+        )
+    }
+
+    fn draw(&self, requests: usize, seed: u64) -> recsys_train::Result<recsys_train::ope::Draw> {
+        use recsys_train::ope::{Draw, LoggedData, LoggedRow, RankingPolicy};
+        let mut o = self.options.clone();
+        o.requests = requests as u64;
+        o.seed = seed;
+        o.trace = Some(o.trace.unwrap_or(TraceTarget { offset: 0 }));
+        let report = simulate(&o).map_err(into_train_error)?;
+        let trace = report
+            .trace
+            .ok_or_else(|| recsys_train::Error::Internal("the simulation returned no trace".into()))?;
+        let truth = trace.target_ctr();
+        let contexts = trace.requests.len();
+        let mut rows = Vec::with_capacity(contexts * o.k);
+        let mut lists = Vec::with_capacity(trace.requests.len());
+        for (c, req) in trace.requests.into_iter().enumerate() {
+            for (p, slot) in req.shown.iter().enumerate() {
+                rows.push(LoggedRow {
+                    context: c as u32,
+                    position: p as u32 + 1,
+                    action: slot.item,
+                    reward: f64::from(u8::from(slot.clicked)),
+                    propensity: slot.propensity,
+                });
+            }
+            lists.push(req.target);
+        }
+        let mut data = LoggedData::new(rows, trace.item_ids, self.name())?;
+        // Requests that showed nothing still count.
+        data.contexts = contexts;
+        Ok(Draw {
+            data,
+            policy: Box::new(RankingPolicy {
+                name: format!("ranking from position {}", o.trace.map_or(0, |t| t.offset) + 1),
+                lists,
+            }),
+            truth,
+        })
     }
 }
 

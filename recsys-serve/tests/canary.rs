@@ -3,6 +3,10 @@
 //! posts clicks and purchases back with a planted rate per variant; the replicas' background
 //! evaluations move the shared state. A better candidate reaches 100%, a worse one is rolled
 //! back; both replicas end on the same state and no request fails on the way.
+//!
+//! The `simulated_*` tests drive the canary with the click simulator instead of planted rates:
+//! two real model versions, a trained one and a planted bad one (trained with learning rates of
+//! 1e-9, so its embeddings stay random), and the simulated users' clicks decide.
 
 mod common;
 
@@ -259,6 +263,102 @@ fn file_store_better_candidate_reaches_100_percent() {
 #[test]
 fn file_store_worse_candidate_is_rolled_back() {
     worse_candidate_is_rolled_back(&fixture().store);
+}
+
+/// A copy of the fixture's registry with a planted bad version trained into it (learning rates
+/// 1e-9: the towers stay at their random start, so it ranks at random); returns the registry
+/// and the bad version. The bad version is `current` after training.
+fn registry_with_bad_version(root: &std::path::Path) -> (std::path::PathBuf, String) {
+    use recsys_train::evaluate::SplitOptions;
+    use recsys_train::progress::Progress;
+    use recsys_train::train::{BackendKind, ItemIndexKind, TrainOptions, train_and_register};
+    let registry = common::copy_registry(root);
+    let mut config = common::model_config(9);
+    config.epochs = 1;
+    config.learning_rate = 1e-9;
+    config.sparse_learning_rate = 1e-9;
+    let out = train_and_register(&TrainOptions {
+        data: fixture().data.clone(),
+        registry: registry.clone(),
+        config,
+        backend: BackendKind::Cpu,
+        gates: None,
+        split: SplitOptions::default(),
+        item_index: ItemIndexKind::Auto,
+        tune: None,
+        progress: Progress::quiet(),
+    })
+    .unwrap();
+    (registry, out.version)
+}
+
+/// Runs simulated traffic (1,500 requests per round, a new seed each round) until the canary
+/// is no longer running; returns the final report of the canary.
+fn simulate_canary(registry: &std::path::Path, candidate: &str, salt: &str) -> recsys_serve::canary::CanaryReport {
+    use recsys_serve::simulate::{SimulateOptions, simulate};
+    let mut config = canary_config(candidate, salt);
+    let canary = config.canary.as_mut().unwrap();
+    canary.steps[0].min_exposures = 300;
+    canary.steps[1].min_exposures = 300;
+    canary.guardrails.min_requests = 150;
+    let started = Instant::now();
+    for round in 1.. {
+        let mut o = SimulateOptions::new(&fixture().data, registry);
+        o.config = config.clone();
+        o.requests = 1_500;
+        o.seed = round;
+        let report = simulate(&o).unwrap();
+        let c = report.canary.expect("a run with a canary reports it");
+        if c.state.phase != Phase::Running {
+            return c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the canary did not finish: {c:?}"
+        );
+    }
+    unreachable!()
+}
+
+#[test]
+fn simulated_better_candidate_reaches_100_percent() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The bad version is current; the trained one is the candidate.
+    let (registry, bad) = registry_with_bad_version(tmp.path());
+    let good = fixture().versions.1.clone();
+    assert_eq!(
+        recsys_train::registry::Registry::open(&registry)
+            .unwrap()
+            .current()
+            .unwrap(),
+        Some(bad)
+    );
+    let report = simulate_canary(&registry, &good, &unique("sim-better"));
+    assert_eq!(report.state.phase, Phase::Promoted, "{report:?}");
+    let actions: Vec<Action> = report.state.history.iter().map(|d| d.action).collect();
+    assert_eq!(actions, [Action::Advance, Action::Promote], "{report:?}");
+    // The simulated users clicked more on the trained model's recommendations.
+    let first = &report.state.history[0].figures;
+    assert!(first.candidate.ctr.unwrap() > first.control.ctr.unwrap(), "{first:?}");
+}
+
+#[test]
+fn simulated_bad_candidate_is_rolled_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (registry, bad) = registry_with_bad_version(tmp.path());
+    // The trained version is current again; the bad one is the candidate.
+    let good = fixture().versions.1.clone();
+    recsys_train::registry::Registry::open(&registry)
+        .unwrap()
+        .promote(&good)
+        .unwrap();
+    let report = simulate_canary(&registry, &bad, &unique("sim-bad"));
+    assert_eq!(report.state.phase, Phase::RolledBack, "{report:?}");
+    let last = report.state.history.last().unwrap();
+    assert_eq!(last.action, Action::RollBack, "{report:?}");
+    assert!(last.figures.ctr.as_ref().unwrap().worse, "{last:?}");
+    assert!(!report.state.history.iter().any(|d| d.action == Action::Promote));
+    assert_eq!(report.state.percent, 0.0);
 }
 
 /// The Redis variants: the canary's keys live under a namespace of their own, deleted at the end.
