@@ -57,11 +57,16 @@ enum Command {
         #[arg(long, default_value = "2025-10-01")]
         start: String,
     },
-    /// Import events (CSV, zipped CSV, Parquet, Arrow IPC, user sequences) into a dataset.
+    /// Import events (CSV, zipped CSV, Parquet, Arrow IPC, user sequences) into a dataset, and/or
+    /// a serving exposure log (daily Parquet tables under DATA/exposures).
     Import {
         /// Event file(s) or directories of them (repeatable).
-        #[arg(long, required = true, num_args = 1..)]
+        #[arg(long, required_unless_present = "exposures", num_args = 1..)]
         events: Vec<PathBuf>,
+        /// A serving exposure log (JSONL file or directory of daily files) to import into
+        /// DATA/exposures, one Parquet table per day (days replaced, others kept).
+        #[arg(long)]
+        exposures: Option<PathBuf>,
         /// Item catalogue (CSV, Parquet, Arrow or item-attribute JSON).
         #[arg(long)]
         items: Option<PathBuf>,
@@ -70,8 +75,8 @@ enum Command {
         users: Option<PathBuf>,
         /// Column mapping: user=COL,item=COL,ts=COL[,event_type=COL,category=COL,price=COL,
         /// line_price=COL,quantity=COL,session=COL,rating=COL,device=COL,page=COL,age_bucket=COL,region=COL]
-        #[arg(long)]
-        map: String,
+        #[arg(long, required_unless_present = "exposures")]
+        map: Option<String>,
         /// Timestamp format: rfc3339, unix, unix_ms or a strftime pattern such as %m/%d/%Y.
         #[arg(long, default_value = "rfc3339")]
         ts_format: String,
@@ -415,6 +420,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Import {
             events,
+            exposures,
             items,
             users,
             map,
@@ -424,16 +430,32 @@ fn run(cli: Cli) -> Result<()> {
             format,
             out,
         } => {
-            let map: ColumnMap = map.parse()?;
-            let mut opts = ImportOptions::new(events, map);
-            opts.items = items;
-            opts.users = users;
-            opts.ts_format = ts_format.parse()?;
-            opts.event_type = event_type.map(|e| e.parse::<EventTypeSource>()).transpose()?;
-            opts.on_error = on_error;
-            opts.format = format;
-            opts.progress = progress;
-            print_json(&import::import(&out, &opts)?)
+            let mut report = serde_json::Map::new();
+            if !events.is_empty() {
+                let map = map.ok_or_else(|| recsys_train::Error::arg("--map", "", "required with --events"))?;
+                let map: ColumnMap = map.parse()?;
+                let mut opts = ImportOptions::new(events, map);
+                opts.items = items;
+                opts.users = users;
+                opts.ts_format = ts_format.parse()?;
+                opts.event_type = event_type.map(|e| e.parse::<EventTypeSource>()).transpose()?;
+                opts.on_error = on_error;
+                opts.format = format;
+                opts.progress = progress;
+                if let serde_json::Value::Object(m) = serde_json::to_value(import::import(&out, &opts)?)
+                    .map_err(|e| recsys_train::Error::Internal(e.to_string()))?
+                {
+                    report = m;
+                }
+            }
+            if let Some(log) = exposures {
+                let x = recsys_train::exposures::import_exposures(&out, &log, progress)?;
+                report.insert(
+                    "exposures".into(),
+                    serde_json::to_value(x).map_err(|e| recsys_train::Error::Internal(e.to_string()))?,
+                );
+            }
+            print_json(&report)
         }
         Command::Features { data, as_of, out } => {
             let ds = Dataset::open(&data)?;

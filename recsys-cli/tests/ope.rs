@@ -156,6 +156,19 @@ fn a_model_policy_matches_a_log_of_its_own_rankings() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&out);
+    // The log imported into the dataset (Parquet) reads back to the same figures.
+    let out = run(&["-q", "import", "--exposures", logs_s, "--out", &data]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let imported = json(&out);
+    assert_eq!(imported["exposures"]["records"], 6, "{imported}");
+    assert_eq!(imported["exposures"]["rows"], 18, "{imported}");
+    assert_eq!(imported["exposures"]["days"].as_array().unwrap().len(), 1, "{imported}");
+    let table_dir = format!("{data}/exposures");
+    let out = run(&[
+        "-q", "ope", "--logs", &table_dir, "--events", events_s, "--policy", "uniform", "--seed", "3",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out), r);
     assert_eq!(r["policy"], "uniform");
     assert_eq!(r["rows"], 18);
     assert!(r["ess"].as_f64().unwrap() > 0.0);

@@ -1,7 +1,8 @@
 //! `recsys-train ab-report`: an A/B experiment's figures per variant, with intervals, lifts against
 //! the control, the sample-ratio check and the ADR's conversion guardrail, from the serving logs:
-//! the exposure log (format v2 or the first format, a file or a directory of daily files, read
-//! with [`recsys_core::exposure::for_each_exposure`]) and the event CSV files of the events API.
+//! the exposure log (format v2 or the first format, a file or a directory of daily files, or its
+//! Parquet import in a dataset, read with [`crate::exposures::for_each_exposure`]) and the event
+//! CSV files of the events API.
 //!
 //! Two halves, so that anything producing per-user outcomes (the click simulator, a test) gets
 //! the same analysis:
@@ -28,10 +29,10 @@
 //! - `lift` of each metric: `variant / control − 1`, 95% delta-method interval, p-value, and the
 //!   absolute difference with its interval.
 
+use crate::exposures::for_each_exposure;
 use crate::progress::Progress;
 use crate::{Error, Result};
 use ahash::{AHashMap, AHashSet};
-use recsys_core::exposure::for_each_exposure;
 use recsys_core::schema::{EventType, order_key};
 use recsys_core::stats::{self, CupedStats, Estimate, RatioStats};
 use serde::Serialize;
@@ -756,6 +757,8 @@ struct Shown {
 pub struct Collected {
     /// Variant name → its users' outcomes.
     pub outcomes: BTreeMap<String, Vec<UserOutcome>>,
+    /// Variant name → its users' ids, in the order of `outcomes`.
+    pub user_ids: BTreeMap<String, Vec<String>>,
     /// Attribution counts.
     pub attribution: Attribution,
 }
@@ -943,19 +946,27 @@ pub fn collect(exposures: &Path, events: &Path, opts: &AbOptions) -> Result<Coll
             o.pre = Some(pre.get(user).copied().unwrap_or_default());
         }
     }
+    let mut names = vec![String::new(); users.len()];
+    for (name, i) in users {
+        names[i as usize] = name;
+    }
     let mut per_user_variants: AHashMap<u32, u32> = AHashMap::new();
     let mut out: BTreeMap<String, Vec<UserOutcome>> = BTreeMap::new();
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut keys: Vec<&(u32, u16)> = outcomes.keys().collect();
     keys.sort_unstable();
     for k in keys {
         *per_user_variants.entry(k.0).or_default() += 1;
-        out.entry(variant_names[k.1 as usize].clone())
+        let variant = &variant_names[k.1 as usize];
+        out.entry(variant.clone()).or_default().push(outcomes[k]);
+        ids.entry(variant.clone())
             .or_default()
-            .push(outcomes[k]);
+            .push(names[k.0 as usize].clone());
     }
     att.users_in_several_variants = per_user_variants.values().filter(|&&n| n > 1).count() as u64;
     Ok(Collected {
         outcomes: out,
+        user_ids: ids,
         attribution: att,
     })
 }

@@ -40,6 +40,7 @@ pub mod baselines;
 pub mod dataset;
 pub mod error;
 pub mod evaluate;
+pub mod exposures;
 pub mod features;
 pub mod generate;
 pub mod import;

@@ -50,6 +50,7 @@
 
 use crate::dataset::Dataset;
 use crate::evaluate::scan_interactions;
+use crate::exposures::for_each_exposure;
 use crate::progress::Progress;
 use crate::train::{Vocabularies, files, load_model};
 use crate::{Error, Result};
@@ -57,7 +58,6 @@ use ahash::AHashMap;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
-use recsys_core::exposure::for_each_exposure;
 use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
 use recsys_core::retrieval::{EXACT_MAX_ITEMS, ExactIndex, Filter, IvfConfig, IvfIndex};
 use recsys_core::schema::EventType;
@@ -1096,7 +1096,7 @@ pub struct ExposureLog {
 }
 
 /// Reads an exposure log v2 (a file or a directory of daily files, see
-/// [`recsys_core::exposure`]) and, when `events` is given, the serving event CSV files, whose
+/// [`recsys_core::exposure`], or its Parquet import, see [`crate::exposures`]) and, when `events` is given, the serving event CSV files, whose
 /// clicks become the rewards ([`attribute_clicks`], window `window_minutes`). Without events every
 /// reward is 0.
 pub fn read_exposure_log(logs: &Path, events: Option<&Path>, window_minutes: u64) -> Result<ExposureLog> {
@@ -1335,8 +1335,8 @@ pub struct Draw {
 }
 
 /// Anything that can log bandit feedback where the truth is known: [`SyntheticBandit`] here, the
-/// click simulator later. `recsys-train/benches/ope_accuracy.rs` measures the estimators' error and
-/// interval coverage on any source.
+/// click simulator (`recsys_serve::simulate::SimulatorBandit`). `recsys-cli/benches/ope_accuracy.rs`
+/// measures the estimators' error and interval coverage on any source.
 pub trait BanditSource: Sync {
     /// Name for reports.
     fn name(&self) -> String;
