@@ -13,15 +13,7 @@ REQUESTS=${REQUESTS:-1000000}
 THREADS=${THREADS:-2}
 POLICY=${POLICY:-current}
 source benches/release_bins.sh
-if [ ! -f "$OUT/registry/CURRENT.json" ]; then
-  rm -rf "$OUT"
-  "$TRAIN" -q generate --out "$OUT/raw" >/dev/null
-  "$TRAIN" -q import --events "$OUT/raw/events" --items "$OUT/raw/items.parquet" --users "$OUT/raw/users.parquet" \
-    --map user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity,device=device,page=page \
-    --event-type event_type --out "$OUT/data" >/dev/null
-  echo '{"epochs": 2}' >"$OUT/train.json"
-  "$TRAIN" -q train --data "$OUT/data" --registry "$OUT/registry" --config "$OUT/train.json" --gates off >/dev/null
-fi
+source benches/sim_world.sh
 echo "== simulate: $REQUESTS requests, $THREADS threads, policy $POLICY ($(nproc) cores here)" >&2
 /usr/bin/time -f '{"wall_s": %e, "user_s": %U, "sys_s": %S, "max_rss_kb": %M}' \
   "$TRAIN" -q simulate --data "$OUT/data" --registry "$OUT/registry" --policy "$POLICY" \

@@ -1,7 +1,14 @@
 //! Accuracy and interval coverage of the off-policy estimators (`recsys_train::ope`) on logged
-//! data with a known truth, from any [`BanditSource`]: today the synthetic position-based model
-//! ([`SyntheticBandit`]); the click simulator of `recsys-train simulate` can implement the same
-//! trait and be passed here.
+//! data with a known truth, from a [`BanditSource`]:
+//!
+//! - `--source simulator` (what `benches/ope_accuracy.sh` runs): the click simulator of
+//!   `recsys-train simulate` ([`SimulatorBandit`]) serving a trained model through the real
+//!   `Recommender` with ε-uniform exploration (`--epsilon`, default 0.3, over the top `--pool`,
+//!   default 20), every request logged with its exact propensities; the target is `--offset`
+//!   (default 0: the model's deterministic top-k, the policy without exploration; 10: its second
+//!   page, shown only by exploration's random branch), and the truth is the target's expected CTR
+//!   under the click model on the logged contexts. Needs `--data DIR --registry DIR`.
+//! - `--source synthetic`: the synthetic position-based model ([`SyntheticBandit`]).
 //!
 //! Two figures, one JSON object each on stdout:
 //! - `accuracy`: one draw of `--requests` logged requests (default 1,000,000); per estimator the
@@ -11,10 +18,14 @@
 //!   of intervals containing the truth, and the mean relative error.
 //!
 //! ```text
-//! cargo bench -p recsys-train --bench ope_accuracy -- [--requests 1000000] [--replications 100] \
+//! cargo bench --workspace --bench ope_accuracy -- [--source simulator --data DIR --registry DIR] \
+//!     [--epsilon 0.3 --pool 20 --offset 0] [--requests 1000000] [--replications 100] \
 //!     [--rep-requests 20000] [--bootstrap 200] [--seed 1]
 //! ```
 
+use recsys_serve::ServeConfig;
+use recsys_serve::config::ExplorationConfig;
+use recsys_serve::simulate::{SimulateOptions, SimulatorBandit, TraceTarget};
 use recsys_train::ope::{BanditSource, ESTIMATORS, OpeOptions, SyntheticBandit, evaluate};
 use std::time::Instant;
 
@@ -33,8 +44,34 @@ fn main() {
     let rep_requests: usize = arg("--rep-requests", 20_000);
     let bootstrap: u32 = arg("--bootstrap", 200);
     let seed: u64 = arg("--seed", 1);
-    let source = SyntheticBandit::new(20, 100, 5, 7);
-    run(&source, requests, replications, rep_requests, bootstrap, seed);
+    match arg("--source", "synthetic".to_string()).as_str() {
+        "synthetic" => {
+            let source = SyntheticBandit::new(20, 100, 5, 7);
+            run(&source, requests, replications, rep_requests, bootstrap, seed);
+        }
+        "simulator" => {
+            let data: String = arg("--data", String::new());
+            let registry: String = arg("--registry", String::new());
+            assert!(
+                !data.is_empty() && !registry.is_empty(),
+                "--source simulator needs --data DIR --registry DIR"
+            );
+            let mut options = SimulateOptions::new(data, registry);
+            options.config = ServeConfig {
+                exploration: Some(ExplorationConfig {
+                    epsilon: arg("--epsilon", 0.3),
+                    pool: arg("--pool", 20),
+                }),
+                ..ServeConfig::default()
+            };
+            options.trace = Some(TraceTarget {
+                offset: arg("--offset", 0),
+            });
+            let source = SimulatorBandit { options };
+            run(&source, requests, replications, rep_requests, bootstrap, seed);
+        }
+        other => panic!("--source: expected synthetic or simulator, got {other}"),
+    }
 }
 
 fn run(source: &dyn BanditSource, requests: usize, replications: u64, rep_requests: usize, bootstrap: u32, seed: u64) {
