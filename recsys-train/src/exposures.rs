@@ -316,7 +316,7 @@ mod tests {
             policy: "two-tower+explore(eps=0.1,pool=20)".into(),
             context: ExposureContext {
                 page: Some("home".into()),
-                device: (items % 2 == 0).then(|| "mobile".into()),
+                device: items.is_multiple_of(2).then(|| "mobile".into()),
                 hour: Some(7),
             },
             items: (0..items)
