@@ -3,14 +3,20 @@
 //
 //   node build.js               build (dev profile, the workspace's default) and copy
 //   node build.js --release     build with the release profile
-//   node build.js --if-missing  do nothing when index.node exists (the npm `install` script)
+//   node build.js --addon       build the addon's crate alone (`-p techshop-recs-node`), not the
+//                               whole workspace's libraries
+//   node build.js --if-missing  do nothing when index.node exists
 //   node build.js --dts         also regenerate index.d.ts with napi-rs's type-definition
 //                               generator (needs the dev dependency @napi-rs/cli)
+//   node build.js --dry-run     print the cargo command line as JSON and build nothing
 //
-// Plain `cargo build --workspace --lib` for the host, without `--target`: the addon shares the target
-// directory and the compiled dependencies of the rest of the workspace, with the workspace's feature
-// set (`-p techshop-recs-node` alone would unify other features of shared crates and rebuild burn). The target
-// directory is the one cargo reports (it honours CARGO_TARGET_DIR and .cargo/config).
+// The npm `install` script (`npm install ./bindings/node`) is `--if-missing --release --addon`: a
+// storefront gets an optimised addon and compiles only what the addon links. The tests
+// (bindings/node/test.sh) build without `--addon`: `cargo build --workspace --lib`, so the addon
+// shares the compiled dependencies of the rest of the workspace, with the workspace's feature set
+// (`-p techshop-recs-node` alone unifies other features of shared crates and rebuilds them). No
+// `--target`: the host's. The target directory is the one cargo reports (it honours
+// CARGO_TARGET_DIR and .cargo/config).
 'use strict'
 
 const { execFileSync } = require('node:child_process')
@@ -36,7 +42,7 @@ function libName() {
 }
 
 async function main() {
-  if (args.has('--if-missing') && fs.existsSync(out)) return
+  if (args.has('--if-missing') && fs.existsSync(out) && !args.has('--dry-run')) return
   const profile = args.has('--release') ? 'release' : 'dev'
   const meta = JSON.parse(
     execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: here, maxBuffer: 64 << 20 }),
@@ -49,8 +55,12 @@ async function main() {
     // napi-build reruns this crate's build (and so the type-def emitting macros) when it changes.
     env[`NAPI_FORCE_BUILD_${CRATE.replace(/-/g, '_').toUpperCase()}`] = String(Date.now())
   }
-  const cargoArgs = ['build', '--workspace', '--lib']
+  const cargoArgs = args.has('--addon') ? ['build', '-p', CRATE, '--lib'] : ['build', '--workspace', '--lib']
   if (profile === 'release') cargoArgs.push('--release')
+  if (args.has('--dry-run')) {
+    console.log(JSON.stringify({ cargo: cargoArgs, profile, out }))
+    return
+  }
   console.error(`techshop-recs: cargo ${cargoArgs.join(' ')} (target dir ${meta.target_directory})`)
   execFileSync('cargo', cargoArgs, { cwd: here, env, stdio: 'inherit' })
   const built = path.join(meta.target_directory, profile === 'release' ? 'release' : 'debug', libName())
