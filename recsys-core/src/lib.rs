@@ -26,6 +26,7 @@
 //! ```
 
 pub mod ab;
+pub mod atomic;
 pub mod click_model;
 pub mod diversify;
 pub mod error;

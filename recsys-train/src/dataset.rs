@@ -25,6 +25,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use recsys_core::atomic::{unique_token, write_atomic};
 use recsys_core::schema::{DAY_MS, EventType, columns as col};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -116,26 +117,6 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes `path` atomically: `write` fills a temporary file next to it, which is synced and then
-/// renamed over `path`. A crash leaves either the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), unique_token()));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(Error::io(&tmp))?;
-        write(&mut f)?;
-        f.flush().map_err(Error::io(&tmp))?;
-        f.sync_all().map_err(Error::io(&tmp))?;
-        fs::rename(&tmp, path).map_err(Error::io(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Writes record batches as one Parquet file, atomically.
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
     write_atomic(path, |f| {
@@ -163,18 +144,6 @@ pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordB
     reader
         .map(|b| b.map_err(|e| Error::data(path, e.to_string())))
         .collect()
-}
-
-/// A process-unique token for temporary and part-file names.
-pub fn unique_token() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:x}{:04x}{n:x}", nanos, std::process::id() & 0xffff)
 }
 
 /// The UTC date (`YYYY-MM-DD`) of a day number (days since the epoch).

@@ -6,7 +6,7 @@
 //! `OUT/item_features.parquet`, with `OUT/features.json` describing the run.
 
 use crate::arrow;
-use crate::dataset::{Dataset, ItemTable, write_atomic, write_parquet};
+use crate::dataset::{Dataset, ItemTable, write_parquet};
 use crate::progress::Progress;
 use crate::{Error, Result};
 use arrow::array::{
@@ -15,6 +15,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
+use recsys_core::atomic::write_atomic;
 use recsys_core::features::{FeatureConfig, FeatureEngine, FeatureEvent, ItemCatalog};
 use recsys_core::schema::{EventType, columns as col};
 use serde::Serialize;

@@ -654,7 +654,7 @@ pub fn generate(out: &Path, cfg: &GenerateConfig, progress: Progress) -> Result<
     }
     bar.finish_and_clear();
     let text = serde_json::to_string_pretty(cfg).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::dataset::write_atomic(&out.join("generate.json"), |f| {
+    recsys_core::atomic::write_atomic(&out.join("generate.json"), |f| {
         use std::io::Write;
         f.write_all(text.as_bytes())
             .map_err(Error::io(out.join("generate.json")))

@@ -33,8 +33,8 @@
 //! # Ok::<(), recsys_train::Error>(())
 //! ```
 
-use crate::dataset::{unique_token, write_atomic};
 use crate::{Error, Result};
+use recsys_core::atomic::{unique_token, write_atomic};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

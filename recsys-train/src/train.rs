@@ -1,7 +1,7 @@
 //! `recsys-train train`: fit the two-tower model on a split of the dataset, evaluate it, publish
 //! it to the registry and promote it when the validation gates pass.
 
-use crate::dataset::{Dataset, write_atomic};
+use crate::dataset::Dataset;
 use crate::evaluate::{
     EvalOptions, Metrics, Protocol, Scorer, Split, SplitOptions, TestCase, evaluate, histories, load_interactions,
     split, validation_split,
@@ -12,6 +12,7 @@ use crate::registry::{Gates, Registry};
 use crate::{Error, Result};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
+use recsys_core::atomic::write_atomic;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::trainer::{TrainBackend, TrainReport, Validator};
 use recsys_core::model::{
@@ -715,7 +716,7 @@ pub fn train_and_register_with(opts: &TrainOptions, simulator: Option<&dyn CtrSi
 
 fn tempfile_dir(near: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(near).map_err(Error::io(near))?;
-    let p = near.join(format!(".staging-{}", crate::dataset::unique_token()));
+    let p = near.join(format!(".staging-{}", recsys_core::atomic::unique_token()));
     std::fs::create_dir_all(&p).map_err(Error::io(&p))?;
     Ok(p)
 }

@@ -6,7 +6,6 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -204,8 +203,6 @@ fn path_str(path: &Path) -> Result<&str> {
         .ok_or_else(|| Error::invalid("path", path.display(), "not valid UTF-8"))
 }
 
-static SAVE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 #[cfg(test)]
 thread_local! {
     /// Test hook: make the next `save` on this thread fail after writing the temporary file.
@@ -263,6 +260,7 @@ impl HnswIndex {
         if !meta.is_file() {
             return Err(Error::Io {
                 path: path.display().to_string(),
+                kind: std::io::ErrorKind::InvalidInput,
                 message: "not a regular file".into(),
             });
         }
@@ -324,23 +322,18 @@ impl HnswIndex {
     /// `path` survives a failed save untouched; no temporary file is left behind.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let name = path
-            .file_name()
+        path.file_name()
             .ok_or_else(|| Error::invalid("path", path.display(), "no file name"))?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}-{}",
-            name.to_string_lossy(),
-            std::process::id(),
-            SAVE_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = crate::atomic::temp_path(path);
         let result = (|| -> Result<()> {
             let s = path_str(&tmp)?;
             self.index.save(s).map_err(|e| Error::Io {
                 path: tmp.display().to_string(),
+                kind: std::io::ErrorKind::Other,
                 message: e.to_string(),
             })?;
             std::fs::File::open(&tmp)
@@ -350,6 +343,7 @@ impl HnswIndex {
             if FAIL_SAVE_BEFORE_RENAME.with(|f| f.replace(false)) {
                 return Err(Error::Io {
                     path: tmp.display().to_string(),
+                    kind: std::io::ErrorKind::Other,
                     message: "injected failure".into(),
                 });
             }

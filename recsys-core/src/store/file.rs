@@ -28,6 +28,7 @@ use super::{
     CandidateStore, FinishReport, Scored, Shard, ShardWriter, Snapshot, VersionMeta, WritePlan, check_list,
     decode_list, encode_list, encoded_len, id_width, now_ms, validate_version,
 };
+use crate::atomic::{unique_token, write_bytes_atomic};
 use crate::schema::stable_hash;
 use crate::{Error, Result};
 use memmap2::Mmap;
@@ -85,32 +86,6 @@ struct Header {
 
 fn file_name(table: Table, shard: Shard) -> String {
     format!("{}-{}-of-{}.tsc", table.name(), shard.index, shard.count)
-}
-
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}-{}",
-        std::process::id(),
-        now_ms(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".tmp-{}", unique_suffix()));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(Error::io(&tmp))?;
-        f.write_all(bytes).map_err(Error::io(&tmp))?;
-        f.sync_all().map_err(Error::io(&tmp))?;
-        fs::rename(&tmp, path).map_err(Error::io(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 impl FileStore {
@@ -179,7 +154,7 @@ impl FileStore {
         let excess = versions.len().saturating_sub(KEEP_VERSIONS);
         for (_, v) in versions.into_iter().take(excess) {
             let dir = self.root.join(&v);
-            let trash = self.root.join(format!(".del-{}", unique_suffix()));
+            let trash = self.root.join(format!(".del-{}", unique_token()));
             if fs::rename(&dir, &trash).is_ok() {
                 let _ = fs::remove_dir_all(&trash);
             }
@@ -306,7 +281,7 @@ impl CandidateStore for FileStore {
             Some(_) => {}
             None => {
                 let bytes = serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.to_string()))?;
-                write_file_atomic(&dir.join(META), &bytes)?;
+                write_bytes_atomic(&dir.join(META), &bytes)?;
             }
         }
         let width = id_width(plan.items.len());
@@ -328,7 +303,7 @@ impl CandidateStore for FileStore {
             activated_at_ms: now_ms(),
         };
         let bytes = serde_json::to_vec(&cur).map_err(|e| Error::Internal(e.to_string()))?;
-        write_file_atomic(&self.root.join(CURRENT), &bytes)?;
+        write_bytes_atomic(&self.root.join(CURRENT), &bytes)?;
         self.prune(version)
     }
 }
@@ -357,7 +332,7 @@ impl TableWriter {
             top,
         };
         let target = dir.join(file_name(table, plan.shard));
-        let tmp = dir.join(format!(".tmp-{}-{}", table.name(), unique_suffix()));
+        let tmp = dir.join(format!(".tmp-{}-{}", table.name(), unique_token()));
         let f = File::create(&tmp).map_err(Error::io(&tmp))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
         let json = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;

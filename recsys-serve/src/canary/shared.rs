@@ -98,25 +98,9 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("canary state: {what} {}: {e}", path.display()))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` atomically ([`recsys_core::atomic::write_bytes_atomic`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err("write", path, e));
-    }
-    Ok(())
+    recsys_core::atomic::write_bytes_atomic(path, bytes).map_err(|e| io_err("write", path, e))
 }
 
 /// How old a lock file must be to be taken as left behind by a crashed replica.
