@@ -29,6 +29,9 @@ pub enum Error {
     Io {
         /// The file or directory.
         path: String,
+        /// The operating system's error kind (`NotFound`, `PermissionDenied`, ...): what the
+        /// bindings map to their own error types.
+        kind: std::io::ErrorKind,
         /// What the operating system said.
         message: String,
     },
@@ -68,6 +71,7 @@ impl Error {
         let path = path.as_ref().display().to_string();
         move |e| Error::Io {
             path,
+            kind: e.kind(),
             message: e.to_string(),
         }
     }
@@ -92,3 +96,20 @@ impl Error {
 
 /// `Result` with [`Error`] as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_keep_the_operating_systems_kind() {
+        let missing = std::fs::read("/no/such/techshop-recs/file").map_err(Error::io("/no/such/techshop-recs/file"));
+        match missing {
+            Err(Error::Io { kind, ref path, .. }) => {
+                assert_eq!(kind, std::io::ErrorKind::NotFound);
+                assert!(path.contains("no/such"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -52,13 +52,27 @@ fn error_field(e: &RecError) -> Option<&str> {
     }
 }
 
+/// The operating system's error kind of an `IO` error (`NotFound`, `PermissionDenied`, ...), as
+/// Rust's `std::io::ErrorKind` names it.
+fn error_io_kind(e: &RecError) -> Option<String> {
+    match e {
+        RecError::Core(recsys_core::Error::Io { kind, .. })
+        | RecError::Train(recsys_train::Error::Core(recsys_core::Error::Io { kind, .. })) => Some(format!("{kind:?}")),
+        RecError::Train(recsys_train::Error::Io { source, .. }) => Some(format!("{:?}", source.kind())),
+        _ => None,
+    }
+}
+
 /// The JS `Error` for a Rust error (message: the Rust message; `code`: [`error_code`]; `field`
-/// for invalid arguments).
+/// for invalid arguments; `ioKind` for `IO` errors).
 fn js_error_unknown<'env>(env: &Env, e: &RecError) -> Unknown<'env> {
     let value = JsError::from(Error::new(error_code(e), e.to_string())).into_unknown(Env::from_raw(env.raw()));
+    // Best effort: without these properties the error still has the message naming them.
     if let Some(field) = error_field(e) {
-        // Best effort: without its `field` the error still has the message naming it.
         let _ = value.coerce_to_object().and_then(|mut o| o.set("field", field));
+    }
+    if let Some(kind) = error_io_kind(e) {
+        let _ = value.coerce_to_object().and_then(|mut o| o.set("ioKind", kind));
     }
     value
 }
@@ -307,9 +321,9 @@ impl From<recsys_serve::Recommendations> for Recommendations {
         Recommendations {
             user_id: r.user_id,
             model_version: r.model_version,
-            variant: r.variant,
+            variant: r.variant.to_string(),
             items: items(r.items),
-            source: r.source,
+            source: r.source.to_string(),
             request_id: r.request_id,
         }
     }

@@ -49,9 +49,7 @@ pub fn train_error(e: recsys_train::Error) -> PyErr {
 pub fn core_error(e: recsys_core::Error) -> PyErr {
     use recsys_core::Error as E;
     match e {
-        // recsys-core keeps the operating system's message, not its error kind; "os error 2" is ENOENT.
-        E::Io { ref message, .. } if message.contains("(os error 2)") => io_error(ErrorKind::NotFound, e.to_string()),
-        E::Io { .. } => PyOSError::new_err(e.to_string()),
+        E::Io { kind, .. } => io_error(kind, e.to_string()),
         E::Unavailable { .. } => PyConnectionError::new_err(e.to_string()),
         e if e.is_user_error() => PyValueError::new_err(e.to_string()),
         e => PyRuntimeError::new_err(e.to_string()),
