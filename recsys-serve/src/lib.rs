@@ -32,4 +32,6 @@ mod snapshot;
 
 pub use config::ServeConfig;
 pub use error::{Error, Result};
-pub use recommender::{RecItem, RecQuery, Recommendations, Recommender, RecommenderOptions, SimilarItems, Status};
+pub use recommender::{
+    RecItem, RecQuery, Recommendations, Recommender, RecommenderOptions, SimilarItems, Source, Status, Variant,
+};

@@ -118,6 +118,79 @@ pub struct RecItem {
     pub reason: String,
 }
 
+/// The A/B variant of an answer (serialised as `control` / `candidate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// The registry's current version.
+    Control,
+    /// The A/B or canary candidate.
+    Candidate,
+}
+
+impl Variant {
+    /// `control` or `candidate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Control => "control",
+            Variant::Candidate => "candidate",
+        }
+    }
+
+    fn of(name: &str) -> Variant {
+        if name == "candidate" {
+            Variant::Candidate
+        } else {
+            Variant::Control
+        }
+    }
+}
+
+/// Where an answer's candidates came from (serialised as `store` / `model` / `popular`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The pre-computed candidate store.
+    Store,
+    /// The model's nearest items to the user's embedding, computed for the request.
+    Model,
+    /// Trending and popular items (anonymous visitors, cold starts).
+    Popular,
+}
+
+impl Source {
+    /// `store`, `model` or `popular`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Store => "store",
+            Source::Model => "model",
+            Source::Popular => "popular",
+        }
+    }
+}
+
+macro_rules! str_like {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+str_like!(Variant);
+str_like!(Source);
+
 /// The answer of [`Recommender::recommend`] (the JSON of `GET /api/v1/recommendations`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendations {
@@ -126,11 +199,11 @@ pub struct Recommendations {
     /// The model version that answered.
     pub model_version: String,
     /// The A/B variant: `control` or `candidate`.
-    pub variant: String,
+    pub variant: Variant,
     /// Best first.
     pub items: Vec<RecItem>,
     /// Where the candidates came from: `store`, `model` or `popular`.
-    pub source: String,
+    pub source: Source,
     /// Unique per response (a cached answer gets a fresh one): 32 hex characters. The exposure
     /// log records it; events may quote it back (`EventIn::request_id`) to attribute a click to
     /// the response it came from.
@@ -949,7 +1022,7 @@ impl Recommender {
         } else {
             Some(model.user_embedding(&history, age, region, as_of)?)
         };
-        let mut source = "store";
+        let mut source = Source::Store;
         let mut candidates: Option<Vec<Scored>> = None;
         if !anonymous && inner.store.is_some() && !skip_store {
             match model.stored_candidates(user_id) {
@@ -965,7 +1038,7 @@ impl Recommender {
         let candidates = match (candidates, &embedding) {
             (Some(c), _) => c,
             (None, Some(emb)) => {
-                source = "model";
+                source = Source::Model;
                 model.search(
                     emb,
                     inner.options.config.candidates,
@@ -976,7 +1049,7 @@ impl Recommender {
                 )?
             }
             (None, None) => {
-                source = "popular";
+                source = Source::Popular;
                 m.fallback("popular");
                 let anchor_list = r.anchor.and_then(|a| model.item_vector(a)).map(|v| {
                     let mut ex = vec![r.anchor.unwrap_or(0)];
@@ -1131,7 +1204,7 @@ impl Recommender {
         let recs = Recommendations {
             user_id: user_id.to_string(),
             model_version: model.version.clone(),
-            variant: variant.to_string(),
+            variant: Variant::of(variant),
             items: top
                 .items
                 .iter()
@@ -1143,7 +1216,7 @@ impl Recommender {
                         .render(|i| f.item_label(i), |c| cats.get(c as usize).cloned()),
                 })
                 .collect(),
-            source: source.to_string(),
+            source,
             request_id: String::new(),
         };
         drop(f);
@@ -1184,13 +1257,13 @@ impl Recommender {
         let out = Recommendations {
             user_id: det.user_id.clone(),
             model_version: det.model_version.clone(),
-            variant: det.variant.clone(),
+            variant: det.variant,
             items: shown.iter().map(|&i| det.items[i].clone()).collect(),
-            source: det.source.clone(),
+            source: det.source,
             request_id,
         };
         if let Some(log) = &self.inner.exposure_log {
-            let base = if out.source == "popular" {
+            let base = if out.source == Source::Popular {
                 "popular"
             } else {
                 "two-tower"
@@ -1204,7 +1277,7 @@ impl Recommender {
                 request_id: out.request_id.clone(),
                 ts: now,
                 user_id: out.user_id.clone(),
-                variant: out.variant.clone(),
+                variant: out.variant.to_string(),
                 model_version: out.model_version.clone(),
                 policy,
                 context: ExposureContext {
@@ -1224,7 +1297,7 @@ impl Recommender {
                     })
                     .collect(),
                 cached,
-                source: Some(out.source.clone()),
+                source: Some(out.source.to_string()),
             });
         }
         Served {

@@ -31,9 +31,9 @@ fn recommendations_to_py<'py>(py: Python<'py>, r: &recsys_serve::Recommendations
     let d = PyDict::new(py);
     d.set_item(intern!(py, "user_id"), &r.user_id)?;
     d.set_item(intern!(py, "model_version"), &r.model_version)?;
-    d.set_item(intern!(py, "variant"), &r.variant)?;
+    d.set_item(intern!(py, "variant"), r.variant.as_str())?;
     d.set_item(intern!(py, "items"), items)?;
-    d.set_item(intern!(py, "source"), &r.source)?;
+    d.set_item(intern!(py, "source"), r.source.as_str())?;
     d.set_item(intern!(py, "request_id"), &r.request_id)?;
     Ok(d.into_any())
 }
