@@ -12,6 +12,5 @@ cd "$(dirname "$0")/.."
 OUT=${BENCH_DIR:-out/bench-simulate}
 source benches/release_bins.sh
 source benches/sim_world.sh
-DATA=$(realpath "$OUT/data"); REGISTRY=$(realpath "$OUT/registry")  # cargo bench runs in the package directory
 cargo bench -q --workspace --bench aa_simulator -- --data "$DATA" --registry "$REGISTRY" \
   --requests "${REQUESTS:-200000}" --days "${DAYS:-14}" --runs "${RUNS:-1000}" --seed "${SEED:-1}"

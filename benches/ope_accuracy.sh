@@ -13,7 +13,6 @@ cd "$(dirname "$0")/.."
 OUT=${BENCH_DIR:-out/bench-simulate}
 source benches/release_bins.sh
 source benches/sim_world.sh
-DATA=$(realpath "$OUT/data"); REGISTRY=$(realpath "$OUT/registry")  # cargo bench runs in the package directory
 cargo bench -q --workspace --bench ope_accuracy -- --source simulator --data "$DATA" --registry "$REGISTRY" \
   --epsilon "${EPSILON:-0.3}" --pool "${POOL:-20}" --offset "${OFFSET:-0}" \
   --requests "${REQUESTS:-1000000}" --replications "${REPLICATIONS:-100}" --rep-requests "${REP_REQUESTS:-20000}" \

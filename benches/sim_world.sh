@@ -1,7 +1,8 @@
 # Sourced by the simulator benches (simulate.sh, ope_accuracy.sh, aa_simulator.sh): the
 # quickstart's synthetic TechShop (5,000 users, 1,000 items, 14 days) imported into $OUT/data with
 # a two-epoch model in $OUT/registry, built once and reused while $OUT/registry/CURRENT.json is
-# there. Needs $TRAIN (benches/release_bins.sh) and $OUT.
+# there. Needs $TRAIN (benches/release_bins.sh) and $OUT; sets DATA and REGISTRY to their absolute
+# paths (`cargo bench` runs a bench in its package's directory).
 if [ ! -f "$OUT/registry/CURRENT.json" ]; then
   rm -rf "$OUT"
   "$TRAIN" -q generate --out "$OUT/raw" >/dev/null
@@ -11,3 +12,5 @@ if [ ! -f "$OUT/registry/CURRENT.json" ]; then
   echo '{"epochs": 2}' >"$OUT/train.json"
   "$TRAIN" -q train --data "$OUT/data" --registry "$OUT/registry" --config "$OUT/train.json" --gates off >/dev/null
 fi
+DATA=$(realpath "$OUT/data")
+REGISTRY=$(realpath "$OUT/registry")

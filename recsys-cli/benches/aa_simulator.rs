@@ -25,6 +25,9 @@
 //!     [--requests 200000] [--days 14] [--runs 1000] [--seed 1]
 //! ```
 
+mod common;
+
+use common::arg;
 use recsys_core::ab::Layer;
 use recsys_serve::simulate::{SimulateOptions, simulate};
 use recsys_train::abtest::{
@@ -33,15 +36,6 @@ use recsys_train::abtest::{
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: bad value {v}")))
-        .unwrap_or(default)
-}
 
 /// The metrics whose lifts are tested.
 const METRICS: [&str; 4] = ["ctr", "conversion", "aov", "revenue_per_user"];

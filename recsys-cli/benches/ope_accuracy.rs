@@ -23,20 +23,14 @@
 //!     [--rep-requests 20000] [--bootstrap 200] [--seed 1]
 //! ```
 
+mod common;
+
+use common::arg;
 use recsys_serve::ServeConfig;
 use recsys_serve::config::ExplorationConfig;
 use recsys_serve::simulate::{SimulateOptions, SimulatorBandit, TraceTarget};
 use recsys_train::ope::{BanditSource, ESTIMATORS, OpeOptions, SyntheticBandit, evaluate};
 use std::time::Instant;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: bad value {v}")))
-        .unwrap_or(default)
-}
 
 fn main() {
     let requests: usize = arg("--requests", 1_000_000);
