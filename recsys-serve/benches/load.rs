@@ -177,7 +177,7 @@ fn library(kv: &HashMap<String, String>) {
         let r = rec.recommend(&user, &q).unwrap();
         lat.push(t.elapsed().as_nanos() as u64);
         cpu.push(thread_cpu_ns().saturating_sub(c));
-        *sources.entry(r.source).or_default() += 1;
+        *sources.entry(r.source.to_string()).or_default() += 1;
     }
     lat.sort_unstable();
     cpu.sort_unstable();
