@@ -24,7 +24,7 @@ pub fn real_data_dir() -> PathBuf {
 /// file fails the test instead, so CI still runs every test on real data.
 pub fn real_data_file(rel: &str) -> Option<PathBuf> {
     if std::env::var("TECHSHOP_SKIP_REAL_DATA").as_deref() == Ok("1") {
-        eprintln!("NOTICE: TECHSHOP_SKIP_REAL_DATA=1: skipping the test on {rel}");
+        notice(&format!("TECHSHOP_SKIP_REAL_DATA=1: skipping the test on {rel}"));
         return None;
     }
     let p = real_data_dir().join(rel);
@@ -37,10 +37,17 @@ pub fn real_data_file(rel: &str) -> Option<PathBuf> {
             std::env::var("TECHSHOP_REQUIRE_TEST_DATA").as_deref() != Ok("1"),
             "{msg}; TECHSHOP_REQUIRE_TEST_DATA=1 requires it"
         );
-        eprintln!("NOTICE: SKIPPED: {msg}");
+        notice(&format!("SKIPPED: {msg}"));
         return None;
     }
     Some(p)
+}
+
+/// A `NOTICE:` line on the process's stderr, visible in `cargo test`'s output even when the test
+/// passes (the test harness captures `eprintln!`, not writes to the stderr handle).
+pub fn notice(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "NOTICE: {text}");
 }
 
 /// Writes `content` to `dir/name` and returns the path.
