@@ -190,17 +190,10 @@ fn parquet_files(path: &Path) -> Result<Vec<PathBuf>> {
     } else {
         path.to_path_buf()
     };
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries {
-            let p = e.map_err(Error::io(&dir))?.path();
-            if p.is_file() && p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
+    if !dir.is_dir() {
+        return Ok(Vec::new());
     }
-    out.sort();
-    Ok(out)
+    crate::read::files_with_extension(&dir, "parquet")
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, path: &Path, name: &str) -> Result<&'a T> {

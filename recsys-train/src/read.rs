@@ -292,10 +292,15 @@ pub fn serving_event_files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
             "neither an event CSV file nor a directory of them",
         ));
     }
+    files_with_extension(path, "csv")
+}
+
+/// The files of directory `dir` whose extension is `ext`, in name order.
+pub(crate) fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(path).map_err(Error::io(path))? {
-        let p = e.map_err(Error::io(path))?.path();
-        if p.is_file() && p.extension().is_some_and(|x| x == "csv") {
+    for e in std::fs::read_dir(dir).map_err(Error::io(dir))? {
+        let p = e.map_err(Error::io(dir))?.path();
+        if p.is_file() && p.extension().is_some_and(|x| x == ext) {
             out.push(p);
         }
     }
