@@ -6,7 +6,7 @@
 
 use super::net::{CodeMix, MixData};
 use super::sparse::SparseTable;
-use super::{TrainingData, TwoTowerConfig, UserContext, UserInputs};
+use super::{GAP_BUCKETS, TrainingData, TwoTowerConfig, UserContext, UserEncoder, UserInputs};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
@@ -35,7 +35,21 @@ pub(super) struct Plan {
     offset: Vec<f32>,
     /// The logQ correction of each row's own target (the diagonal of `−offset`).
     target_correction: Vec<f32>,
+    /// The self-attention encoder's inputs ([`UserEncoder::Attention`] only).
+    sequence: Option<SequencePlan>,
     b: usize,
+}
+
+/// The inputs of the self-attention encoder besides the id rows, `b × L` slots.
+struct SequencePlan {
+    /// Event type of each slot (one-hot).
+    event: MixData,
+    /// Time-gap bucket of each slot (one-hot).
+    gap: MixData,
+    /// 0 for an event, −1e9 for padding, `[b, L]`.
+    mask: Vec<f32>,
+    /// 1 where the example has any history, `[b, 1]`.
+    present: Vec<f32>,
 }
 
 /// The id-table rows a batch touches and where they enter it: what the host keeps of a batch
@@ -57,7 +71,15 @@ impl IdRows {
     /// Adds the gradients of the columns' rows (`g_leaf`, one row per column) and of the pooled
     /// histories (`g_short`, `g_long`, one row per example; `L` slots each) into one gradient per
     /// distinct row, and applies `table`'s lazy Adam step to those rows.
-    pub(super) fn update(&self, table: &mut SparseTable, [g_leaf, g_short, g_long]: &[Vec<f32>; 3], l: usize, lr: f32) {
+    /// With the self-attention encoder, `g_seq` holds the gradient of every history slot's id
+    /// row (`b × L` rows; empty otherwise), added to its row with weight 1.
+    pub(super) fn update(
+        &self,
+        table: &mut SparseTable,
+        [g_leaf, g_short, g_long, g_seq]: &[Vec<f32>; 4],
+        l: usize,
+        lr: f32,
+    ) {
         let d = table.dim();
         let u = self.unique.len();
         let mut g_rows = vec![0f32; u * d];
@@ -81,6 +103,9 @@ impl IdRows {
                 let (gsk, glk) = (&g_short[k * d..(k + 1) * d], &g_long[k * d..(k + 1) * d]);
                 for (t, (&a, &c)) in out.iter_mut().zip(gsk.iter().zip(glk)) {
                     *t += ws * a + wl * c;
+                }
+                if let Some(gs) = g_seq.get(s * d..(s + 1) * d) {
+                    out.iter_mut().zip(gs).for_each(|(t, &g)| *t += g);
                 }
             }
         });
@@ -109,7 +134,20 @@ pub(super) struct Batch<B: Backend> {
     /// See [`Plan::offset`].
     pub(super) offset: Vec<f32>,
     pub(super) target_correction: Vec<f32>,
+    /// The self-attention encoder's inputs ([`UserEncoder::Attention`] only).
+    pub(super) sequence: Option<SequenceBatch<B>>,
     pub(super) b: usize,
+}
+
+/// The self-attention encoder's inputs on the device (see `SequenceEncoder::forward`).
+pub(super) struct SequenceBatch<B: Backend> {
+    /// The history slots' id rows `[b, L, id_dim]` (a leaf: zeros for padding and dropped
+    /// ids; its gradient goes into the rows by hand).
+    pub(super) rows: Tensor<B, 3>,
+    pub(super) event: CodeMix<B>,
+    pub(super) gap: CodeMix<B>,
+    pub(super) mask: Tensor<B, 2>,
+    pub(super) present: Tensor<B, 2>,
 }
 
 /// A float tensor of `shape` on `dev` from row-major values.
@@ -249,6 +287,26 @@ pub(super) fn plan_batch(
         }
     }
     let target_correction = correction[..b].to_vec();
+    let sequence = (cfg.user_encoder == UserEncoder::Attention).then(|| {
+        let mut event = vec![0u32; b * l];
+        let mut gap = vec![0u32; b * l];
+        let mut mask = vec![-1e9f32; b * l];
+        let mut present = vec![0f32; b];
+        for (k, inputs) in all_inputs.iter().enumerate() {
+            for j in 0..inputs.items.len() {
+                event[k * l + j] = inputs.event_types[j];
+                gap[k * l + j] = inputs.gaps[j];
+                mask[k * l + j] = 0.0;
+            }
+            present[k] = if inputs.items.is_empty() { 0.0 } else { 1.0 };
+        }
+        SequencePlan {
+            event: MixData::lookup(&event, 4),
+            gap: MixData::lookup(&gap, GAP_BUCKETS),
+            mask,
+            present,
+        }
+    });
     let hist_cat = MixData::pool(&hist_cat, &long_weights, l, v.categories);
     let hist_price = MixData::pool(&hist_price, &long_weights, l, v.price_buckets);
     Plan {
@@ -270,6 +328,7 @@ pub(super) fn plan_batch(
         user_numeric,
         offset,
         target_correction,
+        sequence,
         b,
     }
 }
@@ -316,6 +375,23 @@ pub(super) fn fill_batch<B: AutodiffBackend>(
             dst.copy_from_slice(&rows[t as usize * d..(t as usize + 1) * d]);
         }
     }
+    let sequence = plan.sequence.map(|seq| {
+        let mut slot_rows = vec![0f32; b * l * d];
+        slot_rows.par_chunks_mut(d).enumerate().for_each(|(s, dst)| {
+            // Padding and dropped ids (position `pad`) stay zero.
+            let r = ids.hist_rows[s] as usize;
+            if r < pad {
+                dst.copy_from_slice(&rows[r * d..(r + 1) * d]);
+            }
+        });
+        SequenceBatch {
+            rows: floats::<B, 3>(slot_rows, [b, l, d], dev).require_grad(),
+            event: seq.event.upload(dev),
+            gap: seq.gap.upload(dev),
+            mask: floats(seq.mask, [b, l], dev),
+            present: floats(seq.present, [b, 1], dev),
+        }
+    });
     Batch {
         leaf: floats::<B, 2>(leaf_rows, [cols, d], dev).require_grad(),
         rows: plan.rows,
@@ -332,6 +408,7 @@ pub(super) fn fill_batch<B: AutodiffBackend>(
         user_numeric: floats(plan.user_numeric, [b, super::USER_NUMERIC], dev),
         offset: plan.offset,
         target_correction: plan.target_correction,
+        sequence,
         b,
     }
 }

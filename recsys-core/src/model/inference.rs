@@ -1,7 +1,7 @@
 //! Two-tower inference on plain `f32` slices: no tensor library at serving time, one user
 //! embedding in tens of microseconds on one core.
 
-use super::{ITEM_NUMERIC, ItemSide, TwoTowerConfig, USER_NUMERIC, UserInputs, Vocab};
+use super::{GAP_BUCKETS, ITEM_NUMERIC, ItemSide, TwoTowerConfig, USER_NUMERIC, UserEncoder, UserInputs, Vocab};
 use crate::memory::LargeTable;
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -33,6 +33,264 @@ impl Dense {
         if relu {
             out.iter_mut().for_each(|v| *v = v.max(0.0));
         }
+    }
+
+    /// `out = W y` (no bias): the vector whose dot product with an input `x` is `(x W) · y`.
+    pub fn transposed(&self, y: &[f32], out: &mut [f32]) {
+        for (o, w) in out.iter_mut().zip(self.w.chunks_exact(self.output)) {
+            *o = crate::simd::dot(w, y);
+        }
+    }
+}
+
+/// A layer norm's scale and shift (`y = (x − mean) / sqrt(var + ε) · gamma + beta`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Norm {
+    /// Scale.
+    pub gamma: Vec<f32>,
+    /// Shift.
+    pub beta: Vec<f32>,
+}
+
+impl Norm {
+    /// Normalises `x` in place (biased variance, ε = [`super::net::LAYER_NORM_EPSILON`]).
+    pub fn apply(&self, x: &mut [f32]) {
+        let n = x.len() as f32;
+        let mean = x.iter().sum::<f32>() / n;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let inv = 1.0 / (var + super::net::LAYER_NORM_EPSILON as f32).sqrt();
+        for ((v, g), b) in x.iter_mut().zip(&self.gamma).zip(&self.beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+/// One self-attention block of [`SequenceWeights`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockWeights {
+    /// Query projection.
+    pub query: Dense,
+    /// Key projection.
+    pub key: Dense,
+    /// Value projection.
+    pub value: Dense,
+    /// Norm after attention.
+    pub norm1: Norm,
+    /// Feed-forward, first layer.
+    pub ff_in: Dense,
+    /// Feed-forward, second layer.
+    pub ff_out: Dense,
+    /// Norm after the feed-forward layer.
+    pub norm2: Norm,
+}
+
+/// The self-attention encoder of the history ([`UserEncoder::Attention`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceWeights {
+    /// Position table, `history_len × id_dim`.
+    pub position: Vec<f32>,
+    /// Event-type table, `4 × id_dim`.
+    pub event: Vec<f32>,
+    /// Time-gap table, `GAP_BUCKETS × id_dim`.
+    pub gap: Vec<f32>,
+    /// The blocks, first to last.
+    pub blocks: Vec<BlockWeights>,
+}
+
+impl BlockWeights {
+    /// The block's output at slot `j` of `x` (`n × d`, newest first), attending to slots `j..n`.
+    ///
+    /// The key and value projections are never applied to every slot: with `q` the query,
+    /// `q · (x_i K + k_b) = x_i · (K q) + q · k_b`, whose last term is the same for every slot and
+    /// cancels in the softmax; and with weights `a` summing to 1, `Σ a_i (x_i V + v_b) =
+    /// (Σ a_i x_i) V + v_b`. So a query costs two `d × d` products and `O(n d)`, whatever `n`.
+    fn at(&self, x: &[f32], d: usize, j: usize, scratch: &mut Scratch) -> Vec<f32> {
+        let Scratch {
+            q,
+            qk,
+            scores,
+            mixed,
+            h,
+        } = scratch;
+        let xj = &x[j * d..(j + 1) * d];
+        self.query.forward(xj, q, false);
+        self.key.transposed(q, qk);
+        let scale = 1.0 / (d as f32).sqrt();
+        scores.clear();
+        scores.extend(x[j * d..].chunks_exact(d).map(|xi| crate::simd::dot(xi, qk) * scale));
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            total += *s;
+        }
+        mixed.iter_mut().for_each(|m| *m = 0.0);
+        for (xi, &s) in x[j * d..].chunks_exact(d).zip(scores.iter()) {
+            crate::simd::axpy(mixed, s / total, xi);
+        }
+        let mut y = vec![0.0; d];
+        self.value.forward(mixed, &mut y, false);
+        y.iter_mut().zip(xj).for_each(|(a, b)| *a += b);
+        self.norm1.apply(&mut y);
+        self.ff_in.forward(&y, h, true);
+        let mut z = vec![0.0; d];
+        self.ff_out.forward(h, &mut z, false);
+        z.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+        self.norm2.apply(&mut z);
+        z
+    }
+}
+
+/// Buffers of [`BlockWeights::at`].
+struct Scratch {
+    q: Vec<f32>,
+    qk: Vec<f32>,
+    scores: Vec<f32>,
+    mixed: Vec<f32>,
+    h: Vec<f32>,
+}
+
+impl SequenceWeights {
+    /// The encoder from its tensors in the order [`SequenceWeights::tensors`] lists them (missing
+    /// ones come out empty, which [`TwoTowerModel::check_shapes`] then refuses).
+    fn from_tensors(t: &mut impl Iterator<Item = Vec<f32>>, d: usize, blocks: usize) -> Self {
+        let mut next = || t.next().unwrap_or_default();
+        let (position, event, gap) = (next(), next(), next());
+        let square = |next: &mut dyn FnMut() -> Vec<f32>| Dense {
+            w: next(),
+            b: next(),
+            input: d,
+            output: d,
+        };
+        let blocks = (0..blocks)
+            .map(|_| {
+                let (query, key, value) = (square(&mut next), square(&mut next), square(&mut next));
+                let norm1 = Norm {
+                    gamma: next(),
+                    beta: next(),
+                };
+                let (ff_in, ff_out) = (square(&mut next), square(&mut next));
+                let norm2 = Norm {
+                    gamma: next(),
+                    beta: next(),
+                };
+                BlockWeights {
+                    query,
+                    key,
+                    value,
+                    norm1,
+                    ff_in,
+                    ff_out,
+                    norm2,
+                }
+            })
+            .collect();
+        SequenceWeights {
+            position,
+            event,
+            gap,
+            blocks,
+        }
+    }
+
+    /// The named tensors, in the model file's order.
+    fn tensors(&self) -> Vec<(String, &[f32])> {
+        let mut out: Vec<(String, &[f32])> = vec![
+            ("sequence.position".into(), &self.position),
+            ("sequence.event".into(), &self.event),
+            ("sequence.gap".into(), &self.gap),
+        ];
+        for (k, b) in self.blocks.iter().enumerate() {
+            let name = |part: &str| format!("sequence.block{k}.{part}");
+            out.extend([
+                (name("query.w"), &b.query.w[..]),
+                (name("query.b"), &b.query.b[..]),
+                (name("key.w"), &b.key.w[..]),
+                (name("key.b"), &b.key.b[..]),
+                (name("value.w"), &b.value.w[..]),
+                (name("value.b"), &b.value.b[..]),
+                (name("norm1.gamma"), &b.norm1.gamma[..]),
+                (name("norm1.beta"), &b.norm1.beta[..]),
+                (name("ff_in.w"), &b.ff_in.w[..]),
+                (name("ff_in.b"), &b.ff_in.b[..]),
+                (name("ff_out.w"), &b.ff_out.w[..]),
+                (name("ff_out.b"), &b.ff_out.b[..]),
+                (name("norm2.gamma"), &b.norm2.gamma[..]),
+                (name("norm2.beta"), &b.norm2.beta[..]),
+            ]);
+        }
+        out
+    }
+
+    /// Checks every tensor's size for `cfg`, naming the first wrong one.
+    fn check_shapes(&self, cfg: &TwoTowerConfig) -> Result<()> {
+        let d = cfg.id_dim;
+        if self.blocks.len() != cfg.attention_layers {
+            return Err(Error::invalid(
+                "model",
+                "sequence.blocks",
+                format!("{} blocks, expected {}", self.blocks.len(), cfg.attention_layers),
+            ));
+        }
+        for (name, t) in self.tensors() {
+            let want = match name.rsplit('.').next().unwrap_or_default() {
+                "position" => cfg.history_len * d,
+                "event" => 4 * d,
+                "gap" => GAP_BUCKETS * d,
+                "w" => d * d,
+                _ => d,
+            };
+            if t.len() != want {
+                return Err(Error::invalid(
+                    "model",
+                    name,
+                    format!("tensor has {} values, expected {want}", t.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The encoding (`id_dim`) of a history, read at its newest event; zeros when it is empty.
+    /// `id_row(item)` gives an item's id row.
+    fn encode(&self, u: &UserInputs, d: usize, id_row: impl Fn(u32) -> Vec<f32>) -> Vec<f32> {
+        let n = u.items.len().min(self.position.len() / d);
+        if n == 0 {
+            return vec![0.0; d];
+        }
+        let mut x = vec![0.0f32; n * d];
+        for (j, slot) in x.chunks_exact_mut(d).enumerate() {
+            let event = u.event_types.get(j).copied().unwrap_or(0).min(3);
+            let gap = u.gaps.get(j).copied().unwrap_or(0).min(GAP_BUCKETS as u32 - 1);
+            slot.copy_from_slice(&id_row(u.items[j]));
+            for t in [
+                row(&self.position, d, j as u32),
+                row(&self.event, d, event),
+                row(&self.gap, d, gap),
+            ] {
+                slot.iter_mut().zip(t).for_each(|(a, b)| *a += b);
+            }
+        }
+        let mut scratch = Scratch {
+            q: vec![0.0; d],
+            qk: vec![0.0; d],
+            scores: Vec::with_capacity(n),
+            mixed: vec![0.0; d],
+            h: vec![0.0; d],
+        };
+        let last = self.blocks.len().saturating_sub(1);
+        for (k, block) in self.blocks.iter().enumerate() {
+            if k == last {
+                return block.at(&x, d, 0, &mut scratch);
+            }
+            let mut next = vec![0.0f32; n * d];
+            for j in 0..n {
+                next[j * d..(j + 1) * d].copy_from_slice(&block.at(&x, d, j, &mut scratch));
+            }
+            x = next;
+        }
+        x.truncate(d);
+        x
     }
 }
 
@@ -66,6 +324,8 @@ pub struct TwoTowerModel {
     pub user_in: Dense,
     /// User tower output layer.
     pub user_out: Dense,
+    /// The self-attention encoder ([`UserEncoder::Attention`]; `None` for the pooled one).
+    pub sequence: Option<SequenceWeights>,
 }
 
 fn row(table: &[f32], dim: usize, r: u32) -> &[f32] {
@@ -132,15 +392,24 @@ impl TwoTowerModel {
         let mut cat = vec![0.0f32; c.side_dim];
         let mut price = vec![0.0f32; c.side_dim];
         let add = |acc: &mut [f32], w: f32, v: &[f32]| acc.iter_mut().zip(v).for_each(|(a, x)| *a += w * x);
+        if let Some(&item) = u.items.iter().find(|&&i| i as usize >= self.vocab.items) {
+            return Err(Error::NotFound {
+                kind: "item",
+                id: item.to_string(),
+            });
+        }
+        let attention = self
+            .sequence
+            .as_ref()
+            .filter(|_| c.user_encoder == UserEncoder::Attention);
+        if let Some(seq) = attention {
+            short = seq.encode(u, c.id_dim, |item| row(&self.id_table, c.id_dim, item).to_vec());
+        }
         for ((&item, &ws), &wl) in u.items.iter().zip(&u.weights).zip(&u.long_weights) {
-            if item as usize >= self.vocab.items {
-                return Err(Error::NotFound {
-                    kind: "item",
-                    id: item.to_string(),
-                });
-            }
             let id = row(&self.id_table, c.id_dim, item);
-            add(&mut short, ws, id);
+            if attention.is_none() {
+                add(&mut short, ws, id);
+            }
             add(&mut long, wl, id);
             let i = item as usize;
             add(
@@ -173,7 +442,7 @@ impl TwoTowerModel {
     /// and the tensors as little-endian `f32`.
     pub fn save(&self, w: &mut impl Write) -> Result<()> {
         let tensors = self.tensors();
-        let shapes: Vec<(String, usize)> = tensors.iter().map(|(n, t)| (n.to_string(), t.len())).collect();
+        let shapes: Vec<(String, usize)> = tensors.iter().map(|(n, t)| (n.clone(), t.len())).collect();
         let layers: Vec<[usize; 2]> = [&self.item_in, &self.item_out, &self.user_in, &self.user_out]
             .iter()
             .map(|d| [d.input, d.output])
@@ -234,11 +503,16 @@ impl TwoTowerModel {
         for (_, n) in &shapes {
             t.push(read(*n)?);
         }
-        if t.len() != 14 || layers.len() != 4 {
+        let blocks = match config.user_encoder {
+            UserEncoder::Pooled => 0,
+            UserEncoder::Attention => config.attention_layers,
+        };
+        let sequence_tensors = if blocks > 0 { 3 + 14 * blocks } else { 0 };
+        if t.len() != 14 + sequence_tensors || layers.len() != 4 {
             return Err(bad("unexpected tensor count"));
         }
         let mut it = t.into_iter();
-        let mut next = || it.next().expect("14 tensors");
+        let mut next = || it.next().unwrap_or_default();
         let (id_table, category, brand, price, age, region) = (next(), next(), next(), next(), next(), next());
         let mut dense = |k: usize| Dense {
             w: next(),
@@ -247,6 +521,7 @@ impl TwoTowerModel {
             output: layers[k][1],
         };
         let (item_in, item_out, user_in, user_out) = (dense(0), dense(1), dense(2), dense(3));
+        let sequence = (blocks > 0).then(|| SequenceWeights::from_tensors(&mut it, config.id_dim, blocks));
         let m = TwoTowerModel {
             config,
             vocab,
@@ -261,13 +536,14 @@ impl TwoTowerModel {
             item_out,
             user_in,
             user_out,
+            sequence,
         };
         m.check_shapes()?;
         Ok(m)
     }
 
-    fn tensors(&self) -> Vec<(&'static str, &[f32])> {
-        vec![
+    fn tensors(&self) -> Vec<(String, &[f32])> {
+        let base: Vec<(&str, &[f32])> = vec![
             ("id_table", &self.id_table[..]),
             ("category", &self.category),
             ("brand", &self.brand),
@@ -282,7 +558,12 @@ impl TwoTowerModel {
             ("user_in.b", &self.user_in.b),
             ("user_out.w", &self.user_out.w),
             ("user_out.b", &self.user_out.b),
-        ]
+        ];
+        let mut named: Vec<(String, &[f32])> = base.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+        if let Some(seq) = &self.sequence {
+            named.extend(seq.tensors());
+        }
+        named
     }
 
     /// Verifies that every tensor has the size the configuration and vocabulary imply.
@@ -323,7 +604,15 @@ impl TwoTowerModel {
                 return Err(Error::invalid("model", "layer", "bias/weight sizes disagree"));
             }
         }
-        Ok(())
+        match (&self.sequence, c.user_encoder) {
+            (Some(seq), UserEncoder::Attention) => seq.check_shapes(c),
+            (None, UserEncoder::Pooled) => Ok(()),
+            (_, encoder) => Err(Error::invalid(
+                "model",
+                "sequence",
+                format!("the attention weights do not match user_encoder `{}`", encoder.as_str()),
+            )),
+        }
     }
 }
 

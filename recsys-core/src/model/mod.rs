@@ -5,7 +5,9 @@
 //! * User tower: demographics (age bucket, region) + the user's recent history strictly before the
 //!   prediction time, pooled twice (short term: event-type weights × recency decay; long term:
 //!   event-type weights only, also pooling the history's categories and price buckets) + aggregate
-//!   features of that history → MLP → L2-normalised embedding. There is no per-user id table: the user tower
+//!   features of that history → MLP → L2-normalised embedding. With
+//!   [`UserEncoder::Attention`], causal self-attention over the history (ids, positions, event
+//!   types, time gaps), read at the newest event, takes the short-term pooling's place. There is no per-user id table: the user tower
 //!   is a function of features and history, so it serves new users and live sessions alike.
 //!
 //! Training ([`trainer`]) is generic over the burn backend (CPU `NdArray` by default, CUDA behind
@@ -64,6 +66,18 @@ pub struct TwoTowerConfig {
     /// History length the user tower sees.
     #[config(default = 100)]
     pub history_len: usize,
+    /// How the user tower reads the history's item ids: [`UserEncoder::Pooled`] (weighted
+    /// averages, the default) or [`UserEncoder::Attention`] (causal self-attention over the
+    /// recent history, whose output at the newest event replaces the short-term pooling).
+    #[config(default = "UserEncoder::Pooled")]
+    pub user_encoder: UserEncoder,
+    /// Self-attention blocks of [`UserEncoder::Attention`] (1 or 2).
+    #[config(default = 1)]
+    pub attention_layers: usize,
+    /// Dropout probability of [`UserEncoder::Attention`]'s inputs and of each block's attention
+    /// and feed-forward outputs, while training only.
+    #[config(default = 0.0)]
+    pub attention_dropout: f32,
     /// Recency half-life in events of the short-term pooling (the newest event has weight 1).
     /// The default is long: on next-days targets (time split) recency-weighted pooling trained
     /// on next-event examples overfits the current session (measured: recall@20 0.376 at 10
@@ -131,6 +145,46 @@ pub struct TwoTowerConfig {
     pub validation_users: usize,
 }
 
+/// How the user tower reads the item ids of the history ([`TwoTowerConfig::user_encoder`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserEncoder {
+    /// Two weighted averages of the history's id rows: short term (event type × recency decay)
+    /// and long term (event type only).
+    #[default]
+    Pooled,
+    /// Causal self-attention over the history (newest first; each event's input is its id row
+    /// plus embeddings of its position, event type and time gap to the prediction time), read
+    /// at the newest event: it replaces the short-term pooling; the long-term pooling stays.
+    Attention,
+}
+
+impl UserEncoder {
+    /// The name used in configurations: `pooled` or `attention`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserEncoder::Pooled => "pooled",
+            UserEncoder::Attention => "attention",
+        }
+    }
+}
+
+/// The most self-attention blocks [`TwoTowerConfig::attention_layers`] accepts.
+pub const MAX_ATTENTION_LAYERS: usize = 2;
+
+/// Time-gap buckets of [`UserEncoder::Attention`]'s inputs: bucket `b` holds events whose age
+/// before the prediction time is in `[2^(b-1), 2^b)` hours (bucket 0: under one hour; the last
+/// bucket takes everything older).
+pub const GAP_BUCKETS: usize = 16;
+
+/// The time-gap bucket ([`GAP_BUCKETS`]) of an event `age_ms` before the prediction time.
+pub fn gap_bucket(age_ms: i64) -> u32 {
+    let hours = (age_ms.max(0) / 3_600_000) as u64;
+    // 0 h → 0, 1 h → 1, 2–3 h → 2, 4–7 h → 3, …
+    let b = 64 - hours.leading_zeros();
+    b.min(GAP_BUCKETS as u32 - 1)
+}
+
 /// The metrics [`TwoTowerConfig::validation_metric`] accepts.
 pub const VALIDATION_METRICS: [&str; 13] = [
     "recall@10",
@@ -164,6 +218,13 @@ impl TwoTowerConfig {
                 return Err(crate::Error::invalid(name, v, "must be positive"));
             }
         }
+        if !(1..=MAX_ATTENTION_LAYERS).contains(&self.attention_layers) {
+            return Err(crate::Error::invalid(
+                "attention_layers",
+                self.attention_layers,
+                format!("must be 1 to {MAX_ATTENTION_LAYERS}"),
+            ));
+        }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(crate::Error::invalid(
                 "temperature",
@@ -176,6 +237,13 @@ impl TwoTowerConfig {
                 "learning_rate",
                 self.learning_rate,
                 "must be positive",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.attention_dropout) {
+            return Err(crate::Error::invalid(
+                "attention_dropout",
+                self.attention_dropout,
+                "must be at least 0 and below 1",
             ));
         }
         if !(0.0..1.0).contains(&self.id_dropout) {
@@ -354,6 +422,10 @@ pub struct UserInputs {
     pub weights: Vec<f32>,
     /// Long-term pooling weight per history item (event type only; sums to 1).
     pub long_weights: Vec<f32>,
+    /// Event type code ([`EventType`] as `u32`) per history item.
+    pub event_types: Vec<u32>,
+    /// Time-gap bucket ([`gap_bucket`]) per history item.
+    pub gaps: Vec<u32>,
     /// Age code.
     pub age: u32,
     /// Region code.
@@ -371,6 +443,8 @@ impl UserInputs {
         let mut items = Vec::with_capacity(window.len());
         let mut weights = Vec::with_capacity(window.len());
         let mut long_weights = Vec::with_capacity(window.len());
+        let mut event_types = Vec::with_capacity(window.len());
+        let mut gaps = Vec::with_capacity(window.len());
         let mut counts = [0f32; 4];
         let day = DAY_MS as f32;
         for (rank, e) in window.iter().rev().enumerate() {
@@ -382,6 +456,8 @@ impl UserInputs {
             items.push(e.item);
             weights.push(w);
             long_weights.push(tw);
+            event_types.push(e.event_type as u32);
+            gaps.push(gap_bucket(ctx.as_of - e.ts));
             counts[e.event_type as usize] += 1.0;
         }
         normalize_weights(&mut weights);
@@ -391,6 +467,8 @@ impl UserInputs {
             items,
             weights,
             long_weights,
+            event_types,
+            gaps,
             age: ctx.age,
             region: ctx.region,
             numeric: [
@@ -475,6 +553,9 @@ mod tests {
         // A purchase outweighs an older view.
         assert!(u.weights[0] > u.weights[1]);
         assert_eq!(u.numeric[3], 0.5);
+        assert_eq!(u.event_types, vec![EventType::Purchase as u32, EventType::View as u32]);
+        // 1 s and 2 s old: both under an hour.
+        assert_eq!(u.gaps, vec![0, 0]);
         let empty = UserInputs::build(
             &UserContext {
                 history: &h,
@@ -486,6 +567,31 @@ mod tests {
         );
         assert!(empty.items.is_empty() && empty.weights.is_empty());
         assert_eq!(empty.numeric, [0.0; 4]);
+    }
+
+    #[test]
+    fn gap_buckets_double_in_hours_and_cap() {
+        let h = 3_600_000;
+        let got: Vec<u32> = [-5, 0, h - 1, h, 2 * h, 3 * h, 4 * h, 1 << 60]
+            .iter()
+            .map(|&ms| gap_bucket(ms))
+            .collect();
+        assert_eq!(got, [0, 0, 0, 1, 2, 2, 3, GAP_BUCKETS as u32 - 1]);
+    }
+
+    #[test]
+    fn encoder_names_and_layers_are_checked() {
+        let cfg = TwoTowerConfig::from_json(&serde_json::json!({"user_encoder": "attention"})).unwrap();
+        assert_eq!(cfg.user_encoder, UserEncoder::Attention);
+        assert_eq!(cfg.user_encoder.as_str(), "attention");
+        let e = TwoTowerConfig::from_json(&serde_json::json!({"user_encoder": "lstm"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`user_encoder`") && e.contains("lstm"), "{e}");
+        let e = TwoTowerConfig::from_json(&serde_json::json!({"attention_layers": 3}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`attention_layers`"), "{e}");
     }
 
     #[test]

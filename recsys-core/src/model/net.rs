@@ -1,10 +1,12 @@
 //! The dense part of the two towers as a burn [`Module`]; the id table lives outside it
 //! ([`super::sparse::SparseTable`]) and enters as an already-gathered tensor.
 
-use super::{ITEM_NUMERIC, TwoTowerConfig, USER_NUMERIC, Vocab};
+use super::{GAP_BUCKETS, ITEM_NUMERIC, TwoTowerConfig, USER_NUMERIC, UserEncoder, Vocab};
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
-use burn::tensor::activation::relu;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
+use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use std::collections::HashMap;
@@ -30,6 +32,153 @@ pub struct TwoTowerNet<B: Backend> {
     pub user_in: Linear<B>,
     /// User tower, output layer.
     pub user_out: Linear<B>,
+    /// The self-attention encoder of the history ([`UserEncoder::Attention`]); `None` for the
+    /// pooled encoder.
+    pub sequence: Option<SequenceEncoder<B>>,
+}
+
+/// Causal self-attention over a user's history (newest event first), read at the newest event.
+/// Each event's input is its id row plus learned embeddings of its position (recency rank), its
+/// event type and its time-gap bucket.
+#[derive(Module, Debug)]
+pub struct SequenceEncoder<B: Backend> {
+    /// Position embedding, `history_len × id_dim` (row 0: the newest event).
+    pub position: Embedding<B>,
+    /// Event-type embedding, `4 × id_dim`.
+    pub event: Embedding<B>,
+    /// Time-gap embedding, `GAP_BUCKETS × id_dim`.
+    pub gap: Embedding<B>,
+    /// The attention blocks, first to last.
+    pub blocks: Vec<AttentionBlock<B>>,
+    /// Dropout of the inputs and of each block's attention and feed-forward outputs while
+    /// training ([`TwoTowerConfig::attention_dropout`]; burn applies it on autodiff backends only).
+    pub dropout: Dropout,
+}
+
+/// One block: single-head attention with a residual connection and layer norm, then a
+/// position-wise feed-forward layer with a residual connection and layer norm (post-norm).
+#[derive(Module, Debug)]
+pub struct AttentionBlock<B: Backend> {
+    /// Query projection.
+    pub query: Linear<B>,
+    /// Key projection.
+    pub key: Linear<B>,
+    /// Value projection.
+    pub value: Linear<B>,
+    /// Norm after attention.
+    pub norm1: LayerNorm<B>,
+    /// Feed-forward, first layer (ReLU).
+    pub ff_in: Linear<B>,
+    /// Feed-forward, second layer.
+    pub ff_out: Linear<B>,
+    /// Norm after the feed-forward layer.
+    pub norm2: LayerNorm<B>,
+}
+
+/// The layer norms' epsilon (burn's default), which the plain inference repeats.
+pub const LAYER_NORM_EPSILON: f64 = 1e-5;
+
+/// Standard deviation of the initial position, event-type and time-gap embeddings: small
+/// against the id rows (initialised at 0.05), so that at first the ids dominate the inputs.
+const SEQUENCE_INIT_STD: f64 = 0.02;
+
+impl<B: Backend> SequenceEncoder<B> {
+    /// A freshly initialised encoder for `cfg`.
+    pub fn init(cfg: &TwoTowerConfig, device: &B::Device) -> Self {
+        let d = cfg.id_dim;
+        let small = |n: usize| {
+            EmbeddingConfig::new(n, d)
+                .with_initializer(Initializer::Normal {
+                    mean: 0.0,
+                    std: SEQUENCE_INIT_STD,
+                })
+                .init(device)
+        };
+        let linear = || LinearConfig::new(d, d).init(device);
+        let norm = || LayerNormConfig::new(d).with_epsilon(LAYER_NORM_EPSILON).init(device);
+        SequenceEncoder {
+            position: small(cfg.history_len),
+            event: small(4),
+            gap: small(GAP_BUCKETS),
+            blocks: (0..cfg.attention_layers)
+                .map(|_| AttentionBlock {
+                    query: linear(),
+                    key: linear(),
+                    value: linear(),
+                    norm1: norm(),
+                    ff_in: linear(),
+                    ff_out: linear(),
+                    norm2: norm(),
+                })
+                .collect(),
+            dropout: DropoutConfig::new(f64::from(cfg.attention_dropout)).init(),
+        }
+    }
+
+    /// The encoding `[b, id_dim]` of `b` histories of `L` slots: their id rows `[b, L, id_dim]`
+    /// (newest first, zero rows for padding), the slots' event types and gap buckets as one-hot
+    /// [`CodeMix::lookup`]s of `b × L` rows, an additive key mask `[b, L]` (0 for events,
+    /// −1e9 for padding) and `present` `[b, 1]` (1 where the history has an event, else 0:
+    /// an empty history encodes to zeros).
+    pub fn forward(
+        &self,
+        rows: Tensor<B, 3>,
+        event: CodeMix<B>,
+        gap: CodeMix<B>,
+        mask: Tensor<B, 2>,
+        present: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
+        let [b, l, d] = rows.dims();
+        let position = self.position.weight.val().narrow(0, 0, l).unsqueeze_dim::<3>(0);
+        let event = TwoTowerNet::mix(&self.event, event).reshape([b, l, d]);
+        let gap = TwoTowerNet::mix(&self.gap, gap).reshape([b, l, d]);
+        let mut x = self.dropout.forward(rows + position + event + gap);
+        let key_mask = mask.unsqueeze_dim::<3>(1);
+        let last = self.blocks.len().saturating_sub(1);
+        for (k, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, key_mask.clone(), k == last, &self.dropout);
+        }
+        let [_, lq, _] = x.dims();
+        x.narrow(1, 0, lq.min(1)).reshape([b, d]) * present
+    }
+}
+
+impl<B: Backend> AttentionBlock<B> {
+    /// The block on `x` `[b, L, d]` with the key mask `[b, 1, L]`: at every slot (each attends to
+    /// itself and older slots) or, when `newest_only`, at slot 0 alone (`[b, 1, d]`).
+    fn forward(&self, x: Tensor<B, 3>, key_mask: Tensor<B, 3>, newest_only: bool, dropout: &Dropout) -> Tensor<B, 3> {
+        let [b, l, d] = x.dims();
+        let scale = 1.0 / (d as f64).sqrt();
+        if newest_only {
+            // One query per history: the key and value projections are folded into it (as the
+            // plain inference does, `BlockWeights::at`), O(b L d) instead of O(b L d²):
+            // q · (x_i K + k_b) = x_i · (q Kᵀ) + const, and Σ a_i (x_i V + v_b) = (Σ a_i x_i) V + v_b.
+            let newest = x.clone().narrow(1, 0, 1);
+            let q = self.query.forward(newest.clone().reshape([b, d]));
+            let qk = q.matmul(self.key.weight.val().transpose()).reshape([b, d, 1]);
+            let scores = x.clone().matmul(qk).reshape([b, 1, l]).mul_scalar(scale) + key_mask;
+            let mixed = softmax(scores, 2).matmul(x).reshape([b, d]);
+            let attended = self.value.forward(mixed).reshape([b, 1, d]);
+            return self.finish(newest, attended, dropout);
+        }
+        let q = self.query.forward(x.clone());
+        let k = self.key.forward(x.clone());
+        let v = self.value.forward(x.clone());
+        let scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale) + key_mask;
+        // Newest first: slot j may read slots i >= j (itself and older ones).
+        let causal: Vec<f32> = (0..l * l).map(|s| if s % l >= s / l { 0.0 } else { -1e9 }).collect();
+        let causal = Tensor::<B, 2>::from_data(TensorData::new(causal, [l, l]), &scores.device());
+        let scores = scores + causal.unsqueeze_dim::<3>(0);
+        let attended = softmax(scores, 2).matmul(v);
+        self.finish(x, attended, dropout)
+    }
+
+    /// The residual connections, norms and feed-forward layer after attention.
+    fn finish(&self, queries: Tensor<B, 3>, attended: Tensor<B, 3>, dropout: &Dropout) -> Tensor<B, 3> {
+        let y = self.norm1.forward(queries + dropout.forward(attended));
+        let ff = self.ff_out.forward(relu(self.ff_in.forward(y.clone())));
+        self.norm2.forward(y + dropout.forward(ff))
+    }
 }
 
 /// Width of the item tower's input.
@@ -56,6 +205,7 @@ impl<B: Backend> TwoTowerNet<B> {
             item_out: LinearConfig::new(cfg.hidden_dim, cfg.embedding_dim).init(device),
             user_in: LinearConfig::new(user_input_dim(cfg), cfg.hidden_dim).init(device),
             user_out: LinearConfig::new(cfg.hidden_dim, cfg.embedding_dim).init(device),
+            sequence: (cfg.user_encoder == UserEncoder::Attention).then(|| SequenceEncoder::init(cfg, device)),
         }
     }
 
