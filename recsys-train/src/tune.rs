@@ -18,7 +18,8 @@
 //!
 //! # Search
 //!
-//! Trial 0 is the base configuration (the defaults, or `--config`). Each later trial changes one
+//! Trial 0 is the base configuration (the defaults, or `--config`). Then each other value of the
+//! space's first dimension (the user encoder) is tried alone against the base. Each later trial changes one
 //! dimension (two, one time in three) of the best trial so far to another of its candidate values,
 //! drawn from a generator seeded by the configuration's `seed`; settings already tried are drawn
 //! again. Each trial runs up to [`TuneOptions::max_epochs`] epochs with early stopping
@@ -80,12 +81,13 @@ pub const TUNER_FIELDS: [&str; 5] = [
     "seed",
 ];
 
-/// The search space of `--tune`: the dense and id-table learning rates, the softmax temperature,
-/// the uniform negatives per batch, id dropout and the embedding sizes (the epochs come from
-/// early stopping).
-/// A new setting (a user-encoder kind, say) is one more [`Dimension`] here.
+/// The search space of `--tune`: the user encoder (tried first, see [`tune`]), the dense and
+/// id-table learning rates, the softmax temperature, the uniform negatives per batch, id dropout
+/// and the embedding sizes (the epochs come from early stopping).
+/// A new setting is one more [`Dimension`] here.
 pub fn default_space() -> Vec<Dimension> {
     vec![
+        Dimension::new("user_encoder", ["pooled", "attention"]),
         Dimension::new("learning_rate", [0.0005, 0.001, 0.002, 0.004, 0.008]),
         Dimension::new("sparse_learning_rate", [0.003, 0.01, 0.03]),
         Dimension::new("temperature", [0.02, 0.05, 0.1, 0.2]),
@@ -437,6 +439,8 @@ pub fn tune(
         }
         let settings = if trials.is_empty() {
             base_settings.clone()
+        } else if let Some(s) = first_dimension_next(&base_settings, &opts.space, &tried) {
+            s
         } else {
             let incumbent = best_trial(&trials).map_or(&base_settings, |t| &t.settings);
             match propose(incumbent, &opts.space, &tried, &mut rng) {
@@ -575,6 +579,18 @@ fn key(settings: &Settings) -> String {
 /// The next settings: `incumbent` with one dimension (two, one time in three) changed to another
 /// of its values, drawn from `rng` until untried (64 draws); then the first untried single change
 /// in dimension order; `None` when every single change was tried.
+/// The next untried value of the space's first dimension as the only change from the base
+/// settings, if any: the first dimension (in [`default_space`], the user encoder, a change of
+/// model rather than of a setting) has each of its values tried before the local search.
+fn first_dimension_next(base: &Settings, space: &[Dimension], tried: &BTreeSet<String>) -> Option<Settings> {
+    let dim = space.first()?;
+    dim.values.iter().find_map(|v| {
+        let mut s = base.clone();
+        s.insert(dim.name.clone(), v.clone());
+        (!tried.contains(&key(&s))).then_some(s)
+    })
+}
+
 fn propose(
     incumbent: &Settings,
     space: &[Dimension],
@@ -752,6 +768,23 @@ mod tests {
         })
         .collect();
         assert_eq!(seq, again);
+    }
+
+    #[test]
+    fn the_first_dimension_is_tried_alone_before_the_local_search() {
+        let space = default_space();
+        assert_eq!(space[0].name, "user_encoder");
+        let base = base_settings(&TwoTowerConfig::new(), &space).unwrap();
+        let mut tried = BTreeSet::from([key(&base)]);
+        let next = first_dimension_next(&base, &space, &tried).expect("attention is untried");
+        let changed: Vec<&String> = next.keys().filter(|k| next[*k] != base[*k]).collect();
+        assert_eq!(changed, ["user_encoder"]);
+        assert_eq!(next["user_encoder"], Value::from("attention"));
+        tried.insert(key(&next));
+        assert_eq!(first_dimension_next(&base, &space, &tried), None);
+        // The configuration it makes is the attention encoder's.
+        let cfg = apply(&TwoTowerConfig::new(), &next).unwrap();
+        assert_eq!(cfg.user_encoder, recsys_core::model::UserEncoder::Attention);
     }
 
     fn trial(k: usize, status: TrialStatus, scores: &[f64]) -> Trial {

@@ -98,18 +98,20 @@ pub struct SequenceWeights {
 }
 
 impl BlockWeights {
-    /// The block's output at slot `j` of `x` (`n × d`, newest first), attending to slots `j..n`.
+    /// The block's output at slot `j` of `x` (`n × d`, newest first), attending to slots `j..n`,
+    /// into `out` (`d`).
     ///
     /// The key and value projections are never applied to every slot: with `q` the query,
     /// `q · (x_i K + k_b) = x_i · (K q) + q · k_b`, whose last term is the same for every slot and
     /// cancels in the softmax; and with weights `a` summing to 1, `Σ a_i (x_i V + v_b) =
     /// (Σ a_i x_i) V + v_b`. So a query costs two `d × d` products and `O(n d)`, whatever `n`.
-    fn at(&self, x: &[f32], d: usize, j: usize, scratch: &mut Scratch) -> Vec<f32> {
+    fn at(&self, x: &[f32], d: usize, j: usize, scratch: &mut Scratch, out: &mut [f32]) {
         let Scratch {
             q,
             qk,
             scores,
             mixed,
+            y,
             h,
         } = scratch;
         let xj = &x[j * d..(j + 1) * d];
@@ -128,16 +130,13 @@ impl BlockWeights {
         for (xi, &s) in x[j * d..].chunks_exact(d).zip(scores.iter()) {
             crate::simd::axpy(mixed, s / total, xi);
         }
-        let mut y = vec![0.0; d];
-        self.value.forward(mixed, &mut y, false);
-        y.iter_mut().zip(xj).for_each(|(a, b)| *a += b);
-        self.norm1.apply(&mut y);
-        self.ff_in.forward(&y, h, true);
-        let mut z = vec![0.0; d];
-        self.ff_out.forward(h, &mut z, false);
-        z.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
-        self.norm2.apply(&mut z);
-        z
+        self.value.forward(mixed, y, false);
+        crate::simd::axpy(y, 1.0, xj);
+        self.norm1.apply(y);
+        self.ff_in.forward(y, h, true);
+        self.ff_out.forward(h, out, false);
+        crate::simd::axpy(out, 1.0, y);
+        self.norm2.apply(out);
     }
 }
 
@@ -147,6 +146,7 @@ struct Scratch {
     qk: Vec<f32>,
     scores: Vec<f32>,
     mixed: Vec<f32>,
+    y: Vec<f32>,
     h: Vec<f32>,
 }
 
@@ -251,46 +251,43 @@ impl SequenceWeights {
         Ok(())
     }
 
-    /// The encoding (`id_dim`) of a history, read at its newest event; zeros when it is empty.
-    /// `id_row(item)` gives an item's id row.
-    fn encode(&self, u: &UserInputs, d: usize, id_row: impl Fn(u32) -> Vec<f32>) -> Vec<f32> {
+    /// The encoding (`id_dim`) of a history into `out`, read at its newest event; zeros when it
+    /// is empty. `id_table` holds the items' id rows.
+    fn encode(&self, u: &UserInputs, d: usize, id_table: &[f32], out: &mut [f32]) {
         let n = u.items.len().min(self.position.len() / d);
         if n == 0 {
-            return vec![0.0; d];
+            out.iter_mut().for_each(|v| *v = 0.0);
+            return;
         }
         let mut x = vec![0.0f32; n * d];
         for (j, slot) in x.chunks_exact_mut(d).enumerate() {
             let event = u.event_types.get(j).copied().unwrap_or(0).min(3);
             let gap = u.gaps.get(j).copied().unwrap_or(0).min(GAP_BUCKETS as u32 - 1);
-            slot.copy_from_slice(&id_row(u.items[j]));
-            for t in [
-                row(&self.position, d, j as u32),
-                row(&self.event, d, event),
-                row(&self.gap, d, gap),
-            ] {
-                slot.iter_mut().zip(t).for_each(|(a, b)| *a += b);
-            }
+            slot.copy_from_slice(row(id_table, d, u.items[j]));
+            crate::simd::axpy(slot, 1.0, row(&self.position, d, j as u32));
+            crate::simd::axpy(slot, 1.0, row(&self.event, d, event));
+            crate::simd::axpy(slot, 1.0, row(&self.gap, d, gap));
         }
         let mut scratch = Scratch {
             q: vec![0.0; d],
             qk: vec![0.0; d],
             scores: Vec::with_capacity(n),
             mixed: vec![0.0; d],
+            y: vec![0.0; d],
             h: vec![0.0; d],
         };
         let last = self.blocks.len().saturating_sub(1);
+        let mut next = vec![0.0f32; if last > 0 { n * d } else { 0 }];
         for (k, block) in self.blocks.iter().enumerate() {
             if k == last {
-                return block.at(&x, d, 0, &mut scratch);
+                block.at(&x, d, 0, &mut scratch, out);
+                return;
             }
-            let mut next = vec![0.0f32; n * d];
-            for j in 0..n {
-                next[j * d..(j + 1) * d].copy_from_slice(&block.at(&x, d, j, &mut scratch));
+            for (j, o) in next.chunks_exact_mut(d).enumerate() {
+                block.at(&x, d, j, &mut scratch, o);
             }
-            x = next;
+            std::mem::swap(&mut x, &mut next);
         }
-        x.truncate(d);
-        x
     }
 }
 
@@ -403,7 +400,7 @@ impl TwoTowerModel {
             .as_ref()
             .filter(|_| c.user_encoder == UserEncoder::Attention);
         if let Some(seq) = attention {
-            short = seq.encode(u, c.id_dim, |item| row(&self.id_table, c.id_dim, item).to_vec());
+            seq.encode(u, c.id_dim, &self.id_table, &mut short);
         }
         for ((&item, &ws), &wl) in u.items.iter().zip(&u.weights).zip(&u.long_weights) {
             let id = row(&self.id_table, c.id_dim, item);
