@@ -75,8 +75,9 @@ pub struct TwoTowerConfig {
     #[config(default = 1)]
     pub attention_layers: usize,
     /// Dropout probability of [`UserEncoder::Attention`]'s inputs and of each block's attention
-    /// and feed-forward outputs, while training only.
-    #[config(default = 0.0)]
+    /// and feed-forward outputs, while training only. Strong by default, as sequential
+    /// recommenders on sparse data need (benches/README.md, "The self-attention user encoder").
+    #[config(default = 0.5)]
     pub attention_dropout: f32,
     /// Recency half-life in events of the short-term pooling (the newest event has weight 1).
     /// The default is long: on next-days targets (time split) recency-weighted pooling trained
