@@ -77,6 +77,9 @@ pub struct TwoTowerConfig {
     /// Dropout probability of [`UserEncoder::Attention`]'s inputs and of each block's attention
     /// and feed-forward outputs, while training only. Strong by default, as sequential
     /// recommenders on sparse data need (benches/README.md, "The self-attention user encoder").
+    /// Its masks come from the burn backend's generator, which training seeds with `seed`: a run
+    /// is reproducible, as long as no other training draws from that generator in the same
+    /// process at the same time.
     #[config(default = 0.5)]
     pub attention_dropout: f32,
     /// Recency half-life in events of the short-term pooling (the newest event has weight 1).
