@@ -941,10 +941,17 @@ mod tests {
             "{:?}",
             report.loss_per_epoch
         );
+        let share = share_in_category(&model, &data, data.histories.len());
+        assert!(share > 0.8, "{share} of the users' top 5 in their category");
+    }
+
+    /// The share of the top 5 items of the first `users` users of the toy data (their whole
+    /// histories) that lie in the user's category (`u % 4`, which chance would hit 25% of the time).
+    fn share_in_category(model: &TwoTowerModel, data: &TrainingData, users: usize) -> f64 {
         let emb = model.item_embeddings();
-        let d = cfg.embedding_dim;
+        let d = model.dim();
         let mut in_cat = 0;
-        for (u, h) in data.histories.iter().enumerate() {
+        for (u, h) in data.histories.iter().enumerate().take(users) {
             let inputs = UserInputs::build(
                 &UserContext {
                     history: h,
@@ -952,7 +959,7 @@ mod tests {
                     age: 0,
                     region: 0,
                 },
-                &cfg,
+                &model.config,
             );
             let mut e = vec![0.0; d];
             model.user_embedding(&inputs, &mut e).unwrap();
@@ -964,8 +971,7 @@ mod tests {
             scores.sort_by(|a, b| b.0.total_cmp(&a.0));
             in_cat += scores[..5].iter().filter(|(_, i)| i % 4 == u % 4).count();
         }
-        // Chance would put 25% of the top 5 in the user's category.
-        assert!(in_cat as f64 / 1000.0 > 0.8, "{in_cat} of 1000 in the user's category");
+        in_cat as f64 / (5 * users) as f64
     }
 
     #[test]
@@ -1101,32 +1107,9 @@ mod tests {
             "{:?}",
             report.loss_per_epoch
         );
-        let emb = model.item_embeddings();
-        let d = model.dim();
-        let mut in_cat = 0;
-        for u in 0..40 {
-            let h = &data.histories[u];
-            let inputs = UserInputs::build(
-                &UserContext {
-                    history: h,
-                    as_of: i64::MAX,
-                    age: 0,
-                    region: 0,
-                },
-                &small(),
-            );
-            let mut e = vec![0.0; d];
-            model.user_embedding(&inputs, &mut e).unwrap();
-            let mut scores: Vec<(f32, usize)> = emb
-                .chunks(d)
-                .enumerate()
-                .map(|(i, v)| (v.iter().zip(&e).map(|(a, b)| a * b).sum(), i))
-                .collect();
-            scores.sort_by(|a, b| b.0.total_cmp(&a.0));
-            in_cat += scores[..5].iter().filter(|(_, i)| i % 4 == u % 4).count();
-        }
         // Chance would put 25% of the top 5 in the user's category.
-        assert!(in_cat as f64 / 200.0 > 0.8, "{in_cat} of 200 in the user's category");
+        let share = share_in_category(&model, &data, 40);
+        assert!(share > 0.8, "{share} of the first 40 users' top 5 in their category");
     }
 
     /// A freshly initialised (untrained) model of the toy data with `cfg`.
