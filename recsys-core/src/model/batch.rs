@@ -345,6 +345,9 @@ pub(super) fn fill_batch<B: AutodiffBackend>(
     let ids = &plan.rows;
     let pad = ids.unique.len();
     let rows = table.gather(&ids.unique, 0);
+    // With the self-attention encoder the short-term pooling is not used (the encoder takes its
+    // place, `trainer::user_tower`): it stays zero and is not computed.
+    let pool_short = plan.sequence.is_none();
     let mut short_pooled = vec![0f32; b * d];
     let mut long_pooled = vec![0f32; b * d];
     short_pooled
@@ -359,8 +362,10 @@ pub(super) fn fill_batch<B: AutodiffBackend>(
                 }
                 let (ws, wl) = (ids.short_w[k * l + j], ids.long_w[k * l + j]);
                 let src = &rows[r * d..(r + 1) * d];
-                for (t, &v) in short.iter_mut().zip(src) {
-                    *t += ws * v;
+                if pool_short {
+                    for (t, &v) in short.iter_mut().zip(src) {
+                        *t += ws * v;
+                    }
                 }
                 for (t, &v) in long.iter_mut().zip(src) {
                     *t += wl * v;
