@@ -47,7 +47,8 @@ else
   PYTHON=${PYTHON:-$VENV/bin/python}
 fi
 
-args=(--registry "$REGISTRY" --store "$STORE" --data "$DATA" --users "$USERS" --requests "$REQUESTS")
+# Features from the store, as every front serves by default (the npm addon has no `dataset` feature).
+args=(--registry "$REGISTRY" --store "$STORE" --users "$USERS" --requests "$REQUESTS")
 RESULTS=$(mktemp)
 trap 'rm -rf "$PYPKG" "$RESULTS"' EXIT
 for round in $(seq 1 "$ROUNDS"); do

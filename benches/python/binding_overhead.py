@@ -4,7 +4,7 @@ Run by ``benches/binding_overhead.sh`` beside the Rust library call and the Node
 model, store and user sequence (users ``U%07d`` of ``i % users`` for i = 0..requests, response cache
 off). Prints one JSON line: the median and p99 in microseconds.
 
-    python benches/python/binding_overhead.py --registry R --store S --data D --users U [--requests N]
+    python benches/python/binding_overhead.py --registry R --store S [--data D] --users U [--requests N]
 """
 
 import argparse
@@ -18,7 +18,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--registry", required=True)
     ap.add_argument("--store", required=True)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", help="warm the features from this dataset instead of the store")
     ap.add_argument("--users", type=int, required=True)
     ap.add_argument("--requests", type=int, default=5000)
     a = ap.parse_args()

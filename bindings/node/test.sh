@@ -11,10 +11,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1
 # then share the workspace crates' artifacts instead of rebuilding them for each.
 export CARGO_PROFILE_DEV_OPT_LEVEL=${CARGO_PROFILE_DEV_OPT_LEVEL:-1}
 start=$SECONDS
-# The addon (dev profile, like the workspace's tests: no second copy of the dependencies) and
-# the regenerated type definitions, which must match the checked-in index.d.ts.
+# The addon's crate alone, as `npm install` builds it (without recsys-serve's `dataset` feature:
+# features from the store only), in the dev profile like the workspace's tests (its dependencies,
+# burn included, have the same features and are shared), and the regenerated type definitions,
+# which must match the checked-in index.d.ts.
 npm ci --no-audit --no-fund --ignore-scripts
-node build.js --dts
+node build.js --dts --addon
 if ! git -C "$root" diff --quiet -- bindings/node/index.d.ts; then
   echo "bindings/node/index.d.ts is out of date with src/lib.rs (regenerated; commit it)" >&2
   git -C "$root" --no-pager diff --stat -- bindings/node/index.d.ts >&2

@@ -6,11 +6,12 @@ use recsys_core::features::FeatureConfig;
 use recsys_core::model::TwoTowerConfig;
 use recsys_train::dataset::Dataset;
 use recsys_train::evaluate::{Protocol, SplitOptions};
+use recsys_train::gates::Gates;
 use recsys_train::import::{ColumnMap, EventTypeSource, ImportOptions, OnError};
 use recsys_train::precompute::{self, PrecomputeOptions};
 use recsys_train::progress::Progress;
 use recsys_train::read::InputFormat;
-use recsys_train::registry::{Gates, Registry};
+use recsys_train::registry::Registry;
 use recsys_train::train::{self, BackendKind, ItemIndexKind, TrainOptions};
 use recsys_train::tune::TuneOptions;
 use recsys_train::{Error, Result, features, generate, import};
@@ -208,6 +209,10 @@ enum Command {
         /// Redis key time to live in seconds.
         #[arg(long, default_value_t = 7 * 24 * 3600)]
         ttl: u64,
+        /// Do not publish the online feature snapshot with the version (shard 0 publishes it by
+        /// default; serving without a dataset directory needs it).
+        #[arg(long)]
+        no_features: bool,
     },
     /// Inspect a candidate store: versions, the active one, one user's or item's list.
     Store {
@@ -630,8 +635,10 @@ fn run(cli: Cli) -> Result<()> {
             index,
             ivf_probes,
             ttl,
+            no_features,
         } => {
             let mut opts = PrecomputeOptions::new(data, registry, store);
+            opts.features = !no_features;
             opts.index = index;
             opts.ivf.probes = ivf_probes;
             opts.model = model;

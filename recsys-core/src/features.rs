@@ -232,7 +232,7 @@ pub struct ItemFeatures {
 }
 
 /// Per-user running state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
     last_ts: Option<i64>,
     purchases: VecDeque<i64>,
@@ -245,7 +245,7 @@ pub struct UserState {
 }
 
 /// Per-item running state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ItemState {
     last_ts: Option<i64>,
     popularity: f64,
@@ -391,8 +391,9 @@ impl ItemState {
 }
 
 /// The feature state of a whole population: one [`UserState`] per user and one [`ItemState`] per
-/// item, grown on demand as unseen indices arrive.
-#[derive(Debug, Clone)]
+/// item, grown on demand as unseen indices arrive. It serialises whole (the online feature snapshot
+/// that pre-computation publishes into the store, [`crate::store::FeatureSnapshot`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureEngine {
     config: FeatureConfig,
     catalog: ItemCatalog,

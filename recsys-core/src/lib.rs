@@ -37,6 +37,7 @@ mod linalg;
 pub mod memory;
 pub mod model;
 pub mod pipeline;
+pub mod registry;
 pub mod rerank;
 pub mod retrieval;
 pub mod rules;

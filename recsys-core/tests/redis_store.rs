@@ -672,3 +672,107 @@ fn a_server_that_dies_mid_write_fails_the_writer_and_activates_nothing() {
     assert!(matches!(e, Error::Unavailable { .. }), "{e}");
     drop(servers);
 }
+
+/// A feature snapshot of `users` users over the 100 items of [`items`] (big enough, at 60,000
+/// users, to span several Redis chunks).
+fn feature_snapshot(users: usize, as_of_ms: i64) -> recsys_core::store::FeatureSnapshot {
+    use recsys_core::features::{FeatureConfig, FeatureEngine, FeatureEvent, ItemCatalog};
+    use recsys_core::schema::EventType;
+    let catalog = ItemCatalog::new(
+        (0..100).map(|i| Some(i % 7)).collect(),
+        (0..100).map(|i| Some(1.0 + f64::from(i))).collect(),
+        vec![None; 100],
+    );
+    let mut engine = FeatureEngine::new(FeatureConfig::default(), catalog).unwrap();
+    for u in 0..users as u32 {
+        for k in 0..4u32 {
+            let t = if k == 3 { EventType::Purchase } else { EventType::View };
+            let ev = FeatureEvent::new(u, (u * 7 + k) % 100, t, 1_000 + i64::from(k), None, None, None, None);
+            engine.ingest(&ev);
+        }
+    }
+    recsys_core::store::FeatureSnapshot {
+        as_of_ms,
+        user_ids: users_named(users),
+        item_ids: items(100),
+        categories: (0..7).map(|c| format!("cat-{c}")).collect(),
+        brand_codes: vec![None; 100],
+        brands: Vec::new(),
+        titles: (0..100).map(|i| Some(format!("Item {i} ∑"))).collect(),
+        in_stock: None,
+        user_age: vec![None; users],
+        user_region: vec![Some("north".into()); users],
+        engine,
+    }
+}
+
+fn users_named(n: usize) -> Vec<String> {
+    (0..n).map(|u| format!("user-{u}")).collect()
+}
+
+#[test]
+fn a_version_carries_its_feature_snapshot_in_chunks_and_a_replaced_one_expires() {
+    let ns = Namespace::new("feat");
+    let url = ns.url();
+    let store = open_store(&url).unwrap();
+    let mut con = raw(&url);
+
+    // Without a snapshot: None.
+    write_version(store.as_ref(), "1.0.0", 1, 20);
+    assert!(store.open_version("1.0.0").unwrap().features().unwrap().is_none());
+
+    // A snapshot spanning several chunks, written twice: the reader gets the second, whole.
+    let big = feature_snapshot(60_000, 5_000);
+    let small = feature_snapshot(10, 6_000);
+    let mut w = store.writer(&plan("2.0.0", 0, 1)).unwrap();
+    let bytes = w.put_features(&big).unwrap();
+    assert!(bytes > 4 << 20, "{bytes} bytes: the test means to span chunks");
+    let header_key = format!("{}:v:{{2.0.0}}:feat", ns.ns);
+    let first: String = redis::cmd("GET").arg(&header_key).query(con.as_mut()).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert!(first["chunks"].as_u64().unwrap() >= 2, "{first}");
+    assert_eq!(
+        store_features_of(&url, "2.0.0"),
+        None,
+        "an incomplete version is not readable"
+    );
+    w.put_features(&small).unwrap();
+    w.put_candidates("user-1", &list(1, 3)).unwrap();
+    assert!(w.finish().unwrap().activated);
+    assert_eq!(store_features_of(&url, "2.0.0"), Some(small.clone()));
+    // The first generation's chunks expire after the grace period.
+    let old_chunk = format!("{}:v:{{2.0.0}}:feat:{}:0", ns.ns, first["token"].as_str().unwrap());
+    let t = ttl(con.as_mut(), &old_chunk);
+    assert!(t > 0 && t <= GRACE, "replaced chunk TTL {t}");
+
+    // Version 3 replaces 2: version 2's snapshot keys get the grace TTL.
+    let mut w = store.writer(&plan("3.0.0", 0, 1)).unwrap();
+    w.put_features(&big).unwrap();
+    assert!(w.finish().unwrap().activated);
+    let t = ttl(con.as_mut(), &header_key);
+    assert!(t > 0 && t <= GRACE, "replaced version's header TTL {t}");
+    assert_eq!(store_features_of(&url, "3.0.0"), Some(big));
+
+    // A damaged chunk is refused as corrupt.
+    let header: String = redis::cmd("GET")
+        .arg(format!("{}:v:{{3.0.0}}:feat", ns.ns))
+        .query(con.as_mut())
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_str(&header).unwrap();
+    let chunk = format!("{}:v:{{3.0.0}}:feat:{}:1", ns.ns, header["token"].as_str().unwrap());
+    let _: () = redis::cmd("SETRANGE")
+        .arg(&chunk)
+        .arg(10)
+        .arg("xx")
+        .query(con.as_mut())
+        .unwrap();
+    match store.open_version("3.0.0").unwrap().features() {
+        Err(Error::Corrupt { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The feature snapshot of a store version, `None` when it is missing or not readable yet.
+fn store_features_of(url: &str, version: &str) -> Option<recsys_core::store::FeatureSnapshot> {
+    open_store(url).unwrap().open_version(version).ok()?.features().unwrap()
+}

@@ -33,9 +33,6 @@ pub enum Error {
     /// An admin route without the right bearer token.
     #[error("admin token missing or wrong")]
     Unauthorized,
-    /// Loading the offline data failed.
-    #[error(transparent)]
-    Train(#[from] recsys_train::Error),
     /// A core-library error.
     #[error(transparent)]
     Core(#[from] recsys_core::Error),
@@ -59,7 +56,6 @@ impl Error {
         match self {
             Error::BadRequest { .. } | Error::NotFound { .. } | Error::Unauthorized | Error::TooLarge { .. } => true,
             Error::Core(e) => e.is_user_error(),
-            Error::Train(e) => e.is_user_error(),
             Error::Internal(_) => false,
         }
     }
@@ -67,3 +63,40 @@ impl Error {
 
 /// `Result` with [`Error`] as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the offline pipeline (the `dataset` feature: warming from a dataset directory, the
+/// simulator) in serving's terms: the user's errors stay user errors naming the same field or file,
+/// I/O errors keep their kind, the rest are internal.
+#[cfg(feature = "dataset")]
+impl From<recsys_train::Error> for Error {
+    fn from(e: recsys_train::Error) -> Self {
+        use recsys_train::Error as T;
+        match e {
+            T::Core(c) => Error::Core(c),
+            T::Io { path, source } => Error::Core(recsys_core::Error::io(path)(source)),
+            T::InvalidArgument { name, value, reason } => Error::BadRequest {
+                field: name,
+                value,
+                reason,
+            },
+            T::BadRow {
+                file,
+                row,
+                column,
+                value,
+                reason,
+            } => Error::BadRequest {
+                field: column,
+                value,
+                reason: format!("{file}: row {row}: {reason}"),
+            },
+            T::InvalidData { path, message } => Error::Core(recsys_core::Error::corrupt(path.display(), message)),
+            e @ T::GateFailed { .. } => Error::BadRequest {
+                field: "gate".into(),
+                value: String::new(),
+                reason: e.to_string(),
+            },
+            e => Error::Internal(e.to_string()),
+        }
+    }
+}

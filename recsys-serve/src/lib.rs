@@ -5,6 +5,11 @@
 //! reasons) as one embeddable object, and [`http`] serves it (`recsys-serve`). The Python and Node
 //! bindings wrap the same [`Recommender`].
 //!
+//! Serving reads two things: a model version (`recsys_core::registry`) and the candidate store
+//! (`recsys_core::store`), which also carries the online feature snapshot pre-computation
+//! published. It does not link the offline pipeline; the `dataset` cargo feature adds it back for
+//! warming from a dataset directory (`--data`) and for the click simulator.
+//!
 //! | stage | file |
 //! |---|---|
 //! | serving configuration | [`config`] |
@@ -15,18 +20,20 @@
 //! | the canary on evidence: decisions, shared state | [`canary`] |
 //! | event and exposure logs | [`logs`] |
 //! | Prometheus metrics | [`metrics`] |
-//! | HTTP routes | [`http`] |
-//! | the click and purchase simulator driving a [`Recommender`] | [`simulate`] |
+//! | HTTP routes (the default `http` feature) | `http.rs` |
+//! | the click and purchase simulator driving a [`Recommender`] (the `dataset` feature) | `simulate.rs` |
 
 pub mod canary;
 pub mod config;
 pub mod error;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod online;
 pub mod recommender;
+#[cfg(feature = "dataset")]
 pub mod simulate;
 mod snapshot;
 

@@ -25,14 +25,17 @@ struct Cli {
     /// Model registry (`recsys-train train --registry`); its `current` version serves.
     #[arg(long)]
     registry: PathBuf,
-    /// Candidate store: `file:DIR`, `redis://HOST:PORT[/DB]` or `redis+cluster://...`. With Redis,
-    /// session state is shared there by every replica. Without a store, candidates come from the model.
+    /// Candidate store: `file:DIR`, `redis://HOST:PORT[/DB]` or `redis+cluster://...`. The online
+    /// features come from the snapshot `recsys-train precompute` published there with the model's
+    /// version. With Redis, session state is shared there by every replica.
     #[arg(long)]
     store: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Dataset directory (catalogue, users, history); default: the one the current model was trained on.
+    /// Warm the online features from this dataset directory instead of the store's snapshot (needs a
+    /// build with the `dataset` feature; such a build also falls back to the dataset the current
+    /// model was trained on when the store has no snapshot).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Bearer token of the admin routes (or env RECSYS_ADMIN_TOKEN); admin routes are refused without one.

@@ -6,10 +6,10 @@ use crate::{Error, Result};
 use ahash::AHashMap;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
+use recsys_core::registry::{Vocabularies, files, load_model};
 use recsys_core::rerank::Reranker;
 use recsys_core::retrieval::{ExactIndex, Filter, HnswConfig, HnswIndex, ItemIndex, QuantizedVectors};
 use recsys_core::store::{CandidateStore, Scored, Snapshot};
-use recsys_train::train::{Vocabularies, files, load_model};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ impl LoadedModel {
         store: Option<&Arc<dyn CandidateStore>>,
         catalog_ids: &[String],
     ) -> Result<Self> {
-        let (model, _info, dir) = load_model(version, Some(registry))?;
+        let (model, dir) = load_model(version, Some(registry))?;
         let version = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -83,11 +83,7 @@ impl LoadedModel {
                 ),
             ));
         }
-        let vpath = dir.join(files::VOCAB);
-        let vocab: Vocabularies = serde_json::from_slice(
-            &std::fs::read(&vpath).map_err(|e| Error::Internal(format!("{}: {e}", vpath.display())))?,
-        )
-        .map_err(|e| Error::Internal(format!("{}: {e}", vpath.display())))?;
+        let vocab = Vocabularies::read(&dir)?;
         let rpath = dir.join(RERANKER_FILE);
         let (reranker, reranker_fitted) = if rpath.is_file() {
             (Reranker::load(&rpath)?, true)

@@ -1,14 +1,13 @@
-//! Real-time features: the offline feature engine, warmed from the dataset and kept current by
+//! Real-time features: the offline feature engine, started from the feature snapshot published in
+//! the store (or, with the `dataset` feature, warmed from a dataset directory) and kept current by
 //! the events API, answering in the dataset's string ids.
 
 use crate::{Error, Result};
 use ahash::AHashMap;
-use recsys_core::features::{FeatureConfig, FeatureEngine, FeatureEvent};
+use recsys_core::features::{FeatureEngine, FeatureEvent};
 use recsys_core::schema::EventType;
-use recsys_train::dataset::Dataset;
-use recsys_train::progress::Progress;
+use recsys_core::store::FeatureSnapshot;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// One event as clients post it (`POST /api/v1/events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,35 +96,34 @@ pub struct OnlineFeatures {
 }
 
 impl OnlineFeatures {
-    /// Loads a dataset and folds all its events, exactly as `recsys-train features` does.
-    pub fn from_dataset(dir: &Path, config: FeatureConfig) -> Result<Self> {
-        let ds = Dataset::open(dir)?;
-        let end = ds.manifest.partitions.values().map(|p| p.max_ts).max().unwrap_or(0) + 1;
-        let (engine, categories, _) = recsys_train::features::build_engine(&ds, end, config, Progress::quiet())?;
+    /// Starts from a published feature snapshot ([`FeatureSnapshot`], the store's online features).
+    pub fn from_snapshot(snap: FeatureSnapshot) -> Result<Self> {
+        snap.validate()?;
         let index = |ids: &[String]| ids.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
-        let (brand_codes, brands) = recsys_train::features::dictionary_codes(&ds.items.brand);
-        // Stock is tracked when the catalogue has inventory figures; an item without one counts as in stock.
-        let in_stock = ds
-            .items
-            .inventory
-            .iter()
-            .any(Option::is_some)
-            .then(|| ds.items.inventory.iter().map(|v| v.is_none_or(|n| n > 0)).collect());
         Ok(OnlineFeatures {
-            user_index: index(ds.users.ids.ids()),
-            user_ids: ds.users.ids.ids().to_vec(),
-            item_index: index(ds.items.ids.ids()),
-            item_ids: ds.items.ids.ids().to_vec(),
-            categories,
-            brand_codes,
-            brands,
-            titles: ds.items.title.clone(),
-            in_stock,
-            user_age: ds.users.age_bucket.clone(),
-            user_region: ds.users.region.clone(),
-            engine,
-            latest_ts: end - 1,
+            user_index: index(&snap.user_ids),
+            item_index: index(&snap.item_ids),
+            user_ids: snap.user_ids,
+            item_ids: snap.item_ids,
+            categories: snap.categories,
+            brand_codes: snap.brand_codes,
+            brands: snap.brands,
+            titles: snap.titles,
+            in_stock: snap.in_stock,
+            user_age: snap.user_age,
+            user_region: snap.user_region,
+            engine: snap.engine,
+            latest_ts: snap.as_of_ms - 1,
         })
+    }
+
+    /// Loads a dataset and folds all its events, exactly as `recsys-train features` and the
+    /// snapshot pre-computation publishes do (the `dataset` feature).
+    #[cfg(feature = "dataset")]
+    pub fn from_dataset(dir: &std::path::Path, config: recsys_core::features::FeatureConfig) -> Result<Self> {
+        let ds = recsys_train::dataset::Dataset::open(dir)?;
+        let snap = recsys_train::features::feature_snapshot(&ds, config, recsys_train::progress::Progress::quiet())?;
+        Self::from_snapshot(snap)
     }
 
     /// Number of known users (including users first seen online).

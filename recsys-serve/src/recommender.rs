@@ -22,7 +22,6 @@ use lru::LruCache;
 use recsys_core::diversify::Similarity;
 use recsys_core::exploration::{UniformExploration, request_rng};
 use recsys_core::exposure::{ExposedItem, ExposureContext, ExposureRecord};
-use recsys_core::features::FeatureConfig;
 use recsys_core::model::HistoryEvent;
 use recsys_core::pipeline::{Context, Request, recommend};
 use recsys_core::rerank::{RerankFeatures, RerankItem, RerankUser, last_category_times};
@@ -36,7 +35,7 @@ use recsys_core::store::{
 };
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -46,8 +45,10 @@ use std::time::{Duration, Instant};
 pub struct RecommenderOptions {
     /// Model registry; the `current` version serves.
     pub registry: PathBuf,
-    /// Dataset directory (catalogue, users, history); default: the one the current model was
-    /// trained on.
+    /// Dataset directory to warm the online features from (catalogue, users, history), instead of
+    /// the feature snapshot published in the store with the model's version. Needs the `dataset`
+    /// cargo feature (which links the offline pipeline); without a store, that feature also
+    /// falls back to the dataset the current model was trained on.
     pub data: Option<PathBuf>,
     /// Candidate store URL (`file:DIR`, `redis://...`); `None`: candidates from the model only.
     /// With Redis, session state lives there too, shared by every replica.
@@ -369,7 +370,9 @@ struct CacheEntry {
     value: Arc<Ranked>,
 }
 
-/// One served answer with how it was chosen.
+/// One served answer with how it was chosen (the simulator, behind the `dataset` feature, reads
+/// how).
+#[cfg_attr(not(feature = "dataset"), allow(dead_code))]
 pub(crate) struct Served {
     /// The answer.
     pub recs: Recommendations,
@@ -391,7 +394,8 @@ pub(crate) struct Ranked {
 
 struct Inner {
     options: RecommenderOptions,
-    data: PathBuf,
+    /// Where the online features came from (for `Debug`).
+    features_source: String,
     serving: ArcSwap<Serving>,
     features: RwLock<OnlineFeatures>,
     trends: RwLock<Arc<Trends>>,
@@ -438,7 +442,7 @@ impl std::fmt::Debug for Recommender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recommender")
             .field("registry", &self.inner.options.registry)
-            .field("data", &self.inner.data)
+            .field("features", &self.inner.features_source)
             .finish()
     }
 }
@@ -619,6 +623,91 @@ pub fn check_request_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The online features a recommender starts from, and where they came from: the dataset
+/// directory of [`RecommenderOptions::data`] (the `dataset` feature); else the feature snapshot
+/// published in the store with the serving model's version (or, when the store has no such version,
+/// with its active one); else, with the `dataset` feature, the dataset the model was trained on.
+fn load_features(
+    options: &RecommenderOptions,
+    store: Option<&Arc<dyn CandidateStore>>,
+) -> Result<(OnlineFeatures, String)> {
+    if let Some(dir) = &options.data {
+        return features_from_dataset(dir);
+    }
+    let spec = options.model.as_deref().unwrap_or("current");
+    let model_dir = recsys_core::registry::model_dir(spec, Some(&options.registry), false)?;
+    let version = model_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec.to_string());
+    if let Some(store) = store {
+        let snapshot = match store.open_version(&version) {
+            Ok(s) => Some(s),
+            Err(recsys_core::Error::NotFound { .. }) => store.open_active()?,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(snapshot) = snapshot
+            && let Some(f) = snapshot.features()?
+        {
+            let source = format!("store {} version {}", store.url(), snapshot.meta().version);
+            return Ok((OnlineFeatures::from_snapshot(f)?, source));
+        }
+    }
+    trained_on_dataset(&model_dir, &version, store)
+}
+
+#[cfg(feature = "dataset")]
+fn features_from_dataset(dir: &Path) -> Result<(OnlineFeatures, String)> {
+    Ok((
+        OnlineFeatures::from_dataset(dir, recsys_core::features::FeatureConfig::default())?,
+        format!("dataset {}", dir.display()),
+    ))
+}
+
+#[cfg(not(feature = "dataset"))]
+fn features_from_dataset(dir: &Path) -> Result<(OnlineFeatures, String)> {
+    Err(Error::bad(
+        "data",
+        dir.display(),
+        "this build reads its features from the store only (warming from a dataset directory needs \
+         recsys-serve's `dataset` feature)",
+    ))
+}
+
+/// The dataset named in the model version's `data.json`, when the store had no feature snapshot.
+#[cfg(feature = "dataset")]
+fn trained_on_dataset(
+    model_dir: &Path,
+    _version: &str,
+    _store: Option<&Arc<dyn CandidateStore>>,
+) -> Result<(OnlineFeatures, String)> {
+    let info = recsys_train::train::model_data_info(&model_dir.display().to_string(), None)?;
+    features_from_dataset(Path::new(&info.dataset))
+}
+
+#[cfg(not(feature = "dataset"))]
+fn trained_on_dataset(
+    _model_dir: &Path,
+    version: &str,
+    store: Option<&Arc<dyn CandidateStore>>,
+) -> Result<(OnlineFeatures, String)> {
+    let why = match store {
+        Some(s) => format!(
+            "neither version {version} nor the active version of {} carries a feature snapshot",
+            s.url()
+        ),
+        None => "no store was given".to_string(),
+    };
+    Err(Error::bad(
+        "store",
+        store.map(|s| s.url()).unwrap_or_default(),
+        format!(
+            "{why}: run `recsys-train precompute` for model {version} into the store (it publishes the \
+             online features), or warm from a dataset with recsys-serve's `dataset` feature"
+        ),
+    ))
+}
+
 /// A request after validation, with catalogue codes.
 struct Resolved {
     k: usize,
@@ -628,7 +717,7 @@ struct Resolved {
 }
 
 impl Recommender {
-    /// Loads the dataset's catalogue and history, the registry's `current` model (and the A/B
+    /// Loads the registry's `current` model (and the A/B
     /// candidate), opens the store, and starts the background refresh of trending lists.
     pub fn open(options: RecommenderOptions) -> Result<Self> {
         options.config.validate()?;
@@ -639,19 +728,6 @@ impl Recommender {
                 "not a directory (train a model with `recsys-train train --registry DIR` first)",
             ));
         }
-        let data = match &options.data {
-            Some(d) => d.clone(),
-            // The data.json of the current version only: the model itself is loaded (and
-            // verified) once, below.
-            None => PathBuf::from(
-                recsys_train::train::model_data_info(
-                    options.model.as_deref().unwrap_or("current"),
-                    Some(&options.registry),
-                )?
-                .dataset,
-            ),
-        };
-        let features = OnlineFeatures::from_dataset(&data, FeatureConfig::default())?;
         let (store, sessions): (Option<Arc<dyn CandidateStore>>, Arc<dyn SessionStore>) = match &options.store {
             Some(url) => {
                 let (s, sess) = open_serving_store(url, &options.config)?;
@@ -659,6 +735,7 @@ impl Recommender {
             }
             None => (None, Arc::new(MemorySessions::new(options.config.session.max_events))),
         };
+        let (features, features_source) = load_features(&options, store.as_ref())?;
         let serving = load_serving(&options, store.as_ref(), features.item_ids())?;
         let rules = resolve_rules(&options.config, &features)?;
         let items = item_snapshot(&features, now_ms())?;
@@ -690,7 +767,7 @@ impl Recommender {
         };
         let inner = Arc::new(Inner {
             canary,
-            data,
+            features_source,
             serving: ArcSwap::from_pointee(serving),
             features: RwLock::new(features),
             trends: RwLock::new(Arc::new(trends)),

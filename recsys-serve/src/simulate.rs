@@ -805,7 +805,6 @@ impl recsys_train::ope::BanditSource for SimulatorBandit {
 /// user's errors stay user errors, naming the same field.
 pub fn into_train_error(e: Error) -> recsys_train::Error {
     match e {
-        Error::Train(e) => e,
         Error::Core(e) => recsys_train::Error::Core(e),
         Error::BadRequest { field, value, reason } => recsys_train::Error::arg(field, value, reason),
         Error::NotFound { kind, id } => recsys_train::Error::arg(kind, id, "not found"),

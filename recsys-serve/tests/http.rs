@@ -21,7 +21,7 @@ fn open(config: ServeConfig, registry: Option<&std::path::Path>) -> Recommender 
     let f = fixture();
     Recommender::open(RecommenderOptions {
         registry: registry.unwrap_or(&f.registry).to_path_buf(),
-        data: Some(f.data.clone()),
+        data: None,
         store: Some(f.store.clone()),
         config,
         model: None,

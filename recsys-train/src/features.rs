@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use recsys_core::atomic::write_atomic;
 use recsys_core::features::{FeatureConfig, FeatureEngine, FeatureEvent, ItemCatalog};
 use recsys_core::schema::{EventType, columns as col};
+use recsys_core::store::FeatureSnapshot;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -149,6 +150,36 @@ pub fn build_engine(
     reader??;
     bar.finish_and_clear();
     Ok((engine, categories, used))
+}
+
+/// The online feature snapshot of the whole dataset (every event folded in, as of one millisecond
+/// after the newest): what pre-computation publishes into the store for serving, and what serving
+/// warmed from a dataset directory starts from. The same fold as [`build_engine`], so serving and
+/// `recsys-train features` agree.
+pub fn feature_snapshot(ds: &Dataset, cfg: FeatureConfig, progress: Progress) -> Result<FeatureSnapshot> {
+    let end = ds.manifest.partitions.values().map(|p| p.max_ts).max().unwrap_or(0) + 1;
+    let (engine, categories, _) = build_engine(ds, end, cfg, progress)?;
+    let (brand_codes, brands) = dictionary_codes(&ds.items.brand);
+    // Stock is tracked when the catalogue has inventory figures; an item without one counts as in stock.
+    let in_stock = ds
+        .items
+        .inventory
+        .iter()
+        .any(Option::is_some)
+        .then(|| ds.items.inventory.iter().map(|v| v.is_none_or(|n| n > 0)).collect());
+    Ok(FeatureSnapshot {
+        as_of_ms: end,
+        user_ids: ds.users.ids.ids().to_vec(),
+        item_ids: ds.items.ids.ids().to_vec(),
+        categories,
+        brand_codes,
+        brands,
+        titles: ds.items.title.clone(),
+        in_stock,
+        user_age: ds.users.age_bucket.clone(),
+        user_region: ds.users.region.clone(),
+        engine,
+    })
 }
 
 /// What `features` wrote.

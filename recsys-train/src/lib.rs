@@ -11,7 +11,7 @@
 //! | two-tower training, registration | [`train`] | `recsys-train train` |
 //! | tuning on the validation split | [`tune`] | `recsys-train train --tune` |
 //! | evaluation against baselines | [`evaluate`], [`baselines`] | `recsys-train evaluate` |
-//! | versioned model registry, gates | [`registry`] | `recsys-train registry` |
+//! | validation gates (the registry itself: [`recsys_core::registry`]) | [`gates`] | `recsys-train registry` |
 //! | batch candidates into a store | [`precompute`] | `recsys-train precompute` |
 //! | off-policy evaluation of a policy's CTR from the serving logs | [`ope`] | `recsys-train ope` |
 //!
@@ -48,7 +48,9 @@ pub mod ope;
 pub mod precompute;
 pub mod progress;
 pub mod read;
-pub mod registry;
+/// The model-version format and registry (in `recsys-core`, which serving reads without this crate).
+pub use recsys_core::registry;
+pub mod gates;
 pub mod reranker;
 pub mod train;
 pub mod tune;

@@ -17,9 +17,10 @@ use crate::dataset::Dataset;
 use crate::evaluate::scan_interactions;
 use crate::progress::Progress;
 use crate::registry::Registry;
-use crate::train::{Vocabularies, files, load_model};
+use crate::train::{Vocabularies, load_model};
 use crate::{Error, Result};
 use rayon::prelude::*;
+use recsys_core::features::FeatureConfig;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
 use recsys_core::retrieval::{EXACT_MAX_ITEMS, ExactIndex, Filter, IvfConfig, IvfIndex};
@@ -71,6 +72,9 @@ pub struct PrecomputeOptions {
     pub as_of: Option<i64>,
     /// Redis key time to live in seconds (default 7 days).
     pub ttl_seconds: u64,
+    /// Whether shard 0 publishes the online feature snapshot with the version (default true:
+    /// serving reads its features from the store).
+    pub features: bool,
     /// Progress reporting.
     pub progress: Progress,
 }
@@ -90,6 +94,7 @@ impl PrecomputeOptions {
             ivf: IvfConfig::default(),
             as_of: None,
             ttl_seconds: 7 * 24 * 3600,
+            features: true,
             progress: Progress::quiet(),
         }
     }
@@ -124,6 +129,8 @@ pub struct PrecomputeReport {
     pub bytes_per_user: f64,
     /// Whether this run activated the version (the last shard to complete).
     pub activated: bool,
+    /// Bytes of the online feature snapshot published with the version (0: not by this shard).
+    pub features_bytes: u64,
 }
 
 /// The last `keep` interactions of each selected user (time order) and every user's purchases.
@@ -218,9 +225,7 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
             ),
         ));
     }
-    let vpath = dir.join(files::VOCAB);
-    let vocab: Vocabularies = serde_json::from_slice(&std::fs::read(&vpath).map_err(Error::io(&vpath))?)
-        .map_err(|e| Error::data(&vpath, e.to_string()))?;
+    let vocab = Vocabularies::read(&dir)?;
     let ages = codes_in(&ds.users.age_bucket, &vocab.ages);
     let regions = codes_in(&ds.users.region, &vocab.regions);
 
@@ -299,6 +304,14 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    // Shard 0 publishes the online feature snapshot of the whole population with the version, so
+    // that serving reads a model version and the store, never the dataset.
+    let features_bytes = if opts.shard.index == 0 && opts.features {
+        let snapshot = crate::features::feature_snapshot(&ds, FeatureConfig::default(), progress)?;
+        writer.put_features(&snapshot)?
+    } else {
+        0
+    };
     let fin = writer.finish()?;
     let seconds = started.elapsed().as_secs_f64();
     progress.summary(format!(
@@ -335,6 +348,7 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
             0.0
         },
         activated: fin.activated,
+        features_bytes,
     })
 }
 

@@ -7,8 +7,9 @@ use crate::evaluate::{
     split, validation_split,
 };
 use crate::features::catalog_from;
+use crate::gates::Gates;
 use crate::progress::Progress;
-use crate::registry::{Gates, Registry};
+use crate::registry::Registry;
 use crate::{Error, Result};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -61,20 +62,7 @@ impl ItemIndexKind {
     }
 }
 
-/// String vocabularies behind the model's categorical codes (code = 1 + index; 0 = unknown).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Vocabularies {
-    /// Category names.
-    pub categories: Vec<String>,
-    /// Brand names.
-    pub brands: Vec<String>,
-    /// Age buckets.
-    pub ages: Vec<String>,
-    /// Regions.
-    pub regions: Vec<String>,
-    /// Upper bounds of the price buckets.
-    pub price_bounds: Vec<f64>,
-}
+pub use recsys_core::registry::{Vocabularies, files};
 
 /// Model codes of optional strings: 1 + the dictionary index, 0 for unknown.
 fn codes(values: &[Option<String>]) -> (Vec<u32>, Vec<String>) {
@@ -382,25 +370,6 @@ pub fn fit_selected(
     }
 }
 
-/// Files of a model version in the registry.
-pub mod files {
-    /// The weights ([`recsys_core::model::inference::TwoTowerModel::save`]).
-    pub const MODEL: &str = "model.bin";
-    /// The [`recsys_core::model::TwoTowerConfig`] as JSON.
-    pub const CONFIG: &str = "config.json";
-    /// Evaluation metrics.
-    pub const METRICS: &str = "metrics.json";
-    /// Vocabularies of the categorical inputs.
-    pub const VOCAB: &str = "vocab.json";
-    /// Data window, row counts and protocol ([`super::DataInfo`]).
-    pub const DATA: &str = "data.json";
-    /// The fitted online re-ranker ([`recsys_core::rerank::Reranker::save`]), when one was fitted.
-    pub const RERANKER: &str = "reranker.json";
-    /// HNSW graph of the item embeddings ([`recsys_core::retrieval::HnswIndex::save`], built with
-    /// the default [`recsys_core::retrieval::HnswConfig`]), when [`super::ItemIndexKind`] asked for one.
-    pub const HNSW: &str = "items.hnsw";
-}
-
 /// What data a model was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
@@ -627,7 +596,7 @@ pub fn train_and_register_with(opts: &TrainOptions, simulator: Option<&dyn CtrSi
     };
     let registry = Registry::open(&opts.registry)?;
     let staging = tempfile_dir(&opts.registry)?;
-    let result = (|| {
+    let result = (|| -> Result<String> {
         let mpath = staging.join(files::MODEL);
         write_atomic(&mpath, |f| {
             let mut w = std::io::BufWriter::new(f);
@@ -646,7 +615,7 @@ pub fn train_and_register_with(opts: &TrainOptions, simulator: Option<&dyn CtrSi
             index.save(staging.join(files::HNSW))?;
         }
         let info_value = serde_json::to_value(&info).map_err(|e| Error::Internal(e.to_string()))?;
-        registry.publish(&staging, None, &metrics, info_value)
+        Ok(registry.publish(&staging, None, &metrics, info_value)?)
     })();
     let _ = std::fs::remove_dir_all(&staging);
     let version = result?;
@@ -722,12 +691,10 @@ fn tempfile_dir(near: &Path) -> Result<PathBuf> {
 }
 
 /// Loads a model version: `spec` is a directory holding `model.bin`, or a version of `registry`
-/// (`current` for the promoted one).
+/// (`current` for the promoted one); verified against its manifest
+/// ([`recsys_core::registry::load_model`]), with the description of its training data.
 pub fn load_model(spec: &str, registry: Option<&Path>) -> Result<(TwoTowerModel, DataInfo, PathBuf)> {
-    let dir = model_dir(spec, registry, true)?;
-    let mpath = dir.join(files::MODEL);
-    let f = std::fs::File::open(&mpath).map_err(Error::io(&mpath))?;
-    let model = TwoTowerModel::load(&mut std::io::BufReader::new(f)).map_err(|e| Error::data(&mpath, e.to_string()))?;
+    let (model, dir) = recsys_core::registry::load_model(spec, registry)?;
     let info = read_data_info(&dir)?;
     Ok((model, info, dir))
 }
@@ -735,42 +702,13 @@ pub fn load_model(spec: &str, registry: Option<&Path>) -> Result<(TwoTowerModel,
 /// The description of the dataset a model was trained on (its `data.json`), without loading or
 /// verifying the model: `spec` as in [`load_model`].
 pub fn model_data_info(spec: &str, registry: Option<&Path>) -> Result<DataInfo> {
-    read_data_info(&model_dir(spec, registry, false)?)
+    read_data_info(&recsys_core::registry::model_dir(spec, registry, false)?)
 }
 
 fn read_data_info(dir: &Path) -> Result<DataInfo> {
     let dpath = dir.join(files::DATA);
     serde_json::from_slice(&std::fs::read(&dpath).map_err(Error::io(&dpath))?)
         .map_err(|e| Error::data(&dpath, e.to_string()))
-}
-
-/// The directory of model `spec`: a model directory itself, or a version of `registry`
-/// (`current` = the current one), checked against its manifest when `verify`.
-fn model_dir(spec: &str, registry: Option<&Path>, verify: bool) -> Result<PathBuf> {
-    let as_path = Path::new(spec);
-    if as_path.join(files::MODEL).is_file() {
-        return Ok(as_path.to_path_buf());
-    }
-    let root = registry.ok_or_else(|| {
-        Error::arg(
-            "model",
-            spec,
-            "not a model directory; pass --registry DIR to look up a version",
-        )
-    })?;
-    let reg = Registry::open(root)?;
-    let version = if spec == "current" {
-        reg.current()?
-            .ok_or_else(|| Error::arg("model", spec, "the registry has no current version"))?
-    } else {
-        spec.to_string()
-    };
-    if verify {
-        reg.verify(&version)?;
-    } else {
-        reg.manifest(&version)?;
-    }
-    Ok(reg.path_of(&version))
 }
 
 /// `recsys-train evaluate`: the model and the chosen baselines on one split, as one JSON object.

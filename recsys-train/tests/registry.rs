@@ -1,8 +1,10 @@
 //! The model registry (publish, verify, promote, rollback, prune, concurrent readers) and the
 //! validation gates.
 
+use recsys_core::Error as CoreError;
 use recsys_train::Error;
-use recsys_train::registry::{CURRENT, Gates, MANIFEST, Registry};
+use recsys_train::gates::Gates;
+use recsys_train::registry::{CURRENT, MANIFEST, Registry};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -88,10 +90,10 @@ fn publish_list_verify() {
 
     // Unknown versions are argument errors naming the version; non-versions are refused.
     match reg.manifest("9.9.9") {
-        Err(e @ Error::InvalidArgument { .. }) => assert!(e.to_string().contains("9.9.9"), "{e}"),
+        Err(e @ CoreError::InvalidInput { .. }) => assert!(e.to_string().contains("9.9.9"), "{e}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
-    assert!(matches!(reg.verify("../x"), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(reg.verify("../x"), Err(CoreError::InvalidInput { .. })));
 }
 
 #[test]
@@ -148,7 +150,7 @@ fn publish_refuses_existing_and_bad_versions() {
         serde_json::Value::Null,
     );
     match again {
-        Err(e @ Error::InvalidArgument { .. }) => assert!(e.to_string().contains("1.2.3"), "{e}"),
+        Err(e @ CoreError::InvalidInput { .. }) => assert!(e.to_string().contains("1.2.3"), "{e}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     // The published version is untouched and no temporary directory is left behind.
@@ -167,7 +169,7 @@ fn publish_refuses_existing_and_bad_versions() {
             &BTreeMap::new(),
             serde_json::Value::Null,
         );
-        assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{bad}: {r:?}");
+        assert!(matches!(r, Err(CoreError::InvalidInput { .. })), "{bad}: {r:?}");
     }
     assert!(!tmp.path().join("x").exists());
 
@@ -227,7 +229,7 @@ fn promote_and_rollback() {
     assert_eq!(reg.current().unwrap().as_deref(), Some("1.0.0"));
 
     // Promoting an unknown version is refused.
-    assert!(matches!(reg.promote("7.7.7"), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(reg.promote("7.7.7"), Err(CoreError::InvalidInput { .. })));
     assert_eq!(reg.current().unwrap().as_deref(), Some("1.0.0"));
 }
 
@@ -257,7 +259,7 @@ fn assert_promote_refused(reg: &Registry, version: &str, file: &str, what: &str)
     let current_path = reg.root().join(CURRENT);
     let before = fs::read(&current_path).unwrap();
     let err = reg.promote(version).unwrap_err();
-    assert!(matches!(err, Error::InvalidData { .. }), "{err:?}");
+    assert!(matches!(err, CoreError::Corrupt { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains(file) && msg.contains(what), "{msg}");
     assert!(reg.verify(version).is_err());

@@ -18,12 +18,15 @@ function options(usage) {
   return kv
 }
 
-/** `{ rec, users }`: the recommender of `--registry/--store/--data` (else the test fixture's) and its user count. */
+/**
+ * `{ rec, users }`: the recommender of `--registry/--store` (else the test fixture's; features from
+ * the store, or `--data` with an addon built with the `dataset` feature) and its user count.
+ */
 async function open(kv) {
   let { registry, store, data } = kv
   let users = Number(kv.users ?? 1500)
   if (!registry) {
-    ;({ registry, store, data } = require('../test/fixture.js').fixture())
+    ;({ registry, store } = require('../test/fixture.js').fixture())
     users = 1500
   }
   const rec = await Recommender.open(registry, { store, data, config: { cache: { capacity: 0 } } })

@@ -35,8 +35,6 @@ pub fn error_code(e: &RecError) -> &'static str {
     match e {
         RecError::NotFound { .. } => "NOT_FOUND",
         RecError::Core(c) => core(c),
-        RecError::Train(recsys_train::Error::Core(c)) => core(c),
-        RecError::Train(recsys_train::Error::Io { .. }) => "IO",
         e if e.is_user_error() => "INVALID_ARGUMENT",
         _ => "INTERNAL",
     }
@@ -47,7 +45,6 @@ fn error_field(e: &RecError) -> Option<&str> {
     match e {
         RecError::BadRequest { field, .. } => Some(field),
         RecError::Core(recsys_core::Error::InvalidInput { field, .. }) => Some(field),
-        RecError::Train(recsys_train::Error::InvalidArgument { name, .. }) => Some(name),
         _ => None,
     }
 }
@@ -56,9 +53,7 @@ fn error_field(e: &RecError) -> Option<&str> {
 /// Rust's `std::io::ErrorKind` names it.
 fn error_io_kind(e: &RecError) -> Option<String> {
     match e {
-        RecError::Core(recsys_core::Error::Io { kind, .. })
-        | RecError::Train(recsys_train::Error::Core(recsys_core::Error::Io { kind, .. })) => Some(format!("{kind:?}")),
-        RecError::Train(recsys_train::Error::Io { source, .. }) => Some(format!("{:?}", source.kind())),
+        RecError::Core(recsys_core::Error::Io { kind, .. }) => Some(format!("{kind:?}")),
         _ => None,
     }
 }
@@ -210,9 +205,11 @@ fn json_call<'env, T: serde::Serialize>(
 /// Options of `Recommender.open`.
 #[napi(object)]
 pub struct OpenOptions {
-    /// Candidate store URL (`file:DIR`, `redis://...`); absent: candidates from the model only.
+    /// Candidate store URL (`file:DIR`, `redis://...`): the candidates and the online features
+    /// `recsys-train precompute` published with the model's version.
     pub store: Option<String>,
-    /// Dataset directory; default: the one the current model was trained on.
+    /// Dataset directory to warm the features from instead of the store; only an addon built with
+    /// recsys-serve's `dataset` feature accepts it (the npm package's does not).
     pub data: Option<String>,
     /// Serving configuration: the JSON of `recsys-serve --config` as an object (every field
     /// optional), e.g. `{ cache: { capacity: 0 }, rules: { k: 10 } }`.
@@ -409,7 +406,8 @@ pub struct Recommender {
 
 #[napi]
 impl Recommender {
-    /// Loads the registry's `current` model, the dataset and the store (off the event loop).
+    /// Loads the registry's `current` model and the store, with its candidates and online features (off
+    /// the event loop).
     #[napi(ts_return_type = "Promise<Recommender>")]
     pub fn open(
         registry: String,

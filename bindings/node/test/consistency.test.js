@@ -21,7 +21,7 @@ function close(a, b, what) {
 function startServer() {
   const proc = spawn(
     binary('recsys-serve'),
-    ['--registry', f.registry, '--store', f.store, '--data', f.data, '--listen', '127.0.0.1:0'],
+    ['--registry', f.registry, '--store', f.store, '--listen', '127.0.0.1:0'],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   )
   return new Promise((resolve, reject) => {
@@ -38,7 +38,7 @@ function startServer() {
 test('the binding and recsys-serve give the same items, reasons and scores', async () => {
   const { proc, url } = await startServer()
   try {
-    const rec = await Recommender.open(f.registry, { store: f.store, data: f.data, config: { cache: { capacity: 0 } } })
+    const rec = await Recommender.open(f.registry, { store: f.store, config: { cache: { capacity: 0 } } })
     const users = [...Array(25).keys()].map((i) => `U${String(i * 37).padStart(7, '0')}`)
     users.push('a-visitor-nobody-knows')
     for (const user of users) {

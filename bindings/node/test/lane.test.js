@@ -15,7 +15,7 @@ const { fixture } = require('./fixture.js')
 const f = fixture()
 const pkg = path.resolve(__dirname, '..')
 const users = Array.from({ length: 40 }, (_, i) => `U${String(i * 37).padStart(7, '0')}`)
-const openArgs = [f.registry, { store: f.store, data: f.data, config: { cache: { capacity: 0 } } }]
+const openArgs = [f.registry, { store: f.store, config: { cache: { capacity: 0 } } }]
 
 /** Runs `body` (an async function's text, given `rec`) in a fresh node with `env`; its stdout. */
 function child(env, body) {

@@ -12,7 +12,7 @@ const f = fixture()
 let rec
 
 test.before(async () => {
-  rec = await Recommender.open(f.registry, { store: f.store, data: f.data, config: { cache: { capacity: 0 } } })
+  rec = await Recommender.open(f.registry, { store: f.store, config: { cache: { capacity: 0 } } })
 })
 
 async function rejectsWith(promise, code, field) {
@@ -80,7 +80,7 @@ test('ingesting a purchase removes that item from the next answer', async () => 
 })
 
 test('the response cache is invalidated by the session', async () => {
-  const cached = await Recommender.open(f.registry, { store: f.store, data: f.data })
+  const cached = await Recommender.open(f.registry, { store: f.store })
   const user = 'U0000004'
   const a = await cached.recommend(user, { k: 10 })
   const again = await cached.recommend(user, { k: 10 })
@@ -122,12 +122,16 @@ test('an unknown item in similar rejects with NOT_FOUND', async () => {
 })
 
 test('environment failures reject with their own codes', async () => {
-  await rejectsWith(Recommender.open(f.registry, { data: f.data, store: 'redis://127.0.0.1:1' }), 'UNAVAILABLE')
+  await rejectsWith(Recommender.open(f.registry, { store: 'redis://127.0.0.1:1' }), 'UNAVAILABLE')
+  // The npm addon reads its features from the store: a dataset directory is refused, by name.
   await assert.rejects(Recommender.open(f.registry, { data: '/no/such/dataset' }), (e) => {
     assert.equal(e.code, 'INVALID_ARGUMENT')
+    assert.equal(e.field, 'data')
     assert.match(e.message, /\/no\/such\/dataset/)
     return true
   })
+  // Without a store there are no online features to serve from.
+  await rejectsWith(Recommender.open(f.registry), 'INVALID_ARGUMENT', 'store')
 })
 
 test('reload keeps serving the current version', async () => {

@@ -61,7 +61,6 @@ pub fn serve_error(e: recsys_serve::Error) -> PyErr {
     use recsys_serve::Error as E;
     match e {
         E::Core(core) => core_error(core),
-        E::Train(train) => train_error(train),
         e if e.is_user_error() => PyValueError::new_err(e.to_string()),
         e => PyRuntimeError::new_err(e.to_string()),
     }

@@ -12,7 +12,7 @@ let base
 
 test.before(async () => {
   const f = fixture()
-  server = await start({ registry: f.registry, store: f.store, data: f.data, port: 0 })
+  server = await start({ registry: f.registry, store: f.store, port: 0 })
   base = `http://127.0.0.1:${server.address().port}`
 })
 

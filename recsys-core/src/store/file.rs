@@ -25,8 +25,8 @@
 //! own checksum is verified when it is read.
 
 use super::{
-    CandidateStore, FinishReport, Scored, Shard, ShardWriter, Snapshot, VersionMeta, WritePlan, check_list,
-    decode_list, encode_list, encoded_len, id_width, now_ms, validate_version,
+    CandidateStore, FeatureSnapshot, FinishReport, Scored, Shard, ShardWriter, Snapshot, VersionMeta, WritePlan,
+    check_list, decode_list, encode_list, encoded_len, id_width, now_ms, validate_version,
 };
 use crate::atomic::{unique_token, write_bytes_atomic};
 use crate::schema::stable_hash;
@@ -43,6 +43,8 @@ const MAGIC_END: &[u8; 8] = b"TSRCEND1";
 const FOOTER: usize = 48;
 const CURRENT: &str = "CURRENT";
 const META: &str = "meta.json";
+/// The version's online feature snapshot ([`FeatureSnapshot::encode`]), when published.
+const FEATURES: &str = "features.bin";
 /// Complete versions kept on disk besides the active one.
 const KEEP_VERSIONS: usize = 3;
 
@@ -236,7 +238,12 @@ impl CandidateStore for FileStore {
         };
         let users = open(Table::Users, meta.top_candidates)?;
         let items = open(Table::Items, meta.top_similar)?;
-        Ok(Arc::new(FileSnapshot { meta, users, items }))
+        Ok(Arc::new(FileSnapshot {
+            meta,
+            users,
+            items,
+            dir,
+        }))
     }
 
     fn open_active(&self) -> Result<Option<Arc<dyn Snapshot>>> {
@@ -464,6 +471,13 @@ impl ShardWriter for FileShardWriter {
         self.items.put(item_id, list, &self.plan)
     }
 
+    fn put_features(&mut self, snapshot: &FeatureSnapshot) -> Result<u64> {
+        let bytes = snapshot.encode()?;
+        let path = self.store.version_dir(&self.plan.version)?.join(FEATURES);
+        write_bytes_atomic(&path, &bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
     fn finish(self: Box<Self>) -> Result<FinishReport> {
         let FileShardWriter {
             store,
@@ -675,6 +689,7 @@ struct FileSnapshot {
     meta: VersionMeta,
     users: Vec<ShardFile>,
     items: Vec<ShardFile>,
+    dir: PathBuf,
 }
 
 impl Snapshot for FileSnapshot {
@@ -688,6 +703,15 @@ impl Snapshot for FileSnapshot {
 
     fn similar(&self, item_id: &str) -> Result<Option<Vec<Scored>>> {
         self.items[Shard::of(item_id, self.meta.shards) as usize].get(item_id)
+    }
+
+    fn features(&self) -> Result<Option<FeatureSnapshot>> {
+        let path = self.dir.join(FEATURES);
+        match fs::read(&path) {
+            Ok(bytes) => FeatureSnapshot::decode(&bytes, &path.display().to_string()).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path)(e)),
+        }
     }
 }
 
@@ -732,6 +756,40 @@ mod tests {
                 w.finish().unwrap()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_version_carries_its_feature_snapshot_and_a_rewrite_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        write_version(&store, "1.0.0", 1, 10);
+        assert_eq!(store.open_version("1.0.0").unwrap().features().unwrap(), None);
+
+        let first = crate::store::features::tests::sample();
+        let mut second = first.clone();
+        second.as_of_ms += 1_000;
+        second.titles[1] = Some("replaced".into());
+        let mut w = store.writer(&WritePlan::new("2.0.0", items(100))).unwrap();
+        assert!(w.put_features(&first).unwrap() > 0);
+        w.put_features(&second).unwrap();
+        w.put_candidates("user-1", &list(1, 3)).unwrap();
+        assert!(w.finish().unwrap().activated);
+        let snap = store.open_active().unwrap().unwrap();
+        assert_eq!(snap.meta().version, "2.0.0");
+        assert_eq!(snap.features().unwrap(), Some(second));
+        // The older version keeps reading as it was.
+        assert_eq!(store.open_version("1.0.0").unwrap().features().unwrap(), None);
+
+        // A damaged snapshot is refused, naming its file.
+        let path = dir.path().join("2.0.0").join(FEATURES);
+        let mut bytes = fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        match snap.features() {
+            Err(Error::Corrupt { what, .. }) => assert!(what.ends_with("features.bin"), "{what}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

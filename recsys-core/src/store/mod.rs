@@ -15,6 +15,10 @@
 //! - `redis://HOST:PORT[/DB]` and `redis+cluster://HOST:PORT,HOST:PORT,...` ([`RedisStore`]): the
 //!   shared online store of several serving replicas.
 //!
+//! A version may also carry the online feature snapshot ([`FeatureSnapshot`]: the feature state,
+//! catalogue and user attributes serving needs), so that a serving replica reads a model version
+//! and the store, and no dataset.
+//!
 //! Writers fill one version shard by shard ([`WritePlan::shard`], so N batch workers can split the
 //! users); the version becomes active only when every shard is complete, by one atomic switch. Readers
 //! open a [`Snapshot`] of one version and never see a mix of two.
@@ -37,10 +41,12 @@
 //! # Ok::<(), recsys_core::Error>(())
 //! ```
 
+pub mod features;
 mod file;
 mod redis;
 pub mod session;
 
+pub use features::FeatureSnapshot;
 pub use file::FileStore;
 pub use redis::{RedisOptions, RedisSessions, RedisStore};
 pub use session::{MemorySessions, SessionEvent, SessionStore};
@@ -227,6 +233,10 @@ pub trait ShardWriter: Send {
     fn put_candidates(&mut self, user_id: &str, list: &[Scored]) -> Result<()>;
     /// Adds the similar-items list of `item_id`, like [`put_candidates`](Self::put_candidates).
     fn put_similar(&mut self, item_id: &str, list: &[Scored]) -> Result<()>;
+    /// Publishes the version's online feature snapshot (one per version, whatever the shard:
+    /// pre-computation writes it from shard 0, before [`finish`](Self::finish), so the version
+    /// activates with it). Writing it again replaces it whole; readers never see part of one.
+    fn put_features(&mut self, snapshot: &FeatureSnapshot) -> Result<u64>;
     /// Completes the shard (durably), and activates the version if every shard is now complete.
     fn finish(self: Box<Self>) -> Result<FinishReport>;
 }
@@ -239,6 +249,9 @@ pub trait Snapshot: Send + Sync {
     fn candidates(&self, user_id: &str) -> Result<Option<Vec<Scored>>>;
     /// The neighbours of `item_id`, best first; `None` when unknown.
     fn similar(&self, item_id: &str) -> Result<Option<Vec<Scored>>>;
+    /// The online feature snapshot published with the version, `None` when it has none (written
+    /// without one, or by a release before snapshots existed).
+    fn features(&self) -> Result<Option<FeatureSnapshot>>;
 }
 
 /// A candidate store: versions written by batch jobs, one of them active.

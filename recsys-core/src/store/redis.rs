@@ -7,6 +7,8 @@
 //! NS:s:{<item id>}:<version>      similar items of an item    (encode_list bytes, TTL)
 //! NS:v:{<version>}:meta           VersionMeta as JSON         (TTL)
 //! NS:v:{<version>}:shards         set of completed shard indices (TTL)
+//! NS:v:{<version>}:feat           header of the feature snapshot: {"token", "chunks", "bytes"} (TTL)
+//! NS:v:{<version>}:feat:<token>:<i>  chunk i of that snapshot (FeatureSnapshot::encode bytes, TTL)
 //! NS:versions                     sorted set of complete versions, scored by creation time (TTL)
 //! NS:active                       the active version (a plain string, switched by one SET)
 //! ```
@@ -27,6 +29,10 @@
 //! gone, the previous version stays active but the lists shortened so far still expire after the
 //! grace period (without persistence they are gone anyway).
 //!
+//! The feature snapshot is written as a new generation of chunks followed by the header naming it,
+//! so a reader gets the old snapshot or the new one whole; replaced chunks expire after the grace
+//! period, and so does the whole snapshot of a replaced version.
+//!
 //! **Reading.** [`CandidateStore::open_version`] reads the meta and checks that every shard is complete;
 //! the snapshot then reads only keys of its version, one `GET` per lookup over pooled connections.
 //! A snapshot of a replaced version keeps working during the grace period.
@@ -35,12 +41,13 @@
 
 use super::session::{SessionEvent, SessionStore};
 use super::{
-    CandidateStore, FinishReport, Scored, Shard, ShardWriter, Snapshot, VersionMeta, WritePlan, check_list,
-    decode_list, encode_list, encoded_len, id_width, validate_version,
+    CandidateStore, FeatureSnapshot, FinishReport, Scored, Shard, ShardWriter, Snapshot, VersionMeta, WritePlan,
+    check_list, decode_list, encode_list, encoded_len, id_width, validate_version,
 };
 use crate::{Error, Result};
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, Value, cmd};
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -219,6 +226,14 @@ impl Keys {
     }
     fn active(&self) -> String {
         format!("{}:active", self.ns)
+    }
+    /// The version's feature-snapshot header: `{"token": .., "chunks": .., "bytes": ..}`.
+    fn features(&self, version: &str) -> String {
+        format!("{}:v:{{{version}}}:feat", self.ns)
+    }
+    /// One chunk of one written generation (`token`) of the version's feature snapshot.
+    fn feature_chunk(&self, version: &str, token: &str, index: usize) -> String {
+        format!("{}:v:{{{version}}}:feat:{token}:{index}", self.ns)
     }
     fn versions(&self) -> String {
         format!("{}:versions", self.ns)
@@ -419,6 +434,38 @@ impl Inner {
             .map_err(|e| Error::corrupt(self.keys.active(), e.to_string()))?
             .flatten();
         Ok(previous.filter(|p| p != &meta.version))
+    }
+}
+
+/// Where one version's feature snapshot lives: the header key names the chunks of the generation
+/// written last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FeatureHeader {
+    token: String,
+    chunks: usize,
+    bytes: u64,
+}
+
+/// Bytes per Redis value of a feature snapshot (well under Redis's 512 MB value limit; small enough
+/// that one write does not hold the server for long).
+const FEATURE_CHUNK: usize = 4 << 20;
+
+impl Inner {
+    fn feature_header(&self, version: &str) -> Result<Option<FeatureHeader>> {
+        let key = self.keys.features(version);
+        let text: Option<Vec<u8>> = self.query("read features", cmd("GET").arg(&key))?;
+        text.map(|t| serde_json::from_slice(&t).map_err(|e| Error::corrupt(&key, e.to_string())))
+            .transpose()
+    }
+
+    /// The keys of a version's feature snapshot (header first), empty when it has none.
+    fn feature_keys(&self, version: &str) -> Result<Vec<String>> {
+        Ok(match self.feature_header(version)? {
+            Some(h) => std::iter::once(self.keys.features(version))
+                .chain((0..h.chunks).map(|i| self.keys.feature_chunk(version, &h.token, i)))
+                .collect(),
+            None => Vec::new(),
+        })
     }
 }
 
@@ -829,6 +876,50 @@ impl ShardWriter for RedisShardWriter {
         self.put(Table::Similar, item_id, list)
     }
 
+    fn put_features(&mut self, snapshot: &FeatureSnapshot) -> Result<u64> {
+        self.flush()?;
+        let bytes = snapshot.encode()?;
+        let inner = self.inner.clone();
+        let keys = &inner.keys;
+        let version = &self.plan.version;
+        let old = inner.feature_keys(version)?;
+        // A new generation of chunks, then the header naming it: a reader sees the old snapshot or
+        // the new one, whole.
+        let token = crate::atomic::unique_token();
+        let chunks: Vec<&[u8]> = bytes.chunks(FEATURE_CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            inner.query::<()>(
+                "write features",
+                cmd("SET")
+                    .arg(keys.feature_chunk(version, &token, i))
+                    .arg(*chunk)
+                    .arg("EX")
+                    .arg(self.ttl),
+            )?;
+        }
+        let header = FeatureHeader {
+            token,
+            chunks: chunks.len(),
+            bytes: bytes.len() as u64,
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
+        inner.query::<()>(
+            "write features",
+            cmd("SET").arg(keys.features(version)).arg(json).arg("EX").arg(self.ttl),
+        )?;
+        // The replaced generation's chunks (not its header, just rewritten) go after the grace period.
+        let grace = inner.options.grace.as_secs().max(1);
+        let expire: Vec<Cmd> = old
+            .iter()
+            .skip(1)
+            .map(|k| cmd("EXPIRE").arg(k).arg(grace).clone())
+            .collect();
+        if !expire.is_empty() {
+            inner.pipeline("expire replaced features", expire)?;
+        }
+        Ok(header.bytes)
+    }
+
     fn finish(mut self: Box<Self>) -> Result<FinishReport> {
         self.flush()?;
         let inner = self.inner.clone();
@@ -870,13 +961,14 @@ impl ShardWriter for RedisShardWriter {
             let stored = inner.complete_meta(&version)?;
             if let Some(prev) = inner.switch(&stored, self.ttl)? {
                 let grace = inner.options.grace.as_secs().max(1);
-                inner.pipeline(
-                    "expire the replaced version",
-                    vec![
-                        cmd("EXPIRE").arg(keys.meta(&prev)).arg(grace).clone(),
-                        cmd("EXPIRE").arg(keys.shards(&prev)).arg(grace).clone(),
-                    ],
-                )?;
+                let mut expire = vec![
+                    cmd("EXPIRE").arg(keys.meta(&prev)).arg(grace).clone(),
+                    cmd("EXPIRE").arg(keys.shards(&prev)).arg(grace).clone(),
+                ];
+                for k in inner.feature_keys(&prev)? {
+                    expire.push(cmd("EXPIRE").arg(k).arg(grace).clone());
+                }
+                inner.pipeline("expire the replaced version", expire)?;
             }
         }
         Ok(FinishReport {
@@ -949,6 +1041,27 @@ impl Snapshot for RedisSnapshot {
 
     fn similar(&self, item_id: &str) -> Result<Option<Vec<Scored>>> {
         self.get(Table::Similar, item_id)
+    }
+
+    fn features(&self) -> Result<Option<FeatureSnapshot>> {
+        let inner = &self.inner;
+        let version = &self.meta.version;
+        let Some(header) = inner.feature_header(version)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(header.bytes as usize);
+        for i in 0..header.chunks {
+            let key = inner.keys.feature_chunk(version, &header.token, i);
+            let chunk: Option<Vec<u8>> = inner.query("read features", cmd("GET").arg(&key))?;
+            let chunk = chunk.ok_or_else(|| {
+                Error::corrupt(
+                    &key,
+                    "a chunk of the feature snapshot is missing (replaced or expired while reading)",
+                )
+            })?;
+            bytes.extend_from_slice(&chunk);
+        }
+        FeatureSnapshot::decode(&bytes, &inner.keys.features(version)).map(Some)
     }
 }
 

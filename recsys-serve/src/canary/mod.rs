@@ -314,7 +314,7 @@ impl Canary {
         );
         self.metrics.canary_decision(decision.action.as_str());
         if decision.action == Action::Promote && self.config.promote_in_registry {
-            match recsys_train::registry::Registry::open(&self.registry).and_then(|r| r.promote(&self.config.candidate))
+            match recsys_core::registry::Registry::open(&self.registry).and_then(|r| r.promote(&self.config.candidate))
             {
                 Ok(()) => {
                     tracing::info!(version = %self.config.candidate, "canary promoted the candidate in the registry")

@@ -1,4 +1,4 @@
-//! The versioned model registry and the validation gates.
+//! The model-version format: the versioned registry that training writes and serving reads.
 //!
 //! A model-agnostic store of trained artifacts with semantic versions, following the ADR ("store with
 //! semantic versioning; keep the last 10 versions for rollback"):
@@ -15,26 +15,21 @@
 //! before deleting it. Any number of readers may run beside one writer; mutations (publish with an
 //! automatic version, promote, rollback, prune) are meant to come from one process at a time.
 //!
-//! [`Gates`] decide whether a freshly trained model may be published or promoted: per-metric minimums
-//! (the ADR's AUC > 0.80 and NDCG@20 > 0.65, overridable per data set) and a bounded regression
-//! against the current model.
-//!
 //! ```no_run
-//! use recsys_train::registry::{Gates, Registry};
+//! use recsys_core::registry::Registry;
 //! use std::collections::BTreeMap;
 //! use std::path::Path;
 //!
 //! let reg = Registry::open("out/registry")?;
 //! let metrics = BTreeMap::from([("auc".to_string(), 0.86), ("ndcg@20".to_string(), 0.71)]);
-//! let current = reg.current()?.map(|v| reg.manifest(&v)).transpose()?;
-//! Gates::default().check(None, &metrics, current.as_ref().map(|m| &m.metrics))?;
 //! let version = reg.publish(Path::new("out/model"), None, &metrics, serde_json::json!({"model": "two-tower"}))?;
 //! reg.promote(&version)?;
-//! # Ok::<(), recsys_train::Error>(())
+//! let current = reg.current()?; // Some("1.0.0")
+//! # Ok::<(), recsys_core::Error>(())
 //! ```
 
+use crate::atomic::{unique_token, write_atomic};
 use crate::{Error, Result};
-use recsys_core::atomic::{unique_token, write_atomic};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -111,11 +106,11 @@ pub struct Registry {
 /// Parses a version (an optional leading `v` is accepted) into its canonical semver text.
 fn parse_version(version: &str) -> Result<semver::Version> {
     let text = version.strip_prefix('v').unwrap_or(version);
-    semver::Version::parse(text).map_err(|e| Error::arg("version", version, format!("not a semantic version: {e}")))
+    semver::Version::parse(text).map_err(|e| Error::invalid("version", version, format!("not a semantic version: {e}")))
 }
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::store::now_ms()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -174,7 +169,7 @@ impl Registry {
         let root = root.as_ref().to_path_buf();
         fs::create_dir_all(&root).map_err(Error::io(&root))?;
         if !root.is_dir() {
-            return Err(Error::arg("registry", root.display(), "not a directory"));
+            return Err(Error::invalid("registry", root.display(), "not a directory"));
         }
         Ok(Registry { root })
     }
@@ -238,7 +233,7 @@ impl Registry {
             self.refuse_existing(v)?;
         }
         if let Some((name, value)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::arg(
+            return Err(Error::invalid(
                 "metrics",
                 format!("{name}={value}"),
                 "metric values must be finite",
@@ -257,7 +252,7 @@ impl Registry {
 
     fn refuse_existing(&self, version: &str) -> Result<()> {
         if fs::symlink_metadata(self.root.join(version)).is_ok() {
-            return Err(Error::arg(
+            return Err(Error::invalid(
                 "version",
                 version,
                 format!("already published in {} (versions are immutable)", self.root.display()),
@@ -314,19 +309,19 @@ impl Registry {
             }
         }
         let version = manifest.version;
-        Err(Error::arg(
+        Err(Error::invalid(
             "version",
             &version,
             format!("already published in {} (versions are immutable)", self.root.display()),
         ))
     }
 
-    /// The manifest of `version`; an unknown version is an [`Error::InvalidArgument`] naming it.
+    /// The manifest of `version`; an unknown version is an [`Error::InvalidInput`] naming it.
     pub fn manifest(&self, version: &str) -> Result<VersionManifest> {
         let v = parse_version(version)?.to_string();
         let dir = self.root.join(&v);
         if !dir.is_dir() {
-            return Err(Error::arg(
+            return Err(Error::invalid(
                 "version",
                 version,
                 format!("no such version in registry {}", self.root.display()),
@@ -334,11 +329,11 @@ impl Registry {
         }
         let path = dir.join(MANIFEST);
         let text = fs::read(&path).map_err(Error::io(&path))?;
-        let manifest: VersionManifest =
-            serde_json::from_slice(&text).map_err(|e| Error::data(&path, format!("not a version manifest: {e}")))?;
+        let manifest: VersionManifest = serde_json::from_slice(&text)
+            .map_err(|e| Error::corrupt(path.display(), format!("not a version manifest: {e}")))?;
         if manifest.version != v {
-            return Err(Error::data(
-                &path,
+            return Err(Error::corrupt(
+                path.display(),
                 format!("manifest names version {} but lives in directory {v}", manifest.version),
             ));
         }
@@ -347,7 +342,7 @@ impl Registry {
 
     /// Recomputes the checksum of every file of `version` and returns its manifest when all match. A
     /// listed file that is missing, has another size or checksum, or a file in the directory that the
-    /// manifest does not list, is an [`Error::InvalidData`] naming that file.
+    /// manifest does not list, is an [`Error::Corrupt`] naming that file.
     pub fn verify(&self, version: &str) -> Result<VersionManifest> {
         let manifest = self.manifest(version)?;
         let dir = self.root.join(&manifest.version);
@@ -356,8 +351,8 @@ impl Registry {
             let file = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(Error::data(
-                        &path,
+                    return Err(Error::corrupt(
+                        path.display(),
                         format!("file `{name}` of version {} is missing", manifest.version),
                     ));
                 }
@@ -365,8 +360,8 @@ impl Registry {
             };
             let found = hash_stream(&path, file, None)?;
             if &found != expected {
-                return Err(Error::data(
-                    &path,
+                return Err(Error::corrupt(
+                    path.display(),
                     format!(
                         "checksum mismatch in file `{name}` of version {}: manifest has sha256 {} ({} bytes), \
                          file has sha256 {} ({} bytes)",
@@ -379,8 +374,8 @@ impl Registry {
             let entry = entry.map_err(Error::io(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name != MANIFEST && !manifest.files.contains_key(&name) {
-                return Err(Error::data(
-                    entry.path(),
+                return Err(Error::corrupt(
+                    entry.path().display(),
                     format!(
                         "file `{name}` of version {} is not listed in {MANIFEST} (checksum mismatch)",
                         manifest.version
@@ -401,7 +396,7 @@ impl Registry {
         };
         serde_json::from_slice(&text)
             .map(Some)
-            .map_err(|e| Error::data(&path, format!("not a registry pointer: {e}")))
+            .map_err(|e| Error::corrupt(path.display(), format!("not a registry pointer: {e}")))
     }
 
     /// The promoted version, or `None` when nothing has been promoted.
@@ -447,7 +442,7 @@ impl Registry {
     /// `CURRENT.json` untouched, when nothing is promoted or no history entry verifies.
     pub fn rollback(&self) -> Result<String> {
         let Some(state) = self.current_state()? else {
-            return Err(Error::arg("rollback", "", "nothing has been promoted yet"));
+            return Err(Error::invalid("rollback", "", "nothing has been promoted yet"));
         };
         let mut history = state.history;
         let mut skipped = Vec::new();
@@ -469,7 +464,7 @@ impl Registry {
         } else {
             format!("no previously promoted version verifies ({})", skipped.join("; "))
         };
-        Err(Error::arg("rollback", &state.version, reason))
+        Err(Error::invalid("rollback", &state.version, reason))
     }
 
     /// The published versions in ascending semver order (unfinished `.tmp-*` publishes are invisible).
@@ -551,18 +546,18 @@ fn staged_files(staging: &Path) -> Result<Vec<(String, PathBuf)>> {
         let entry = entry.map_err(Error::io(staging))?;
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            return Err(Error::arg("staging", path.display(), "file names must be UTF-8"));
+            return Err(Error::invalid("staging", path.display(), "file names must be UTF-8"));
         };
         let meta = fs::metadata(&path).map_err(Error::io(&path))?;
         if !meta.is_file() {
-            return Err(Error::arg(
+            return Err(Error::invalid(
                 "staging",
                 path.display(),
                 "not a regular file (a staging directory is flat)",
             ));
         }
         if name == MANIFEST {
-            return Err(Error::arg(
+            return Err(Error::invalid(
                 "staging",
                 path.display(),
                 "`manifest.json` is reserved for the registry",
@@ -571,224 +566,95 @@ fn staged_files(staging: &Path) -> Result<Vec<(String, PathBuf)>> {
         out.push((name, path));
     }
     if out.is_empty() {
-        return Err(Error::arg("staging", staging.display(), "no files to publish"));
+        return Err(Error::invalid("staging", staging.display(), "no files to publish"));
     }
     out.sort();
     Ok(out)
 }
 
-/// Thresholds a model must meet to be published or promoted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Gates {
-    /// Minimum value per metric (defaults: `{"auc": 0.80, "ndcg@20": 0.65}`, the ADR's thresholds).
-    pub min: BTreeMap<String, f64>,
-    /// Per-dataset overrides of `min` (dataset name -> metric -> minimum), e.g. for real data sets where
-    /// the ADR's synthetic thresholds do not apply. An override replaces the minimum of its metrics only.
-    pub overrides: BTreeMap<String, BTreeMap<String, f64>>,
-    /// Metrics that must not fall more than `max_regression` (absolute) below the current model's.
-    pub regression_metrics: Vec<String>,
-    /// Largest allowed absolute drop of a regression metric against the current model.
-    pub max_regression: f64,
-    /// The ADR's "CTR simulation" gate: the new version's CTR on simulated traffic (the click
-    /// simulator serving it through the real recommender) must reach a minimum and must not fall
-    /// more than a margin below the current version's on the same traffic. Off when absent (the
-    /// default); it needs a simulator, which the `recsys-train` command provides.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ctr_sim: Option<CtrSimGate>,
+/// Files of a model version in the registry (what training writes and serving reads).
+pub mod files {
+    /// The weights ([`crate::model::inference::TwoTowerModel::save`]).
+    pub const MODEL: &str = "model.bin";
+    /// The [`crate::model::TwoTowerConfig`] as JSON.
+    pub const CONFIG: &str = "config.json";
+    /// Evaluation metrics.
+    pub const METRICS: &str = "metrics.json";
+    /// Vocabularies of the categorical inputs ([`super::Vocabularies`]).
+    pub const VOCAB: &str = "vocab.json";
+    /// Data window, row counts and protocol (written by `recsys-train`; serving does not read it).
+    pub const DATA: &str = "data.json";
+    /// The fitted online re-ranker ([`crate::rerank::Reranker::save`]), when one was fitted.
+    pub const RERANKER: &str = "reranker.json";
+    /// HNSW graph of the item embeddings ([`crate::retrieval::HnswIndex::save`], built with the
+    /// default [`crate::retrieval::HnswConfig`]), when training asked for one.
+    pub const HNSW: &str = "items.hnsw";
 }
 
-/// Settings of the `ctr_sim` gate (`{"ctr_sim": {"min": 0.02, "max_regression": 0.002}}` in a gates
-/// file; missing fields take their defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CtrSimGate {
-    /// Minimum simulated CTR (clicks / impressions; default 0).
-    pub min: f64,
-    /// Largest allowed absolute drop against the current version's simulated CTR (default 0.002).
-    pub max_regression: f64,
-    /// Simulated requests per version (default 20,000).
-    pub requests: u64,
-    /// Seed of the simulated traffic, the same for both versions (default 1).
-    pub seed: u64,
+/// String vocabularies behind the model's categorical codes (code = 1 + index; 0 = unknown): a
+/// version's [`files::VOCAB`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Vocabularies {
+    /// Category names.
+    pub categories: Vec<String>,
+    /// Brand names.
+    pub brands: Vec<String>,
+    /// Age buckets.
+    pub ages: Vec<String>,
+    /// Regions.
+    pub regions: Vec<String>,
+    /// Upper bounds of the price buckets.
+    pub price_bounds: Vec<f64>,
 }
 
-impl Default for CtrSimGate {
-    fn default() -> Self {
-        CtrSimGate {
-            min: 0.0,
-            max_regression: 0.002,
-            requests: 20_000,
-            seed: 1,
-        }
+impl Vocabularies {
+    /// Reads the vocabularies of the model version in `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(files::VOCAB);
+        let text = fs::read(&path).map_err(Error::io(&path))?;
+        serde_json::from_slice(&text).map_err(|e| Error::corrupt(path.display(), format!("not a vocabulary file: {e}")))
     }
 }
 
-impl CtrSimGate {
-    /// `Ok(())` when the `candidate`'s simulated CTR meets the minimum and is at most
-    /// `max_regression` below the `current` version's; else [`Error::GateFailed`] with metric
-    /// `ctr_sim`.
-    pub fn check(&self, candidate: f64, current: Option<f64>) -> Result<()> {
-        if !meets(candidate, self.min) {
-            return Err(Error::GateFailed {
-                metric: "ctr_sim".into(),
-                value: candidate,
-                threshold: self.min,
-                reason: "minimum".into(),
-            });
-        }
-        if let Some(base) = current.filter(|b| b.is_finite()) {
-            let threshold = base - self.max_regression;
-            if !meets(candidate, threshold) {
-                return Err(Error::GateFailed {
-                    metric: "ctr_sim".into(),
-                    value: candidate,
-                    threshold,
-                    reason: format!(
-                        "regression: current model has {base:.4} on the same simulated traffic, allowed drop {:.4}",
-                        self.max_regression
-                    ),
-                });
-            }
-        }
-        Ok(())
+/// The directory of model `spec`: a directory holding [`files::MODEL`] itself, or a version of
+/// `registry` (`current` for the promoted one), checked against its manifest's checksums when
+/// `verify` (else only the manifest is read).
+pub fn model_dir(spec: &str, registry: Option<&Path>, verify: bool) -> Result<PathBuf> {
+    let as_path = Path::new(spec);
+    if as_path.join(files::MODEL).is_file() {
+        return Ok(as_path.to_path_buf());
     }
-
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !self.min.is_finite() {
-            return Err(format!("ctr_sim.min is not finite: {}", self.min));
-        }
-        if !(self.max_regression.is_finite() && self.max_regression >= 0.0) {
-            return Err(format!(
-                "ctr_sim.max_regression must be finite and >= 0, got {}",
-                self.max_regression
-            ));
-        }
-        if self.requests == 0 {
-            return Err("ctr_sim.requests must be at least 1".into());
-        }
-        Ok(())
+    let root = registry.ok_or_else(|| {
+        Error::invalid(
+            "model",
+            spec,
+            "not a model directory; pass --registry DIR to look up a version",
+        )
+    })?;
+    let reg = Registry::open(root)?;
+    let version = if spec == "current" {
+        reg.current()?
+            .ok_or_else(|| Error::invalid("model", spec, "the registry has no current version"))?
+    } else {
+        spec.to_string()
+    };
+    if verify {
+        reg.verify(&version)?;
+    } else {
+        reg.manifest(&version)?;
     }
+    Ok(reg.path_of(&version))
 }
 
-impl Default for Gates {
-    fn default() -> Self {
-        Gates {
-            min: BTreeMap::from([("auc".to_string(), 0.80), ("ndcg@20".to_string(), 0.65)]),
-            overrides: BTreeMap::new(),
-            regression_metrics: vec!["recall@20".to_string(), "ndcg@20".to_string()],
-            max_regression: 0.01,
-            ctr_sim: None,
-        }
-    }
-}
-
-/// Slack for comparisons of metrics that went through decimal text and back.
-const EPS: f64 = 1e-12;
-
-/// `value >= threshold` (with [`EPS`] slack); false when either is NaN.
-fn meets(value: f64, threshold: f64) -> bool {
-    matches!(
-        (value + EPS).partial_cmp(&threshold),
-        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
-    )
-}
-
-impl Gates {
-    /// Reads gates from a JSON file; missing fields take their defaults, unknown fields are refused.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = fs::read(path).map_err(Error::io(path))?;
-        let gates: Gates =
-            serde_json::from_slice(&text).map_err(|e| Error::data(path, format!("not a gates file: {e}")))?;
-        gates.validate().map_err(|m| Error::data(path, m))?;
-        Ok(gates)
-    }
-
-    /// Gates from a JSON object (a Python dict, say); the same rules as [`Gates::load`], errors name
-    /// the argument `gates`.
-    pub fn from_json(value: serde_json::Value) -> Result<Self> {
-        let text = value.to_string();
-        let gates: Gates = serde_json::from_value(value).map_err(|e| Error::arg("gates", &text, e.to_string()))?;
-        gates.validate().map_err(|m| Error::arg("gates", &text, m))?;
-        Ok(gates)
-    }
-
-    /// Finite thresholds and a finite, non-negative `max_regression`.
-    fn validate(&self) -> std::result::Result<(), String> {
-        let thresholds = self.min.iter().chain(self.overrides.values().flatten());
-        if let Some((metric, t)) = thresholds.into_iter().find(|(_, t)| !t.is_finite()) {
-            return Err(format!("threshold of `{metric}` is not finite: {t}"));
-        }
-        if !(self.max_regression.is_finite() && self.max_regression >= 0.0) {
-            return Err(format!(
-                "max_regression must be finite and >= 0, got {}",
-                self.max_regression
-            ));
-        }
-        if let Some(c) = &self.ctr_sim {
-            c.validate()?;
-        }
-        Ok(())
-    }
-
-    /// The minimums that apply to `dataset`: `min` with that data set's overrides applied.
-    pub fn minimums(&self, dataset: Option<&str>) -> BTreeMap<String, f64> {
-        let mut min = self.min.clone();
-        if let Some(o) = dataset.and_then(|d| self.overrides.get(d)) {
-            min.extend(o.iter().map(|(k, v)| (k.clone(), *v)));
-        }
-        min
-    }
-
-    /// `Ok(())` when every gate passes; otherwise [`Error::GateFailed`] for the first failing metric:
-    /// minimums (in metric-name order) before regressions (in `regression_metrics` order). A metric a
-    /// gate names but `metrics` lacks fails with reason `missing`; a NaN value fails. Regressions are
-    /// checked only against metrics the `current` model has.
-    pub fn check(
-        &self,
-        dataset: Option<&str>,
-        metrics: &BTreeMap<String, f64>,
-        current: Option<&BTreeMap<String, f64>>,
-    ) -> Result<()> {
-        let fail = |metric: &str, value: f64, threshold: f64, reason: String| Error::GateFailed {
-            metric: metric.to_string(),
-            value,
-            threshold,
-            reason,
-        };
-        for (metric, &threshold) in &self.minimums(dataset) {
-            match metrics.get(metric) {
-                None => return Err(fail(metric, f64::NAN, threshold, "missing".into())),
-                Some(&v) if !meets(v, threshold) => return Err(fail(metric, v, threshold, "minimum".into())),
-                Some(_) => {}
-            }
-        }
-        let Some(current) = current else {
-            return Ok(());
-        };
-        for metric in &self.regression_metrics {
-            let Some(&base) = current.get(metric).filter(|b| b.is_finite()) else {
-                continue;
-            };
-            let threshold = base - self.max_regression;
-            match metrics.get(metric) {
-                None => return Err(fail(metric, f64::NAN, threshold, "missing".into())),
-                Some(&v) if !meets(v, threshold) => {
-                    return Err(fail(
-                        metric,
-                        v,
-                        threshold,
-                        format!(
-                            "regression: current model has {base:.4}, allowed drop {:.4}",
-                            self.max_regression
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
-    }
+/// Loads the weights of model `spec` (as in [`model_dir`], verified) and returns them with the
+/// version's directory.
+pub fn load_model(spec: &str, registry: Option<&Path>) -> Result<(crate::model::inference::TwoTowerModel, PathBuf)> {
+    let dir = model_dir(spec, registry, true)?;
+    let path = dir.join(files::MODEL);
+    let f = File::open(&path).map_err(Error::io(&path))?;
+    let model = crate::model::inference::TwoTowerModel::load(&mut io::BufReader::new(f))
+        .map_err(|e| Error::corrupt(path.display(), e.to_string()))?;
+    Ok((model, dir))
 }
 
 #[cfg(test)]
@@ -812,53 +678,5 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(e.bytes, 3);
-    }
-
-    #[test]
-    fn gate_error_display() {
-        let e = Error::GateFailed {
-            metric: "ndcg@20".into(),
-            value: 0.41,
-            threshold: 0.65,
-            reason: "minimum".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "validation gate failed: ndcg@20 = 0.4100 < 0.6500 (minimum)"
-        );
-        assert!(e.is_user_error());
-    }
-
-    #[test]
-    fn ctr_sim_gate_minimum_and_regression() {
-        let g = CtrSimGate {
-            min: 0.02,
-            max_regression: 0.002,
-            ..Default::default()
-        };
-        assert!(g.check(0.03, None).is_ok());
-        assert!(g.check(0.03, Some(0.031)).is_ok());
-        assert!(
-            matches!(g.check(0.019, None), Err(Error::GateFailed { ref metric, ref reason, .. })
-            if metric == "ctr_sim" && reason == "minimum")
-        );
-        assert!(
-            matches!(g.check(0.03, Some(0.0325)), Err(Error::GateFailed { ref reason, .. })
-            if reason.starts_with("regression"))
-        );
-        assert!(g.check(f64::NAN, None).is_err());
-        let parsed = Gates::from_json(serde_json::json!({"ctr_sim": {"min": 0.01}})).unwrap();
-        assert_eq!(parsed.ctr_sim.unwrap().max_regression, 0.002);
-        assert!(Gates::from_json(serde_json::json!({"ctr_sim": {"requests": 0}})).is_err());
-        assert!(Gates::from_json(serde_json::json!({"ctr_sim": {"mni": 0.01}})).is_err());
-    }
-
-    #[test]
-    fn nan_metric_fails_minimum() {
-        let m = BTreeMap::from([("auc".to_string(), f64::NAN), ("ndcg@20".to_string(), 0.9)]);
-        assert!(matches!(
-            Gates::default().check(None, &m, None),
-            Err(Error::GateFailed { ref metric, .. }) if metric == "auc"
-        ));
     }
 }
