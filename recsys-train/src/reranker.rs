@@ -19,9 +19,321 @@ use crate::progress::Progress;
 use recsys_core::features::FeatureConfig;
 use recsys_core::model::inference::TwoTowerModel;
 use recsys_core::model::{UserContext, UserInputs, UserProfile};
-use recsys_core::rerank::{FitConfig, RerankFeatures, RerankItem, RerankUser, Reranker, auc, last_category_times};
+use recsys_core::rerank::{RerankFeatures, RerankItem, RerankUser, Reranker, auc, last_category_times};
 use recsys_core::retrieval::{ExactIndex, Filter, ItemIndex, QuantizedVectors};
 use serde::{Deserialize, Serialize};
+
+/// The logistic regression behind the re-ranker, fitted here and only scored by serving
+/// ([`Reranker::score`]). Errors are recsys-core's (`InvalidInput` naming the example and field).
+mod logistic {
+    use recsys_core::rerank::{FEATURE_NAMES, NUM_FEATURES, RerankFeatures, Reranker};
+    use recsys_core::{Error, Result};
+    use serde::{Deserialize, Serialize};
+
+    /// Hyper-parameters of [`fit`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    pub struct FitConfig {
+        /// L2 penalty on the (standardised) weights, not the bias: loss = mean log-loss + l2/2 · |w|².
+        pub l2: f64,
+        /// Most Newton iterations.
+        pub max_iter: usize,
+        /// Stop when the largest parameter update is below this.
+        pub tolerance: f64,
+    }
+
+    impl Default for FitConfig {
+        fn default() -> Self {
+            FitConfig {
+                l2: 1e-3,
+                max_iter: 50,
+                tolerance: 1e-7,
+            }
+        }
+    }
+
+    impl FitConfig {
+        /// Refuses a negative or non-finite `l2`, a zero `max_iter` and a non-positive `tolerance`.
+        pub fn validate(&self) -> Result<()> {
+            if !self.l2.is_finite() || self.l2 < 0.0 {
+                return Err(Error::invalid("l2", self.l2, "must be finite and >= 0"));
+            }
+            if self.max_iter == 0 {
+                return Err(Error::invalid("max_iter", 0, "must be positive"));
+            }
+            if !self.tolerance.is_finite() || self.tolerance <= 0.0 {
+                return Err(Error::invalid("tolerance", self.tolerance, "must be finite and > 0"));
+            }
+            Ok(())
+        }
+    }
+
+    /// Fits the re-ranker on `(features, clicked)` examples: standardisation from the examples, then
+    /// L2-regularised logistic regression by Newton's method with step halving (9 parameters, so each
+    /// iteration is one pass over the data plus a 9×9 solve).
+    ///
+    /// Refuses an empty input, a single class, non-finite features and a bad [`FitConfig`].
+    #[allow(clippy::needless_range_loop)] // index loops read best in the small dense linear algebra
+    pub fn fit(examples: &[(RerankFeatures, bool)], config: &FitConfig) -> Result<Reranker> {
+        config.validate()?;
+        if examples.is_empty() {
+            return Err(Error::invalid("examples", 0, "need at least one example"));
+        }
+        let positives = examples.iter().filter(|e| e.1).count();
+        if positives == 0 || positives == examples.len() {
+            let class = if positives == 0 { "not clicked" } else { "clicked" };
+            return Err(Error::invalid(
+                "examples",
+                format!("{} examples, all {class}", examples.len()),
+                "need both clicked and not-clicked examples",
+            ));
+        }
+        const P: usize = NUM_FEATURES + 1;
+        let n = examples.len() as f64;
+        let mut mean = [0f64; NUM_FEATURES];
+        for (j, (f, _)) in examples.iter().enumerate() {
+            for (i, v) in f.to_array().into_iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(Error::invalid(
+                        format!("examples[{j}].{}", FEATURE_NAMES[i]),
+                        v,
+                        "must be finite",
+                    ));
+                }
+                mean[i] += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = [0f64; NUM_FEATURES];
+        for (f, _) in examples {
+            for (i, v) in f.to_array().into_iter().enumerate() {
+                var[i] += (f64::from(v) - mean[i]).powi(2);
+            }
+        }
+        let std: [f64; NUM_FEATURES] = std::array::from_fn(|i| {
+            let s = (var[i] / n).sqrt();
+            if s > 1e-9 { s } else { 1.0 }
+        });
+        // Row of the design matrix: standardised features, then 1 for the bias.
+        let row = |f: &RerankFeatures| -> [f64; P] {
+            let a = f.to_array();
+            std::array::from_fn(|i| {
+                if i < NUM_FEATURES {
+                    (f64::from(a[i]) - mean[i]) / std[i]
+                } else {
+                    1.0
+                }
+            })
+        };
+        let loss = |theta: &[f64; P]| -> f64 {
+            let mut l = 0.0;
+            for (f, y) in examples {
+                let x = row(f);
+                let z: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
+                // log(1 + e^z) - y z, computed stably.
+                l += z.max(0.0) + (-z.abs()).exp().ln_1p() - if *y { z } else { 0.0 };
+            }
+            l / n + 0.5 * config.l2 * theta[..NUM_FEATURES].iter().map(|w| w * w).sum::<f64>()
+        };
+        let mut theta = [0f64; P];
+        let prior = positives as f64 / n;
+        theta[NUM_FEATURES] = (prior / (1.0 - prior)).ln();
+        let mut current = loss(&theta);
+        for _ in 0..config.max_iter {
+            let mut grad = [0f64; P];
+            let mut hess = [[0f64; P]; P];
+            for (f, y) in examples {
+                let x = row(f);
+                let z: f64 = x.iter().zip(&theta).map(|(a, b)| a * b).sum();
+                let p = 1.0 / (1.0 + (-z).exp());
+                let r = p - if *y { 1.0 } else { 0.0 };
+                let w = p * (1.0 - p);
+                for a in 0..P {
+                    grad[a] += r * x[a];
+                    let wa = w * x[a];
+                    for b in 0..=a {
+                        hess[a][b] += wa * x[b];
+                    }
+                }
+            }
+            for a in 0..P {
+                grad[a] /= n;
+                for b in 0..=a {
+                    hess[a][b] /= n;
+                    hess[b][a] = hess[a][b];
+                }
+                let reg = if a < NUM_FEATURES { config.l2 } else { 0.0 };
+                grad[a] += reg * theta[a];
+                hess[a][a] += reg + 1e-10;
+            }
+            let step = solve_spd(hess, grad).ok_or_else(|| Error::Internal("re-ranker Hessian is singular".into()))?;
+            let mut t = 1.0;
+            let mut accepted = false;
+            for _ in 0..30 {
+                let cand: [f64; P] = std::array::from_fn(|i| theta[i] - t * step[i]);
+                let l = loss(&cand);
+                if l <= current {
+                    theta = cand;
+                    current = l;
+                    accepted = true;
+                    break;
+                }
+                t *= 0.5;
+            }
+            let largest = step.iter().fold(0f64, |m, s| m.max((t * s).abs()));
+            if !accepted || largest < config.tolerance {
+                break;
+            }
+        }
+        let model = Reranker {
+            weights: std::array::from_fn(|i| theta[i] as f32),
+            bias: theta[NUM_FEATURES] as f32,
+            means: mean.map(|m| m as f32),
+            stds: std.map(|s| s as f32),
+        };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// Solves `a x = b` for a symmetric positive-definite `a` by Cholesky; `None` when not SPD.
+    #[allow(clippy::needless_range_loop)] // textbook index form of Cholesky and the two triangular solves
+    fn solve_spd<const P: usize>(mut a: [[f64; P]; P], b: [f64; P]) -> Option<[f64; P]> {
+        for j in 0..P {
+            let mut d = a[j][j];
+            for k in 0..j {
+                d -= a[j][k] * a[j][k];
+            }
+            if d <= 0.0 || !d.is_finite() {
+                return None;
+            }
+            let d = d.sqrt();
+            a[j][j] = d;
+            for i in j + 1..P {
+                let mut s = a[i][j];
+                for k in 0..j {
+                    s -= a[i][k] * a[j][k];
+                }
+                a[i][j] = s / d;
+            }
+        }
+        let mut y = [0f64; P];
+        for i in 0..P {
+            let mut s = b[i];
+            for k in 0..i {
+                s -= a[i][k] * y[k];
+            }
+            y[i] = s / a[i][i];
+        }
+        let mut x = [0f64; P];
+        for i in (0..P).rev() {
+            let mut s = y[i];
+            for k in i + 1..P {
+                s -= a[k][i] * x[k];
+            }
+            x[i] = s / a[i][i];
+        }
+        Some(x)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use rand::{Rng, SeedableRng};
+        use rand_xoshiro::Xoshiro256PlusPlus;
+        use recsys_core::rerank::auc;
+
+        fn sigmoid(z: f32) -> f32 {
+            1.0 / (1.0 + (-z).exp())
+        }
+
+        fn synthetic(n: usize, seed: u64) -> Vec<(RerankFeatures, bool)> {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            (0..n)
+                .map(|_| {
+                    let similarity: f32 = rng.random_range(-1.0..1.0);
+                    let session: f32 = rng.random_range(0.0..1.0);
+                    // Retrieval score: a weak, noisy proxy of similarity.
+                    let retrieval_score = 0.3 * similarity + rng.random_range(-1.0..1.0);
+                    let popularity: f32 = rng.random_range(0.0..5.0);
+                    let f = RerankFeatures {
+                        similarity,
+                        retrieval_score,
+                        popularity,
+                        session_category_share: session,
+                        ..Default::default()
+                    };
+                    // True model: logit = 3·similarity + 2·session - 1.5 (popularity is noise).
+                    let z = 3.0 * similarity + 2.0 * session - 1.5;
+                    let clicked = rng.random_range(0.0..1.0) < sigmoid(z);
+                    (f, clicked)
+                })
+                .collect()
+        }
+
+        #[test]
+        fn fit_recovers_signs_and_order_and_beats_retrieval_only() {
+            let train = synthetic(20_000, 1);
+            let model = fit(&train, &FitConfig::default()).unwrap();
+            // Raw-scale weights: w / std.
+            let raw: Vec<f32> = (0..NUM_FEATURES).map(|i| model.weights[i] / model.stds[i]).collect();
+            assert!((raw[0] - 3.0).abs() < 0.4, "similarity weight {raw:?}");
+            assert!((raw[6] - 2.0).abs() < 0.4, "session weight {raw:?}");
+            assert!(raw[0] > raw[6] && raw[6] > 0.0);
+            for i in [1, 2] {
+                assert!(raw[i].abs() < 0.15, "noise feature {} got {}", FEATURE_NAMES[i], raw[i]);
+            }
+            let test = synthetic(5_000, 2);
+            let labels: Vec<bool> = test.iter().map(|e| e.1).collect();
+            let learned: Vec<f32> = test.iter().map(|e| model.score(&e.0)).collect();
+            let retrieval: Vec<f32> = test.iter().map(|e| e.0.retrieval_score).collect();
+            let (a_model, a_retrieval) = (auc(&learned, &labels), auc(&retrieval, &labels));
+            assert!(
+                a_model > a_retrieval + 0.1,
+                "model {a_model} vs retrieval {a_retrieval}"
+            );
+            assert!(a_model > 0.75, "{a_model}");
+        }
+
+        #[test]
+        fn fit_refuses_empty_single_class_and_nan() {
+            let f = RerankFeatures::default();
+            let err = fit(&[], &FitConfig::default()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidInput { field, .. } if field == "examples"),
+                "{err}"
+            );
+            let err = fit(&[(f, true), (f, true)], &FitConfig::default()).unwrap_err();
+            assert!(err.to_string().contains("all clicked"), "{err}");
+            let nan = RerankFeatures {
+                trending: f32::NAN,
+                ..f
+            };
+            let err = fit(&[(f, true), (nan, false)], &FitConfig::default()).unwrap_err();
+            assert!(err.to_string().contains("examples[1].log_trending"), "{err}");
+            let cfg = FitConfig {
+                l2: -1.0,
+                ..Default::default()
+            };
+            let err = fit(&[(f, true), (f, false)], &cfg).unwrap_err();
+            assert!(
+                err.to_string().contains("`l2`") && err.to_string().contains("-1"),
+                "{err}"
+            );
+        }
+
+        #[test]
+        fn fit_on_separable_data_stays_finite() {
+            let f = |s: f32| RerankFeatures {
+                similarity: s,
+                ..Default::default()
+            };
+            let model = fit(&[(f(1.0), true), (f(-1.0), false)], &FitConfig::default()).unwrap();
+            assert!(model.weights[0] > 0.0 && model.weights.iter().all(|w| w.is_finite()));
+        }
+    }
+}
+
+pub use logistic::{FitConfig, fit};
 
 /// How many test cases and candidates the fit uses.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -234,7 +546,7 @@ pub fn fit_reranker(
         ));
         return Ok(None);
     }
-    let reranker = Reranker::fit(&fit_set, &FitConfig::default())?;
+    let reranker = fit(&fit_set, &FitConfig::default())?;
     let labels: Vec<bool> = holdout.iter().map(|e| e.1).collect();
     let fitted: Vec<f32> = holdout.iter().map(|e| reranker.logit(&e.0)).collect();
     let sim: Vec<f32> = holdout.iter().map(|e| e.0.similarity).collect();
