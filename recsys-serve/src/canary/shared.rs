@@ -111,15 +111,8 @@ impl DirShared {
     pub fn open(dir: &Path) -> Result<Self> {
         let dir = dir.join("canary");
         std::fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, e))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let replica = format!(
-            "{}-{nanos}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        // Unique across replicas and processes: the project's one unique-name helper.
+        let replica = recsys_core::atomic::unique_token();
         Ok(DirShared {
             dir,
             replica,
