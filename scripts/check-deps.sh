@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The crate boundaries of ARCHITECTURE.md ("Crates and what each may depend on"), checked on the
 # resolved dependency graph (`cargo tree`, normal edges, each package with its default features):
-# serving and the Node addon never link the offline pipeline, nor the readers it needs, and the core
-# links neither front. Prints each package's crate count; exits 1 naming every forbidden edge.
+# serving and the Node addon never link the offline pipeline, the readers it needs or burn's
+# training stack, and the core links neither front. Prints each package's crate count; exits 1 naming every forbidden edge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,10 +26,13 @@ forbid() {
 }
 
 offline_pipeline=(recsys-train recsys-cli parquet arrow-array arrow-ipc arrow-csv zip indicatif)
+# burn: training only (recsys-core's `training` feature); serving scores models in plain f32.
+training=(burn burn-core burn-nn burn-optim burn-autodiff burn-ndarray burn-cuda cubecl)
 # The HTTP service (default features: the `recsys-serve` binary) and the library alone.
-forbid recsys-serve "${offline_pipeline[@]}" techshop-recs-node techshop-recs-python
-forbid "recsys-serve --no-default-features" "${offline_pipeline[@]}" clap axum tokio
-forbid techshop-recs-node "${offline_pipeline[@]}" techshop-recs-python pyo3 clap axum tokio
+forbid recsys-serve "${offline_pipeline[@]}" "${training[@]}" techshop-recs-node techshop-recs-python
+forbid "recsys-serve --no-default-features" "${offline_pipeline[@]}" "${training[@]}" clap axum tokio
+forbid techshop-recs-node "${offline_pipeline[@]}" "${training[@]}" techshop-recs-python pyo3 clap axum tokio
 forbid recsys-core recsys-train recsys-serve recsys-cli parquet arrow-array axum tokio pyo3 napi
+forbid "recsys-core --no-default-features" "${training[@]}"
 forbid recsys-train recsys-serve recsys-cli axum napi pyo3
 exit $fail

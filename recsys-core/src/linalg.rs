@@ -54,6 +54,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// Rows `start..end` of this view.
+    #[cfg_attr(not(feature = "training"), allow(dead_code))]
     fn rows(self, start: usize, end: usize) -> Self {
         let from = (start * self.row_stride).min(self.data.len());
         MatRef {
@@ -135,7 +136,9 @@ pub(crate) fn matmul(lhs: MatRef<'_>, rhs: MatRef<'_>, out: &mut [f32]) -> Resul
     Ok(())
 }
 
-/// [`matmul`] split into blocks of `block_rows` output rows computed in parallel on the rayon pool.
+/// [`matmul`] split into blocks of `block_rows` output rows computed in parallel on the rayon pool
+/// (the training loss's products).
+#[cfg_attr(not(feature = "training"), allow(dead_code))]
 pub(crate) fn par_matmul(lhs: MatRef<'_>, rhs: MatRef<'_>, out: &mut [f32], block_rows: usize) -> Result<()> {
     let n = rhs.cols;
     if out.len() != lhs.rows * n {

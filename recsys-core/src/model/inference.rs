@@ -53,12 +53,12 @@ pub struct Norm {
 }
 
 impl Norm {
-    /// Normalises `x` in place (biased variance, ε = [`super::net::LAYER_NORM_EPSILON`]).
+    /// Normalises `x` in place (biased variance, ε = [`super::LAYER_NORM_EPSILON`]).
     pub fn apply(&self, x: &mut [f32]) {
         let n = x.len() as f32;
         let mean = x.iter().sum::<f32>() / n;
         let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-        let inv = 1.0 / (var + super::net::LAYER_NORM_EPSILON as f32).sqrt();
+        let inv = 1.0 / (var + super::LAYER_NORM_EPSILON as f32).sqrt();
         for ((v, g), b) in x.iter_mut().zip(&self.gamma).zip(&self.beta) {
             *v = (*v - mean) * inv * g + b;
         }
@@ -574,17 +574,9 @@ impl TwoTowerModel {
             ("price", self.price.len(), v.price_buckets.max(1) * c.side_dim),
             ("age", self.age.len(), v.ages.max(1) * c.side_dim),
             ("region", self.region.len(), v.regions.max(1) * c.side_dim),
-            (
-                "item_in",
-                self.item_in.w.len(),
-                super::net::item_input_dim(c) * c.hidden_dim,
-            ),
+            ("item_in", self.item_in.w.len(), super::item_input_dim(c) * c.hidden_dim),
             ("item_out", self.item_out.w.len(), c.hidden_dim * c.embedding_dim),
-            (
-                "user_in",
-                self.user_in.w.len(),
-                super::net::user_input_dim(c) * c.hidden_dim,
-            ),
+            ("user_in", self.user_in.w.len(), super::user_input_dim(c) * c.hidden_dim),
             ("user_out", self.user_out.w.len(), c.hidden_dim * c.embedding_dim),
         ];
         for (name, got, want) in expect {

@@ -15,15 +15,18 @@
 //! table is updated sparsely ([`sparse`]). Inference ([`inference`]) runs on plain `f32` slices with
 //! the same input construction ([`UserInputs::build`]) as training, so the two cannot skew.
 
+#[cfg(feature = "training")]
 mod batch;
 pub mod inference;
+#[cfg(feature = "training")]
 pub mod net;
+#[cfg(feature = "training")]
 mod softmax;
 pub mod sparse;
+#[cfg(feature = "training")]
 pub mod trainer;
 
 use crate::schema::{DAY_MS, EventType};
-use burn::config::Config;
 
 /// Per-user static inputs (codes, 0 = unknown).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,89 +51,99 @@ pub struct TrainingData {
     pub histories: Vec<Vec<HistoryEvent>>,
 }
 
-/// Hyper-parameters of the two-tower model; saved with every trained model.
-#[derive(Config, Debug, PartialEq)]
-pub struct TwoTowerConfig {
+/// Defines [`TwoTowerConfig`] from one list of fields, each with its documentation, type, default
+/// and builder method: the struct (serde, field names as JSON keys), `Default`, `new()` and the
+/// `with_*` setters, with no dependency on burn (serving reads configs without the training stack).
+macro_rules! two_tower_config {
+    ($($(#[doc = $doc:expr])* $field:ident, $with:ident: $ty:ty = $default:expr;)*) => {
+        /// Hyper-parameters of the two-tower model; saved with every trained model.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub struct TwoTowerConfig {
+            $($(#[doc = $doc])* pub $field: $ty,)*
+        }
+
+        impl Default for TwoTowerConfig {
+            fn default() -> Self {
+                TwoTowerConfig { $($field: $default,)* }
+            }
+        }
+
+        impl TwoTowerConfig {
+            /// The defaults (every field has one).
+            pub fn new() -> Self {
+                Self::default()
+            }
+
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`.")]
+                pub fn $with(mut self, $field: $ty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+two_tower_config! {
     /// Output embedding size of both towers (the ADR's 256).
-    #[config(default = 256)]
-    pub embedding_dim: usize,
+    embedding_dim, with_embedding_dim: usize = 256;
     /// Size of the item-id embedding (the sparse table).
-    #[config(default = 64)]
-    pub id_dim: usize,
+    id_dim, with_id_dim: usize = 64;
     /// Size of the category, brand, price-bucket, age and region embeddings.
-    #[config(default = 16)]
-    pub side_dim: usize,
+    side_dim, with_side_dim: usize = 16;
     /// Hidden layer width of both towers.
-    #[config(default = 256)]
-    pub hidden_dim: usize,
+    hidden_dim, with_hidden_dim: usize = 256;
     /// History length the user tower sees.
-    #[config(default = 100)]
-    pub history_len: usize,
+    history_len, with_history_len: usize = 100;
     /// How the user tower reads the history's item ids: [`UserEncoder::Pooled`] (weighted
     /// averages, the default) or [`UserEncoder::Attention`] (causal self-attention over the
     /// recent history, whose output at the newest event replaces the short-term pooling).
-    #[config(default = "UserEncoder::Pooled")]
-    pub user_encoder: UserEncoder,
+    user_encoder, with_user_encoder: UserEncoder = UserEncoder::Pooled;
     /// Self-attention blocks of [`UserEncoder::Attention`] (1 or 2).
-    #[config(default = 1)]
-    pub attention_layers: usize,
+    attention_layers, with_attention_layers: usize = 1;
     /// Dropout probability of [`UserEncoder::Attention`]'s inputs and of each block's attention
     /// and feed-forward outputs, while training only. Strong by default, as sequential
     /// recommenders on sparse data need (benches/README.md, "The self-attention user encoder").
     /// Its masks come from the burn backend's generator, which training seeds with `seed`: a run
     /// is reproducible, as long as no other training draws from that generator in the same
     /// process at the same time.
-    #[config(default = 0.5)]
-    pub attention_dropout: f32,
+    attention_dropout, with_attention_dropout: f32 = 0.5;
     /// Recency half-life in events of the short-term pooling (the newest event has weight 1).
     /// The default is long: on next-days targets (time split) recency-weighted pooling trained
     /// on next-event examples overfits the current session (measured: recall@20 0.376 at 10
     /// events / 7 days vs 0.485 at 1000 / 1000 on the synthetic TechShop).
-    #[config(default = 1000.0)]
-    pub recency_half_life_events: f32,
+    recency_half_life_events, with_recency_half_life_events: f32 = 1000.0;
     /// Recency half-life in days of age before the prediction time (short-term pooling).
-    #[config(default = 30.0)]
-    pub recency_half_life_days: f32,
+    recency_half_life_days, with_recency_half_life_days: f32 = 30.0;
     /// Pooling weight of each event type (view, click, add_to_cart, purchase).
-    #[config(default = "[1.0, 2.0, 3.0, 4.0]")]
-    pub event_weights: [f32; 4],
+    event_weights, with_event_weights: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
     /// Softmax temperature.
-    #[config(default = 0.05)]
-    pub temperature: f32,
+    temperature, with_temperature: f32 = 0.05;
     /// Subtract log(expected in-batch count) from each logit (sampling-bias correction).
-    #[config(default = true)]
-    pub logq_correction: bool,
+    logq_correction, with_logq_correction: bool = true;
     /// Extra uniformly sampled negatives per batch (0: in-batch negatives only).
-    #[config(default = 0)]
-    pub uniform_negatives: usize,
+    uniform_negatives, with_uniform_negatives: usize = 0;
     /// Id dropout while training: the probability that an item's id embedding is left out of
     /// one use of it (a column of the loss, or one history slot of the user tower, whose other
     /// slots are then scaled by `1 / (1 - p)`), so that both towers also learn from the item's
     /// side features (category, brand, price, popularity). 0 (the default): none. Inference
     /// always uses every id row.
-    #[config(default = 0.0)]
-    pub id_dropout: f32,
+    id_dropout, with_id_dropout: f32 = 0.0;
     /// Examples per batch.
-    #[config(default = 1024)]
-    pub batch_size: usize,
+    batch_size, with_batch_size: usize = 1024;
     /// Passes over the training examples.
-    #[config(default = 5)]
-    pub epochs: usize,
+    epochs, with_epochs: usize = 5;
     /// Adam learning rate of the dense layers.
-    #[config(default = 0.002)]
-    pub learning_rate: f64,
+    learning_rate, with_learning_rate: f64 = 0.002;
     /// Lazy-Adam learning rate of the id table.
-    #[config(default = 0.01)]
-    pub sparse_learning_rate: f32,
+    sparse_learning_rate, with_sparse_learning_rate: f32 = 0.01;
     /// Lowest event type that makes a training target (lower ones only form history).
-    #[config(default = "EventType::Click")]
-    pub min_target_event: EventType,
+    min_target_event, with_min_target_event: EventType = EventType::Click;
     /// Most training examples per epoch (sampled without replacement; 0 = all).
-    #[config(default = 0)]
-    pub max_examples_per_epoch: usize,
+    max_examples_per_epoch, with_max_examples_per_epoch: usize = 0;
     /// Seed of initialisation and shuffling.
-    #[config(default = 42)]
-    pub seed: u64,
+    seed, with_seed: u64 = 42;
     /// Early stopping: epochs in a row without a better validation score after which training
     /// stops; 0 (the default) trains all `epochs`. When positive, `recsys-train train` holds out a
     /// validation split of the training data (leave-one-out: each user's second-to-last
@@ -138,15 +151,12 @@ pub struct TwoTowerConfig {
     /// window), scores [`TwoTowerConfig::validation_metric`] after every epoch and keeps the best
     /// epoch: its weights (leave-one-out, whose validation interactions are not trained on), or
     /// its epoch count for a refit on the whole training period (time split).
-    #[config(default = 0)]
-    pub early_stopping_patience: usize,
+    early_stopping_patience, with_early_stopping_patience: usize = 0;
     /// The metric early stopping maximises: `recall@K`, `ndcg@K` or `hr@K` for K in 10, 20, 100
     /// or 500, or `auc`.
-    #[config(default = "String::from(\"recall@20\")")]
-    pub validation_metric: String,
+    validation_metric, with_validation_metric: String = String::from("recall@20");
     /// Most validation users scored after each epoch (a seeded sample).
-    #[config(default = 5000)]
-    pub validation_users: usize,
+    validation_users, with_validation_users: usize = 5000;
 }
 
 /// How the user tower reads the item ids of the history ([`TwoTowerConfig::user_encoder`]).
@@ -318,6 +328,19 @@ impl TwoTowerConfig {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// The layer norms' epsilon (burn's default, which training uses), which the plain inference repeats.
+pub const LAYER_NORM_EPSILON: f64 = 1e-5;
+
+/// Width of the item tower's input.
+pub fn item_input_dim(cfg: &TwoTowerConfig) -> usize {
+    cfg.id_dim + 3 * cfg.side_dim + ITEM_NUMERIC
+}
+
+/// Width of the user tower's input.
+pub fn user_input_dim(cfg: &TwoTowerConfig) -> usize {
+    2 * cfg.id_dim + 4 * cfg.side_dim + USER_NUMERIC
 }
 
 /// Number of numeric item features.

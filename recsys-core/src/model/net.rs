@@ -1,7 +1,8 @@
 //! The dense part of the two towers as a burn [`Module`]; the id table lives outside it
 //! ([`super::sparse::SparseTable`]) and enters as an already-gathered tensor.
 
-use super::{GAP_BUCKETS, ITEM_NUMERIC, TwoTowerConfig, USER_NUMERIC, UserEncoder, Vocab};
+use super::{GAP_BUCKETS, TwoTowerConfig, UserEncoder, Vocab};
+pub use super::{LAYER_NORM_EPSILON, item_input_dim, user_input_dim};
 use burn::module::Module;
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
@@ -74,9 +75,6 @@ pub struct AttentionBlock<B: Backend> {
     /// Norm after the feed-forward layer.
     pub norm2: LayerNorm<B>,
 }
-
-/// The layer norms' epsilon (burn's default), which the plain inference repeats.
-pub const LAYER_NORM_EPSILON: f64 = 1e-5;
 
 /// Standard deviation of the initial position, event-type and time-gap embeddings: small
 /// against the id rows (initialised at 0.05), so that at first the ids dominate the inputs.
@@ -179,16 +177,6 @@ impl<B: Backend> AttentionBlock<B> {
         let ff = self.ff_out.forward(relu(self.ff_in.forward(y.clone())));
         self.norm2.forward(y + dropout.forward(ff))
     }
-}
-
-/// Width of the item tower's input.
-pub fn item_input_dim(cfg: &TwoTowerConfig) -> usize {
-    cfg.id_dim + 3 * cfg.side_dim + ITEM_NUMERIC
-}
-
-/// Width of the user tower's input.
-pub fn user_input_dim(cfg: &TwoTowerConfig) -> usize {
-    2 * cfg.id_dim + 4 * cfg.side_dim + USER_NUMERIC
 }
 
 impl<B: Backend> TwoTowerNet<B> {
