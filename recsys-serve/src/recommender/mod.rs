@@ -1,7 +1,13 @@
 //! [`Recommender`]: the online pipeline as one embeddable object (the HTTP service, the Python
-//! and the Node bindings all call it). One request runs
-//! session → candidates → re-ranking features → [`recsys_core::pipeline::recommend`] (re-rank,
-//! rules, diversity, pins, fill-up) → ids and reasons.
+//! and the Node bindings all call it). One request runs, in named steps:
+//!
+//! | step | where |
+//! |---|---|
+//! | 1. history: offline recent events + the live session, exclusions | `history.rs` |
+//! | 2. candidates: store, else user tower + item index, else trending/popular | `Recommender::recommend_as`, `candidates.rs` |
+//! | 3. re-ranking features | `features.rs` |
+//! | 4. re-rank, rules, diversity, pins, fill-up | [`recsys_core::pipeline::recommend`] |
+//! | 5. ids and reasons, pinned slots | `render.rs` |
 //!
 //! Candidates come from the candidate store (the pre-computed top-500 of the user); a user without
 //! stored candidates gets them from the model (user tower on demographics and the live session,
@@ -18,13 +24,13 @@ use crate::online::{EventIn, OnlineFeatures};
 use crate::snapshot::{ItemSnapshot, Refresher};
 use crate::{Error, Result};
 use arc_swap::ArcSwap;
+use history::UserHistory;
 use lru::LruCache;
 use recsys_core::diversify::Similarity;
 use recsys_core::exploration::{UniformExploration, request_rng};
 use recsys_core::exposure::{ExposedItem, ExposureContext, ExposureRecord};
-use recsys_core::model::HistoryEvent;
 use recsys_core::pipeline::{Context, Request, recommend};
-use recsys_core::rerank::{RerankFeatures, RerankItem, RerankUser, last_category_times};
+use recsys_core::rerank::{RerankItem, RerankUser, last_category_times};
 use recsys_core::retrieval::Filter;
 use recsys_core::rules::{
     Boost, BoostTarget, Eligibility, ItemAttributes, Pin, ReasonInputs, RequestFilters, RulesConfig, UserExclusions,
@@ -35,6 +41,12 @@ use recsys_core::store::{
 };
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
+
+mod candidates;
+use candidates::CandidateInputs;
+mod features;
+mod history;
+mod render;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -1053,114 +1065,41 @@ impl Recommender {
             Some(u) => f.engine().user_features(u, as_of)?,
             None => f.engine().user_features(u32::MAX, as_of)?,
         };
-        // History, oldest first: the offline recent events plus the live session (deduplicated:
-        // a local event is in both).
-        let mut recent: Vec<(u32, EventType, i64)> = offline.recent.clone();
-        for e in &session {
-            if let Some(i) = f.item_index(&e.item_id) {
-                let ev = (i, e.event_type, e.ts);
-                if !recent.contains(&ev) {
-                    recent.push(ev);
-                }
-            }
-        }
-        recent.sort_by_key(|e| std::cmp::Reverse(e.2));
-        recent.truncate(model.history_len().max(f.engine().config().history_len));
-        let known = model.num_items() as u32;
-        let history: Vec<HistoryEvent> = recent
-            .iter()
-            .rev()
-            .filter(|e| e.0 < known)
-            .map(|&(item, event_type, ts)| HistoryEvent { item, event_type, ts })
-            .collect();
-        let mut purchased: Vec<u32> = recent
-            .iter()
-            .filter(|e| e.1 == EventType::Purchase)
-            .map(|e| e.0)
-            .collect();
-        purchased.sort_unstable();
-        purchased.dedup();
-        let mut in_cart: Vec<u32> = recent
-            .iter()
-            .filter(|e| e.1 == EventType::AddToCart && !purchased.contains(&e.0))
-            .map(|e| e.0)
-            .collect();
-        in_cart.sort_unstable();
-        in_cart.dedup();
+        // Step 1: the history (the offline recent events and the live session).
+        let hist = UserHistory::build(
+            &offline.recent,
+            session
+                .iter()
+                .filter_map(|e| f.item_index(&e.item_id).map(|i| (i, e.event_type, e.ts))),
+            model.history_len().max(f.engine().config().history_len),
+            model.num_items() as u32,
+        );
+        let (recent, history, purchased, in_cart) = (&hist.recent, &hist.events, &hist.purchased, &hist.in_cart);
         let (age, region) = user.map_or((None, None), |u| f.demographics(u));
         let anonymous = inner.options.popular_only || (history.is_empty() && age.is_none() && region.is_none());
         let trends = inner.trends.read().map(|t| Arc::clone(&t)).unwrap_or_default();
         let item_snapshot = inner.item_features.current();
 
-        // Candidates.
+        // Step 2: candidates (the store, else the user tower and the item index, else popular).
         let t = Instant::now();
         let embedding = if anonymous {
             None
         } else {
-            Some(model.user_embedding(&history, age, region, as_of)?)
+            Some(model.user_embedding(history, age, region, as_of)?)
         };
-        let mut source = Source::Store;
-        let mut candidates: Option<Vec<Scored>> = None;
-        if !anonymous && inner.store.is_some() && !skip_store {
-            match model.stored_candidates(user_id) {
-                Ok(Some(list)) => candidates = Some(list),
-                Ok(None) => m.fallback("store_miss"),
-                Err(e) => {
-                    tracing::warn!("candidate store failed, answering from the model: {e}");
-                    m.fallback("store_error");
-                    inner.store_failed(now_ms());
-                }
-            }
-        }
-        let candidates = match (candidates, &embedding) {
-            (Some(c), _) => c,
-            (None, Some(emb)) => {
-                source = Source::Model;
-                model.search(
-                    emb,
-                    inner.options.config.candidates,
-                    &Filter {
-                        exclude: &purchased,
-                        ..Default::default()
-                    },
-                )?
-            }
-            (None, None) => {
-                source = Source::Popular;
-                m.fallback("popular");
-                let anchor_list = r.anchor.and_then(|a| model.item_vector(a)).map(|v| {
-                    let mut ex = vec![r.anchor.unwrap_or(0)];
-                    ex.sort_unstable();
-                    model.search(
-                        v,
-                        inner.options.config.candidates,
-                        &Filter {
-                            exclude: &ex,
-                            ..Default::default()
-                        },
-                    )
-                });
-                match anchor_list {
-                    Some(list) => list?,
-                    None => {
-                        let list = trends
-                            .trending
-                            .iter()
-                            .chain(trends.popular_in(r.context_category))
-                            .copied();
-                        let mut seen = ahash::AHashSet::new();
-                        list.filter(|i| seen.insert(*i))
-                            .take(inner.options.config.candidates)
-                            .enumerate()
-                            .map(|(rank, item)| Scored {
-                                item,
-                                score: 1.0 / (1.0 + rank as f32),
-                            })
-                            .collect()
-                    }
-                }
-            }
-        };
+        let (candidates, source) = inner.candidates(
+            model,
+            user_id,
+            CandidateInputs {
+                anonymous,
+                skip_store,
+                embedding: embedding.as_deref(),
+                purchased,
+                anchor: r.anchor,
+                context_category: r.context_category,
+                trends: &trends,
+            },
+        )?;
         m.stage("candidates", t.elapsed());
 
         // Re-ranking features, then the pure pipeline.
@@ -1174,7 +1113,7 @@ impl Recommender {
             .filter_map(|e| f.item_index(&e.item_id))
             .filter_map(|i| catalog.category.get(i as usize).copied().flatten())
             .collect();
-        let last_cats = last_category_times(&recent, catalog);
+        let last_cats = last_category_times(recent, catalog);
         let ruser = RerankUser {
             embedding: emb,
             avg_order_value: offline.avg_order_value,
@@ -1184,43 +1123,13 @@ impl Recommender {
             recency_half_life_ms: 24 * 3600 * 1000,
         };
         let prepared = ruser.prepare();
-        let mut feats = Vec::with_capacity(candidates.len());
-        // Similarity from the 8-bit item codes (as the re-ranker was trained): 256 bytes per
-        // candidate instead of 1 KiB; the rest from the item's 16-byte snapshot record. Both are
-        // scattered over tables of 100k items, so a few candidates' rows are requested ahead:
-        // memory latency, not arithmetic, was most of this loop's time.
+        // Step 3: the re-ranking features, then step 4, the pure pipeline (re-rank, rules,
+        // diversity, pins, fill-up).
         let codes = model.quantized();
-        const PREFETCH_AHEAD: usize = 8;
-        let prefetch = |item: u32| {
-            codes.prefetch(item);
-            if let Some(x) = item_snapshot.get(item as usize) {
-                recsys_core::simd::prefetch(std::slice::from_ref(x));
-            }
-        };
-        for c in candidates.iter().take(PREFETCH_AHEAD) {
-            prefetch(c.item);
-        }
-        for (n, c) in candidates.iter().enumerate() {
-            if let Some(ahead) = candidates.get(n + PREFETCH_AHEAD) {
-                prefetch(ahead.item);
-            }
-            let computed;
-            let item = match item_snapshot.get(c.item as usize) {
-                Some(snapshot) => snapshot,
-                None => {
-                    computed = rerank_item(&f, c.item, as_of)?;
-                    &computed
-                }
-            };
-            let similarity = codes.dot(c.item, emb)?.unwrap_or(0.0);
-            feats.push(RerankFeatures::from_parts(*c, similarity, item, &prepared));
-        }
-        let recently_viewed: Vec<u32> = recent
-            .iter()
-            .filter(|e| matches!(e.1, EventType::View | EventType::Click))
-            .map(|e| e.0)
-            .take(10)
-            .collect();
+        let feats = features::rerank_features(&candidates, codes, &item_snapshot, emb, &prepared, |item| {
+            rerank_item(&f, item, as_of)
+        })?;
+        let recently_viewed = hist.recently_viewed(10);
         let similarity = Similarity::Quantized(codes);
         let items = ItemAttributes {
             category: f.item_categories(),
@@ -1241,10 +1150,7 @@ impl Recommender {
             candidates: &candidates,
             features: &feats,
             filters: &r.filters,
-            user: UserExclusions {
-                purchased: &purchased,
-                in_cart: &in_cart,
-            },
+            user: UserExclusions { purchased, in_cart },
             reasons: ReasonInputs {
                 recently_viewed: &recently_viewed,
                 similarity: Some(similarity),
@@ -1261,20 +1167,9 @@ impl Recommender {
             recsys_core::rules::fill_from(&mut top, &trends.popular, &eligible);
         }
         m.stage("rerank", t.elapsed());
-        let ids = f.item_ids();
-        let cats = f.categories();
-        let pinned: Vec<bool> = if inner.exploration.is_some() {
-            top.items
-                .iter()
-                .enumerate()
-                .map(|(slot, rec)| {
-                    inner
-                        .rules
-                        .pins
-                        .iter()
-                        .any(|p| p.item == rec.item && p.position == slot)
-                })
-                .collect()
+        // Step 5: the answer in the catalogue's ids and words.
+        let pinned = if inner.exploration.is_some() {
+            render::pinned_slots(&top.items, &inner.rules.pins)
         } else {
             Vec::new()
         };
@@ -1282,17 +1177,7 @@ impl Recommender {
             user_id: user_id.to_string(),
             model_version: model.version.clone(),
             variant: Variant::of(variant),
-            items: top
-                .items
-                .iter()
-                .map(|rec| RecItem {
-                    item_id: ids[rec.item as usize].clone(),
-                    score: rec.score,
-                    reason: rec
-                        .reason
-                        .render(|i| f.item_label(i), |c| cats.get(c as usize).cloned()),
-                })
-                .collect(),
+            items: render::render_items(&top.items, f.item_ids(), |i| f.item_label(i), f.categories()),
             source,
             request_id: String::new(),
         };
