@@ -6,7 +6,10 @@
  * reasons), opened once and shared by every request of the process.
  */
 export declare class Recommender {
-  /** Loads the registry's `current` model, the dataset and the store (off the event loop). */
+  /**
+   * Loads the registry's `current` model and the store, with its candidates and online features (off
+   * the event loop).
+   */
   static open(registry: string, options?: OpenOptions | undefined | null): Promise<Recommender>
   /** The top-k recommendations for a user; an unknown user is a cold start, not an error. */
   recommend(userId: string, options?: RecommendOptions | undefined | null): Promise<Recommendations>
@@ -25,9 +28,15 @@ export declare class Recommender {
 
 /** Options of `Recommender.open`. */
 export interface OpenOptions {
-  /** Candidate store URL (`file:DIR`, `redis://...`); absent: candidates from the model only. */
+  /**
+   * Candidate store URL (`file:DIR`, `redis://...`): the candidates and the online features
+   * `recsys-train precompute` published with the model's version.
+   */
   store?: string
-  /** Dataset directory; default: the one the current model was trained on. */
+  /**
+   * Dataset directory to warm the features from instead of the store; only an addon built with
+   * recsys-serve's `dataset` feature accepts it (the npm package's does not).
+   */
   data?: string
   /**
    * Serving configuration: the JSON of `recsys-serve --config` as an object (every field
