@@ -49,6 +49,9 @@ else
 fi
 stage "cargo test"
 cargo test --workspace
+stage "docs"
+# The API documentation builds without warnings (broken or private intra-doc links fail it).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 stage quickstart
 # The README's first command, end to end, with the binary `cargo test` just built (test profile)
 # and 2 training epochs instead of 5 (the gates in examples/gates.json still apply).

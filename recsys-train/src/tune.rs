@@ -3,7 +3,7 @@
 //!
 //! The tuner searches a list of [`Dimension`]s (a [`TwoTowerConfig`] field and its candidate
 //! values; [`default_space`] is the one `--tune` uses), and the number of epochs through early
-//! stopping. Every trial trains on the training part of a [`validation_split`] and is scored on
+//! stopping. Every trial trains on the training part of a [`validation_split`](crate::evaluate::validation_split) and is scored on
 //! its validation cases after every epoch, through the same evaluation as the test:
 //!
 //! * leave-one-out: trained on the training interactions, scored on each user's second-to-last
@@ -389,12 +389,12 @@ impl Validator for TrialValidator<'_> {
     }
 }
 
-/// Searches `opts.space` around `base` on the validation split `val` ([`validation_split`]:
+/// Searches `opts.space` around `base` on the validation split `val` ([`validation_split`](crate::evaluate::validation_split):
 /// what to train on, and the validation cases as its `test`) with `data`, the training data built
 /// from it ([`crate::train::training_data`]`(ds, val)`). Trials are logged on stderr through
 /// `progress`. See the [module documentation](self) for the search and its guarantees.
 ///
-/// [`validation_split`]: crate::evaluate::validation_split
+/// [`validation_split`](crate::evaluate::validation_split): crate::evaluate::validation_split
 pub fn tune(
     val: &Split,
     data: &TrainingData,

@@ -111,8 +111,9 @@ const MAX_QUERY_BLOCK: usize = 4096;
 /// Rows per matrix product while assigning points to centroids.
 const ASSIGN_BLOCK: usize = 1024;
 
-/// Approximate inner-product top-k over item embeddings through an inverted file; see the
-/// [module documentation](self).
+/// Approximate inner-product top-k over item embeddings through an inverted file (spherical
+/// k-means lists of the item vectors; each query scans its best lists; how it is built and tuned
+/// is documented in `recsys-core/src/retrieval/ivf.rs`).
 ///
 /// Items keep their row index as their id. Scores are exact inner products of the items
 /// scanned; an item is missed only when none of the query's `probes` lists holds it. Filters are

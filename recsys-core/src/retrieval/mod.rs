@@ -265,8 +265,8 @@ impl ExactIndex {
     /// The `k` best items for each of many queries (`queries` row-major, `n × dim`), best first.
     ///
     /// The queries are split into blocks, one or more per rayon thread (at most
-    /// [`MAX_QUERY_BLOCK`]); each block is multiplied with the item matrix
-    /// [`ITEM_CHUNK`] items at a time (a cache-sized matrix product through the `gemm` crate, which
+    /// `MAX_QUERY_BLOCK`); each block is multiplied with the item matrix
+    /// `ITEM_CHUNK` items at a time (a cache-sized matrix product through the `gemm` crate, which
     /// picks AVX-512, AVX2+FMA or NEON kernels at run time), and every query keeps a running top-k
     /// over the chunks. Same answers as [`ItemIndex::search`] query by query.
     ///

@@ -474,7 +474,8 @@ impl Inner {
     }
 }
 
-/// Candidate store in Redis or Redis Cluster: see the [module documentation](self) for the key layout.
+/// Candidate store in Redis or Redis Cluster (the key layout is documented in
+/// `recsys-core/src/store/redis/mod.rs`).
 pub struct RedisStore {
     inner: Arc<Inner>,
 }

@@ -6,7 +6,7 @@ use crate::store::session::{SessionEvent, SessionStore};
 use redis::cmd;
 use std::sync::Arc;
 
-/// [`SessionStore`] in Redis (see [`RedisStore::sessions`]).
+/// [`SessionStore`] in Redis (see [`RedisStore::sessions`](crate::store::RedisStore::sessions)).
 pub struct RedisSessions {
     pub(super) inner: Arc<Inner>,
     pub(super) max_events: usize,
