@@ -49,6 +49,16 @@ impl std::fmt::Debug for LoadedModel {
     }
 }
 
+/// The store version serving model `version` reads: the one written for it, else (the store has no
+/// such version) the store's active one; `None` when nothing was activated yet.
+pub(crate) fn store_version_for(store: &dyn CandidateStore, version: &str) -> Result<Option<Arc<dyn Snapshot>>> {
+    match store.open_version(version) {
+        Ok(snap) => Ok(Some(snap)),
+        Err(recsys_core::Error::NotFound { .. }) => Ok(store.open_active()?),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn codes(vocab: &[String]) -> AHashMap<String, u32> {
     vocab
         .iter()
@@ -100,11 +110,7 @@ impl LoadedModel {
         };
         let snapshot = match store {
             None => None,
-            Some(s) => match s.open_version(&version) {
-                Ok(snap) => Some(snap),
-                Err(recsys_core::Error::NotFound { .. }) => s.open_active()?,
-                Err(e) => return Err(e.into()),
-            },
+            Some(s) => store_version_for(s.as_ref(), &version)?,
         };
         let store_items = match &snapshot {
             Some(snap)

@@ -64,17 +64,17 @@ impl Inner {
             (None, None) => {
                 source = Source::Popular;
                 self.metrics.fallback("popular");
-                let anchor_list = inputs.anchor.and_then(|a| model.item_vector(a)).map(|v| {
-                    let mut ex = vec![inputs.anchor.unwrap_or(0)];
-                    ex.sort_unstable();
-                    model.search(
+                // A product page: the product's neighbours, without the product itself.
+                let anchor_list = inputs.anchor.and_then(|a| {
+                    let v = model.item_vector(a)?;
+                    Some(model.search(
                         v,
                         self.options.config.candidates,
                         &Filter {
-                            exclude: &ex,
+                            exclude: &[a],
                             ..Default::default()
                         },
-                    )
+                    ))
                 });
                 match anchor_list {
                     Some(list) => list?,

@@ -4,7 +4,7 @@
 //! | step | where |
 //! |---|---|
 //! | 1. history: offline recent events + the live session, exclusions | `history.rs` |
-//! | 2. candidates: store, else user tower + item index, else trending/popular | `Recommender::recommend_as`, `candidates.rs` |
+//! | 2. candidates: store, else user tower + item index, else trending/popular | `candidates.rs` |
 //! | 3. re-ranking features | `features.rs` |
 //! | 4. re-rank, rules, diversity, pins, fill-up | [`recsys_core::pipeline::recommend`] |
 //! | 5. ids and reasons, pinned slots | `render.rs` |
@@ -41,16 +41,16 @@ use recsys_core::store::{
 };
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
-
-mod candidates;
-use candidates::CandidateInputs;
-mod features;
-mod history;
-mod render;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
+
+mod candidates;
+mod features;
+mod history;
+mod render;
+use candidates::CandidateInputs;
 
 /// Where [`Recommender::open`] finds its inputs.
 #[derive(Debug, Clone)]
@@ -62,8 +62,10 @@ pub struct RecommenderOptions {
     /// cargo feature (which links the offline pipeline); without a store, that feature also
     /// falls back to the dataset the current model was trained on.
     pub data: Option<PathBuf>,
-    /// Candidate store URL (`file:DIR`, `redis://...`); `None`: candidates from the model only.
-    /// With Redis, session state lives there too, shared by every replica.
+    /// Candidate store URL (`file:DIR`, `redis://...`): the candidates and the online feature
+    /// snapshot published with the model's version. `None`: candidates from the model only, and
+    /// features only from a dataset (the `dataset` feature). With Redis, session state lives there
+    /// too, shared by every replica.
     pub store: Option<String>,
     /// Serving configuration.
     pub config: ServeConfig,
@@ -652,18 +654,12 @@ fn load_features(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| spec.to_string());
-    if let Some(store) = store {
-        let snapshot = match store.open_version(&version) {
-            Ok(s) => Some(s),
-            Err(recsys_core::Error::NotFound { .. }) => store.open_active()?,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(snapshot) = snapshot
-            && let Some(f) = snapshot.features()?
-        {
-            let source = format!("store {} version {}", store.url(), snapshot.meta().version);
-            return Ok((OnlineFeatures::from_snapshot(f)?, source));
-        }
+    if let Some(store) = store
+        && let Some(snapshot) = crate::model::store_version_for(store.as_ref(), &version)?
+        && let Some(f) = snapshot.features()?
+    {
+        let source = format!("store {} version {}", store.url(), snapshot.meta().version);
+        return Ok((OnlineFeatures::from_snapshot(f)?, source));
     }
     trained_on_dataset(&model_dir, &version, store)
 }
