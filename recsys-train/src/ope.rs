@@ -52,7 +52,7 @@ use crate::dataset::Dataset;
 use crate::evaluate::scan_interactions;
 use crate::exposures::for_each_exposure;
 use crate::progress::Progress;
-use crate::train::{Vocabularies, files, load_model};
+use crate::train::{Vocabularies, load_model};
 use crate::{Error, Result};
 use ahash::AHashMap;
 use rand::{Rng, SeedableRng};
@@ -1181,9 +1181,7 @@ pub fn model_rankings(
             ),
         ));
     }
-    let vpath = dir.join(files::VOCAB);
-    let vocab: Vocabularies = serde_json::from_slice(&std::fs::read(&vpath).map_err(Error::io(&vpath))?)
-        .map_err(|e| Error::data(&vpath, e.to_string()))?;
+    let vocab = Vocabularies::read(&dir)?;
     let ages = crate::precompute::codes_in(&ds.users.age_bucket, &vocab.ages);
     let regions = crate::precompute::codes_in(&ds.users.region, &vocab.regions);
     let user_index: AHashMap<&str, u32> = ds
