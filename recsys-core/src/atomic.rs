@@ -73,6 +73,82 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |f| f.write_all(bytes).map_err(Error::io(path)))
 }
 
+/// How old a leftover temporary entry must be before [`sweep_stale`] removes it where another
+/// writer may still be using it (the registry, the file store): one hour, longer than any write
+/// of one file or one registry publish takes.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// Whether `name` is one of the project's temporary names: `.NAME.tmp-TOKEN` ([`temp_path`]),
+/// `.tmp-TOKEN` (a registry publish), `.staging-TOKEN` (training's staging directory) or
+/// `.del-TOKEN` (a directory renamed away to be deleted).
+pub fn is_temporary_name(name: &str) -> bool {
+    name.starts_with('.') && (name.contains(".tmp-") || name.starts_with(".staging-") || name.starts_with(".del-"))
+}
+
+/// What [`sweep_stale`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Files and directories removed.
+    pub entries: u64,
+    /// Their bytes (directories counted with their files).
+    pub bytes: u64,
+}
+
+/// Removes the temporary files and directories ([`is_temporary_name`]) directly in `dir` whose
+/// last modification is at least `older_than` ago: what a killed writer (`kill -9`, a lost machine)
+/// left behind, since a writer that fails normally removes its own. Pass [`STALE_AFTER`] where
+/// another writer may be working in `dir` at the same time, and zero where the caller holds the
+/// directory's writer lock. Best effort: an entry that cannot be removed stays for the next sweep;
+/// a missing `dir` is nothing to sweep.
+pub fn sweep_stale(dir: &Path, older_than: std::time::Duration) -> Result<Swept> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Swept::default()),
+        Err(e) => return Err(Error::io(dir)(e)),
+    };
+    let now = std::time::SystemTime::now();
+    let mut swept = Swept::default();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !is_temporary_name(&name.to_string_lossy()) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        if age < older_than {
+            continue;
+        }
+        let path = entry.path();
+        let (removed, bytes) = if meta.is_dir() {
+            let bytes = dir_bytes(&path);
+            (fs::remove_dir_all(&path).is_ok(), bytes)
+        } else {
+            (fs::remove_file(&path).is_ok(), meta.len())
+        };
+        if removed {
+            swept.entries += 1;
+            swept.bytes += bytes;
+        }
+    }
+    Ok(swept)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +179,47 @@ mod tests {
                 .to_string_lossy()
                 .starts_with(".x.json.tmp-")
         );
+    }
+
+    #[test]
+    fn sweeping_removes_old_temporary_entries_only() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let old = SystemTime::now() - Duration::from_secs(7_200);
+        let age = |p: &Path| {
+            File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
+        };
+        // Old leftovers of each kind, a fresh temporary file, and files that are not temporary.
+        fs::write(d.join(".items.parquet.tmp-abc"), b"12345").unwrap();
+        age(&d.join(".items.parquet.tmp-abc"));
+        fs::create_dir(d.join(".staging-1f")).unwrap();
+        fs::write(d.join(".staging-1f").join("model.bin"), b"1234567").unwrap();
+        fs::create_dir(d.join(".tmp-2e")).unwrap();
+        fs::write(d.join(".fresh.tmp-3d"), b"x").unwrap();
+        fs::write(d.join("items.parquet"), b"keep").unwrap();
+        age(&d.join("items.parquet"));
+        fs::write(d.join(".hidden"), b"keep").unwrap();
+        age(&d.join(".hidden"));
+        // Writing into the directories made their times fresh: only a zero threshold takes them.
+        let swept = sweep_stale(d, STALE_AFTER).unwrap();
+        assert_eq!(swept, Swept { entries: 1, bytes: 5 });
+        let swept = sweep_stale(d, Duration::ZERO).unwrap();
+        assert_eq!(
+            swept.entries, 3,
+            "the staging and publish directories and the fresh file"
+        );
+        assert_eq!(swept.bytes, 8);
+        let mut left: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".hidden", "items.parquet"]);
+        assert_eq!(
+            sweep_stale(&d.join("missing"), Duration::ZERO).unwrap(),
+            Swept::default()
+        );
+        assert!(is_temporary_name(".del-00ff") && !is_temporary_name("tmp-1") && !is_temporary_name(".x"));
     }
 }

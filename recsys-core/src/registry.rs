@@ -103,8 +103,9 @@ pub struct Registry {
     root: PathBuf,
 }
 
-/// Parses a version (an optional leading `v` is accepted) into its canonical semver text.
-fn parse_version(version: &str) -> Result<semver::Version> {
+/// Parses a version (an optional leading `v` is accepted) into its canonical semver text; anything
+/// else (a path, `..`, an empty string) is a user error naming `version`.
+pub fn parse_version(version: &str) -> Result<semver::Version> {
     let text = version.strip_prefix('v').unwrap_or(version);
     semver::Version::parse(text).map_err(|e| Error::invalid("version", version, format!("not a semantic version: {e}")))
 }
@@ -240,6 +241,9 @@ impl Registry {
             ));
         }
         let sources = staged_files(staging)?;
+        // Publishes and staging directories of killed trainers (an hour old or more: a concurrent
+        // publisher's own are younger).
+        let _ = crate::atomic::sweep_stale(&self.root, crate::atomic::STALE_AFTER);
 
         let tmp = self.root.join(format!("{TMP_PREFIX}{}", unique_token()));
         fs::create_dir(&tmp).map_err(Error::io(&tmp))?;
@@ -620,8 +624,11 @@ impl Vocabularies {
 /// `registry` (`current` for the promoted one), checked against its manifest's checksums when
 /// `verify` (else only the manifest is read).
 pub fn model_dir(spec: &str, registry: Option<&Path>, verify: bool) -> Result<PathBuf> {
+    // With a registry, `current` and version names always mean the registry's (verified) version,
+    // never a directory of that name that happens to be in the working directory.
+    let names_a_version = spec == "current" || parse_version(spec).is_ok();
     let as_path = Path::new(spec);
-    if as_path.join(files::MODEL).is_file() {
+    if !(registry.is_some() && names_a_version) && as_path.join(files::MODEL).is_file() {
         return Ok(as_path.to_path_buf());
     }
     let root = registry.ok_or_else(|| {

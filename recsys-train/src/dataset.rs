@@ -592,8 +592,10 @@ impl Dataset {
     }
 
     /// Deletes files under `events/` that the manifest does not list (left by replaced
-    /// partitions or interrupted writers).
+    /// partitions or interrupted writers) and the temporary files of killed writers in the dataset
+    /// directory. Call it holding the writer lock ([`Dataset::lock`]).
     pub fn collect_garbage(&self) -> Result<()> {
+        recsys_core::atomic::sweep_stale(&self.root, std::time::Duration::ZERO)?;
         let live: std::collections::HashSet<&str> = self
             .manifest
             .partitions

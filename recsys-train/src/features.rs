@@ -341,6 +341,8 @@ pub fn compute_features_of(
     cfg: FeatureConfig,
     progress: Progress,
 ) -> Result<FeaturesReport> {
+    // Temporary files of a killed earlier run into the same directory (an hour old or more).
+    recsys_core::atomic::sweep_stale(out, recsys_core::atomic::STALE_AFTER)?;
     let (engine, categories, used) = build_engine(ds, as_of, cfg, progress)?;
     let users = user_batch(ds, &engine, &categories, as_of)?;
     let items = item_batch(ds, &engine, &categories, as_of)?;

@@ -865,6 +865,8 @@ pub fn import(out: &Path, opts: &ImportOptions) -> Result<ImportReport> {
     // Lock first, then read: a concurrent import must not commit a view older than ours.
     let _lock = Dataset::lock_dir(out)?;
     let mut ds = Dataset::open_or_create(out)?;
+    // What a killed import left (part files outside the manifest, temporary files) goes first.
+    ds.collect_garbage()?;
     let mut report = ImportReport::default();
     if let Some(items) = &opts.items {
         import_items(&mut ds, items, opts, &mut report.skipped)?;

@@ -651,3 +651,32 @@ fn gates_from_json_follow_the_file_rules_and_name_the_argument() {
         );
     }
 }
+
+/// Sets the modification time of `path` (a file or a directory) to `hours` ago.
+fn age(path: &Path, hours: u64) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(hours * 3_600);
+    fs::File::open(path).unwrap().set_modified(then).unwrap();
+}
+
+#[test]
+fn a_publish_sweeps_what_killed_trainers_left() {
+    let (tmp, reg) = registry();
+    let root = tmp.path().join("reg");
+    // A killed trainer's staging directory and a killed publish, two hours old, and a concurrent
+    // trainer's staging directory being filled right now.
+    for name in [".staging-dead", ".tmp-dead", ".staging-busy"] {
+        fs::create_dir_all(root.join(name)).unwrap();
+        fs::write(root.join(name).join("model.bin"), vec![7u8; 4096]).unwrap();
+    }
+    age(&root.join(".staging-dead"), 2);
+    age(&root.join(".tmp-dead"), 2);
+    publish_n(tmp.path(), &reg, 1);
+    let mut left: Vec<String> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    left.sort();
+    assert_eq!(left, [".staging-busy"]);
+    assert_eq!(versions(&reg), ["1.0.0"]);
+}

@@ -47,6 +47,9 @@ const META: &str = "meta.json";
 const FEATURES: &str = "features.bin";
 /// Complete versions kept on disk besides the active one.
 const KEEP_VERSIONS: usize = 3;
+/// An unfinished version (not every shard written) with some shards is removed after a day: a
+/// sharded job's last shard may come hours after its first (a retried task).
+const INCOMPLETE_AFTER_MS: i64 = 24 * 3_600_000;
 
 /// The embedded, file-based candidate store.
 #[derive(Debug, Clone)]
@@ -141,9 +144,76 @@ impl FileStore {
         Ok(Some((meta, missing)))
     }
 
+    /// Removes what killed or failed writers left: temporary files and directories an hour old or
+    /// more ([`crate::atomic::sweep_stale`]) in the store and in each version, and versions that
+    /// never completed (not `active`) and whose files have not changed for a while: with no shard
+    /// written, an hour; with some, a day. Best effort, at the start of every write and after every
+    /// activation.
+    fn sweep(&self, active: Option<&str>) {
+        use crate::atomic::{STALE_AFTER, sweep_stale};
+        let _ = sweep_stale(&self.root, STALE_AFTER);
+        let Ok(entries) = fs::read_dir(&self.root) else { return };
+        let now = now_ms();
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') || validate_version(&name).is_err() || !entry.path().is_dir() {
+                continue;
+            }
+            let dir = entry.path();
+            let _ = sweep_stale(&dir, STALE_AFTER);
+            if Some(name.as_str()) == active {
+                continue;
+            }
+            let (started_ms, written) = match self.missing(&name) {
+                Ok(Some((_, missing))) if missing.is_empty() => continue,
+                Ok(Some((meta, missing))) => {
+                    let total = 2 * meta.shards as usize;
+                    (meta.created_at_ms, total - missing.len())
+                }
+                // A version directory without (readable) meta: its own modification time.
+                _ => {
+                    let modified = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(now, |d| d.as_millis() as i64);
+                    (modified, 0)
+                }
+            };
+            // A writer at work keeps its temporary file fresh: a version is idle since its
+            // youngest file's last write.
+            let youngest = fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
+                .filter_map(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .max()
+                .unwrap_or(i64::MIN);
+            let age = now.saturating_sub(started_ms.max(youngest));
+            let limit = if written == 0 {
+                STALE_AFTER.as_millis() as i64
+            } else {
+                INCOMPLETE_AFTER_MS
+            };
+            if age >= limit {
+                let trash = self.root.join(format!(".del-{}", unique_token()));
+                if fs::rename(&dir, &trash).is_ok() {
+                    let _ = fs::remove_dir_all(&trash);
+                }
+            }
+        }
+    }
+
     /// Deletes complete versions beyond the newest [`KEEP_VERSIONS`] (never the active one) and
-    /// stale temporary files. Readers that mapped a deleted file keep reading it.
+    /// what killed writers left ([`FileStore::sweep`]). Readers that mapped a deleted file keep
+    /// reading it.
     fn prune(&self, active: &str) -> Result<()> {
+        self.sweep(Some(active));
         let mut versions = Vec::new();
         for v in self.versions()? {
             if v != active
@@ -269,6 +339,8 @@ impl CandidateStore for FileStore {
 
     fn writer(&self, plan: &WritePlan) -> Result<Box<dyn ShardWriter>> {
         plan.validate()?;
+        let active = self.active_version().ok().flatten();
+        self.sweep(active.as_deref());
         let dir = self.version_dir(&plan.version)?;
         fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         let meta = plan.meta();
@@ -756,6 +828,81 @@ mod tests {
                 w.finish().unwrap()
             })
             .collect()
+    }
+
+    /// Sets the modification time of every file in `dir` (and of `dir`) to `hours` ago.
+    fn age_dir(dir: &Path, hours: u64) {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(hours * 3_600);
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(then)
+                    .unwrap();
+            }
+        }
+        File::open(dir).unwrap().set_modified(then).unwrap();
+    }
+
+    /// Rewrites a version's `created_at_ms` to `hours` ago.
+    fn age_meta(dir: &Path, hours: i64) {
+        let path = dir.join(META);
+        let mut meta: VersionMeta = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        meta.created_at_ms = now_ms() - hours * 3_600_000;
+        fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn what_killed_writers_left_is_swept_and_work_in_progress_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        write_version(&store, "1.0.0", 1, 50);
+        store.activate("1.0.0").unwrap();
+        let root = dir.path();
+        // A killed precompute: a version with only its meta (and a temporary shard file), an old
+        // one of each kind; a sharded version with one of two shards written, 2 and 30 hours old;
+        // a temporary file in the store directory; and a version being written right now.
+        let mut plan = WritePlan::new("2.0.0", items(100));
+        plan.shard = Shard { index: 0, count: 2 };
+        drop(store.writer(&plan).unwrap());
+        fs::write(root.join("2.0.0").join(".users-0-of-2.tsc.tmp-dead"), b"half").unwrap();
+        age_meta(&root.join("2.0.0"), 3);
+        age_dir(&root.join("2.0.0"), 3);
+        for (version, hours) in [("3.0.0", 2), ("4.0.0", 30)] {
+            let mut plan = WritePlan::new(version, items(100));
+            plan.shard = Shard { index: 0, count: 2 };
+            plan.top_candidates = 20;
+            plan.top_similar = 5;
+            store.writer(&plan).unwrap().finish().unwrap();
+            age_meta(&root.join(version), hours);
+            age_dir(&root.join(version), hours as u64);
+        }
+        fs::write(root.join(".CURRENT.tmp-dead"), b"x").unwrap();
+        age_dir(root, 2);
+        let mut fresh = WritePlan::new("5.0.0", items(100));
+        fresh.shard = Shard { index: 0, count: 2 };
+        let in_progress = store.writer(&fresh).unwrap();
+        // The next write sweeps.
+        write_version(&store, "6.0.0", 1, 50);
+        let mut left: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["1.0.0", "3.0.0", "5.0.0", "6.0.0", CURRENT],
+            "swept: 2.0.0, 4.0.0, the temporary file"
+        );
+        drop(in_progress);
+        // Complete versions are never swept, however old (pruning keeps the newest three).
+        age_dir(&root.join("1.0.0"), 48);
+        store.activate("6.0.0").unwrap();
+        assert!(root.join("1.0.0").join(META).is_file());
+        assert_eq!(store.active_version().unwrap().as_deref(), Some("6.0.0"));
     }
 
     #[test]
