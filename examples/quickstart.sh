@@ -53,8 +53,8 @@ echo "== store: recommendations for user U0000007" >&2
 "$BIN" store --store "file:$OUT/store" get --user U0000007 --k 5
 
 echo "== serve: recsys-serve on the registry and the store (PORT=${PORT:-0}: 0 picks a free port)" >&2
-"$SERVE" --registry "$OUT/registry" --store "file:$OUT/store" --listen "127.0.0.1:${PORT:-0}" \
-  --admin-token quickstart >"$OUT/serve.out" 2>"$OUT/serve.err" &
+RECSYS_ADMIN_TOKEN=quickstart "$SERVE" --registry "$OUT/registry" --store "file:$OUT/store" \
+  --listen "127.0.0.1:${PORT:-0}" >"$OUT/serve.out" 2>"$OUT/serve.err" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

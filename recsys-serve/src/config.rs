@@ -60,6 +60,53 @@ pub struct ServeConfig {
     /// changes without events (popularity decay, events leaving the trending window); items with
     /// new events are recomputed at the next refresh. Each refresh does a slice of this sweep.
     pub item_features_sweep_seconds: u64,
+    /// The HTTP server's connection limits (`recsys-serve` only; embedders ignore it).
+    pub http: HttpConfig,
+}
+
+/// Limits of the HTTP server's connections and requests, so that idle, slow or abandoned
+/// connections cannot exhaust the process's file descriptors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Open connections at most (default 4,096); a connection over the cap is closed at once and
+    /// counted (`recsys_http_connections_refused_total`). Keep it below the process's file
+    /// descriptor limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, in milliseconds (default 10,000): from the
+    /// connection's start, and on a keep-alive connection from the previous response, so it is
+    /// also the idle timeout of keep-alive connections.
+    pub header_timeout_ms: u64,
+    /// Time one request may take once its headers are read, in milliseconds (default 30,000):
+    /// reading its body and answering it. A request over it gets a 503 and is counted
+    /// (`recsys_http_request_timeouts_total`).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 4_096,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the limits, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_connections == 0 {
+            return Err(Error::bad("http.max_connections", 0, "must be at least 1"));
+        }
+        if self.header_timeout_ms == 0 {
+            return Err(Error::bad("http.header_timeout_ms", 0, "must be at least 1"));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(Error::bad("http.request_timeout_ms", 0, "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServeConfig {
@@ -81,6 +128,7 @@ impl Default for ServeConfig {
             trending_refresh_seconds: 60,
             item_features_refresh_ms: 1000,
             item_features_sweep_seconds: 60,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -321,13 +369,7 @@ impl CanaryConfig {
 
     /// Refuses values the canary cannot run with, naming the field (`canary.…`).
     pub fn validate(&self) -> Result<()> {
-        if self.candidate.trim().is_empty() {
-            return Err(Error::bad(
-                "canary.candidate",
-                &self.candidate,
-                "must name a registry version",
-            ));
-        }
+        check_candidate_version("canary.candidate", &self.candidate)?;
         if self.steps.is_empty() {
             return Err(Error::bad("canary.steps", "[]", "needs at least one step"));
         }
@@ -442,10 +484,12 @@ impl ServeConfig {
             }
         }
         self.diversity.validate()?;
-        if let Some(ab) = &self.ab
-            && !(ab.percent.is_finite() && (0.0..=100.0).contains(&ab.percent))
-        {
-            return Err(Error::bad("ab.percent", ab.percent, "must be in 0..=100"));
+        self.http.validate()?;
+        if let Some(ab) = &self.ab {
+            check_candidate_version("ab.candidate", &ab.candidate)?;
+            if !(ab.percent.is_finite() && (0.0..=100.0).contains(&ab.percent)) {
+                return Err(Error::bad("ab.percent", ab.percent, "must be in 0..=100"));
+            }
         }
         if let Some(canary) = &self.canary {
             if self.ab.is_some() {
@@ -492,6 +536,15 @@ impl ServeConfig {
     }
 }
 
+/// A candidate model named in the serving config must be a version of the registry (`1.4.0`), which
+/// serving loads with its checksums verified: not a path (relative or absolute) to some directory
+/// holding a `model.bin`.
+fn check_candidate_version(field: &str, candidate: &str) -> Result<()> {
+    recsys_core::registry::parse_version(candidate)
+        .map(|_| ())
+        .map_err(|_| Error::bad(field, candidate, "must name a version of the registry (x.y.z)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,9 +560,12 @@ mod tests {
     fn bad_values_name_the_field() {
         for (json, field) in [
             (r#"{"rules": {"k": 0}}"#, "rules.k"),
-            (r#"{"ab": {"candidate": "v1", "percent": 150}}"#, "ab.percent"),
+            (r#"{"ab": {"candidate": "1.0.0", "percent": 150}}"#, "ab.percent"),
             (r#"{"rules": {"boosts": [{"factor": 2}]}}"#, "rules.boosts[0]"),
             (r#"{"candidates": 0}"#, "candidates"),
+            (r#"{"http": {"max_connections": 0}}"#, "http.max_connections"),
+            (r#"{"http": {"header_timeout_ms": 0}}"#, "http.header_timeout_ms"),
+            (r#"{"http": {"request_timeout_ms": 0}}"#, "http.request_timeout_ms"),
             (r#"{"item_features_sweep_seconds": 0}"#, "item_features_sweep_seconds"),
             (r#"{"exposure_log": "logs/exposures.jsonl"}"#, "exposure_log"),
             (r#"{"exposure_queue": 0}"#, "exposure_queue"),
@@ -520,47 +576,53 @@ mod tests {
             (r#"{"exploration": {"epsilon": 0.1, "pool": 0}}"#, "exploration.pool"),
             (r#"{"exploration": {"epsilon": 0.1, "pool": 501}}"#, "exploration.pool"),
             (r#"{"canary": {"candidate": ""}}"#, "canary.candidate"),
+            (r#"{"canary": {"candidate": "../../elsewhere"}}"#, "canary.candidate"),
             (
-                r#"{"canary": {"candidate": "v2"}, "ab": {"candidate": "v2", "percent": 5}}"#,
+                r#"{"ab": {"candidate": "/tmp/some-model", "percent": 5}}"#,
+                "ab.candidate",
+            ),
+            (r#"{"ab": {"candidate": "../1.0.0", "percent": 5}}"#, "ab.candidate"),
+            (
+                r#"{"canary": {"candidate": "2.0.0"}, "ab": {"candidate": "2.0.0", "percent": 5}}"#,
                 "canary",
             ),
             (
-                r#"{"canary": {"candidate": "v2", "steps": [{"percent": 25}, {"percent": 5}, {"percent": 100}]}}"#,
+                r#"{"canary": {"candidate": "2.0.0", "steps": [{"percent": 25}, {"percent": 5}, {"percent": 100}]}}"#,
                 "canary.steps[1].percent",
             ),
             (
-                r#"{"canary": {"candidate": "v2", "steps": [{"percent": 5}, {"percent": 50}]}}"#,
+                r#"{"canary": {"candidate": "2.0.0", "steps": [{"percent": 5}, {"percent": 50}]}}"#,
                 "canary.steps[1].percent",
             ),
-            (r#"{"canary": {"candidate": "v2", "steps": []}}"#, "canary.steps"),
+            (r#"{"canary": {"candidate": "2.0.0", "steps": []}}"#, "canary.steps"),
             (
-                r#"{"canary": {"candidate": "v2", "evaluate_every_seconds": 0}}"#,
+                r#"{"canary": {"candidate": "2.0.0", "evaluate_every_seconds": 0}}"#,
                 "canary.evaluate_every_seconds",
             ),
             (
-                r#"{"canary": {"candidate": "v2", "guardrails": {"alpha": 0.7}}}"#,
+                r#"{"canary": {"candidate": "2.0.0", "guardrails": {"alpha": 0.7}}}"#,
                 "canary.guardrails.alpha",
             ),
             (
-                r#"{"canary": {"candidate": "v2", "guardrails": {"max_error_rate": 2}}}"#,
+                r#"{"canary": {"candidate": "2.0.0", "guardrails": {"max_error_rate": 2}}}"#,
                 "canary.guardrails.max_error_rate",
             ),
-            (r#"{"canary": {"candidate": "v2", "salt": "a b"}}"#, "canary.salt"),
+            (r#"{"canary": {"candidate": "2.0.0", "salt": "a b"}}"#, "canary.salt"),
         ] {
             let c: ServeConfig = serde_json::from_str(json).unwrap();
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(field), "{json}: {e}");
         }
         assert!(serde_json::from_str::<ServeConfig>(r#"{"cahce": {}}"#).is_err());
-        assert!(serde_json::from_str::<ServeConfig>(r#"{"canary": {"candidate": "v2", "stpes": []}}"#).is_err());
+        assert!(serde_json::from_str::<ServeConfig>(r#"{"canary": {"candidate": "2.0.0", "stpes": []}}"#).is_err());
     }
 
     #[test]
     fn canary_defaults_are_the_adr_steps() {
-        let c: ServeConfig = serde_json::from_str(r#"{"canary": {"candidate": "v2"}}"#).unwrap();
+        let c: ServeConfig = serde_json::from_str(r#"{"canary": {"candidate": "2.0.0"}}"#).unwrap();
         c.validate().unwrap();
         let canary = c.canary.unwrap();
-        assert_eq!(canary, CanaryConfig::new("v2"));
+        assert_eq!(canary, CanaryConfig::new("2.0.0"));
         let percents: Vec<f64> = canary.steps.iter().map(|s| s.percent).collect();
         assert_eq!(percents, [5.0, 25.0, 100.0]);
     }

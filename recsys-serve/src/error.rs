@@ -61,6 +61,22 @@ impl Error {
     }
 }
 
+/// The longest prefix of `s` of at most `max_bytes` bytes that ends on a character boundary, for
+/// quoting a long client value in an error (slicing at a byte offset would panic inside a UTF-8
+/// character).
+pub(crate) fn truncate_chars(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let end = s
+        .char_indices()
+        .map(|(i, _)| i)
+        .take_while(|&i| i <= max_bytes)
+        .last()
+        .unwrap_or(0);
+    &s[..end]
+}
+
 /// `Result` with [`Error`] as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -98,5 +114,19 @@ impl From<recsys_train::Error> for Error {
             },
             e => Error::Internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_chars;
+
+    #[test]
+    fn truncation_never_cuts_a_character() {
+        let s = format!("{}\u{e9}tail", "a".repeat(31));
+        assert_eq!(truncate_chars(&s, 32), "a".repeat(31));
+        assert_eq!(truncate_chars(&s, 33), format!("{}\u{e9}", "a".repeat(31)));
+        assert_eq!(truncate_chars("short", 32), "short");
+        assert_eq!(truncate_chars("\u{1f600}x", 2), "");
     }
 }

@@ -11,6 +11,7 @@
 //! | `POST /admin/reload`, `GET /admin/status` | bearer token required |
 //! | `GET /admin/canary` | the canary's state, figures and decision history (bearer token; 404 without a canary) |
 
+use crate::metrics::{Metrics, RouteLabel};
 use crate::online::EventIn;
 use crate::recommender::{RecQuery, Recommender};
 use crate::{Error, Result};
@@ -21,9 +22,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::FutureExt;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -296,9 +300,9 @@ async fn admin_canary(State(st): State<AppState>, headers: HeaderMap) -> Result<
     Ok(Json(report).into_response())
 }
 
-async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route: &'static str = match req.uri().path() {
+/// The route label of a request path (bounded: unknown paths are `other`).
+fn route_of(path: &str) -> &'static str {
+    match path {
         "/api/v1/recommendations" => "/api/v1/recommendations",
         "/api/v1/similar" => "/api/v1/similar",
         "/api/v1/events" => "/api/v1/events",
@@ -307,10 +311,58 @@ async fn record(State(st): State<AppState>, req: Request, next: Next) -> Respons
         "/healthz" | "/readyz" => "/health",
         p if p.starts_with("/admin/") => "/admin",
         _ => "other",
-    };
+    }
+}
+
+async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = route_of(req.uri().path());
     let resp = next.run(req).await;
     st.rec.metrics().http(route, resp.status().as_u16(), started.elapsed());
     resp
+}
+
+/// A request (reading its body and answering it) over `http.request_timeout_ms` gets a 503 and
+/// is counted, so a slow client or a stuck dependency cannot hold a worker and a connection forever.
+async fn limit_time(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_millis(st.rec.config().http.request_timeout_ms);
+    let route = route_of(req.uri().path());
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            st.rec
+                .metrics()
+                .request_timeouts
+                .get_or_create(&RouteLabel { route })
+                .inc();
+            let body = serde_json::json!({
+                "error": format!("the request did not complete within {} ms", limit.as_millis()),
+            });
+            let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp
+        }
+    }
+}
+
+/// A panic in a handler is a bug: it is answered with a 500 and counted (`recsys_http_panics`),
+/// instead of dropping the connection with an empty reply.
+async fn catch_panics(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = route_of(req.uri().path());
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(route, "handler panicked: {what}");
+            metrics.panics.get_or_create(&RouteLabel { route }).inc();
+            Error::Internal("the handler panicked".into()).into_response()
+        }
+    }
 }
 
 /// The service's router.
@@ -327,7 +379,187 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/reload", post(admin_reload))
         .route("/admin/status", get(admin_status))
         .route("/admin/canary", get(admin_canary))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(state.rec.metrics()),
+            catch_panics,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_time))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, within the connection limits of
+/// `limits`: at most `max_connections` open (a connection over the cap is closed at once and
+/// counted), `header_timeout_ms` to send a request's headers (also the keep-alive idle timeout).
+/// Accept errors (such as running out of file descriptors) are logged and retried after a pause
+/// instead of ending the server. On shutdown it stops accepting, lets the requests in flight
+/// finish and closes idle connections, then returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &crate::config::HttpConfig,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("accept failed, retrying in 50 ms: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let metrics = Arc::clone(&metrics);
+        metrics.connections.inc();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+            metrics.connections.dec();
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_counted_500() {
+        let metrics = Arc::new(Metrics::new());
+        let app = Router::new()
+            .route("/api/v1/similar", get(boom))
+            .route("/healthz", get(healthz))
+            .layer(middleware::from_fn_with_state(Arc::clone(&metrics), catch_panics));
+        let req = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req("/api/v1/similar")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("boom"),
+            "no internals in the body"
+        );
+        let route = RouteLabel {
+            route: "/api/v1/similar",
+        };
+        assert_eq!(metrics.panics.get_or_create(&route).get(), 1);
+        // The service goes on answering.
+        let resp = app.oneshot(req("/healthz")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    /// Reads until the peer closes the connection (or resets it); `None` when it is still open
+    /// after `within`.
+    async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn idle_and_excess_connections_are_closed_and_the_server_keeps_answering() {
+        use tokio::io::AsyncWriteExt;
+        use tokio::net::{TcpListener, TcpStream};
+        let metrics = Arc::new(Metrics::new());
+        let app = Router::new().route("/healthz", get(healthz));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = crate::config::HttpConfig {
+            max_connections: 8,
+            header_timeout_ms: 400,
+            request_timeout_ms: 1_000,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let metrics = Arc::clone(&metrics);
+            async move {
+                serve(listener, app, &limits, metrics, async {
+                    let _ = stopped.await;
+                })
+                .await
+            }
+        });
+        // Eight connections that never send a byte fill the cap.
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        wait_for("8 open connections", || metrics.connections.get() == 8).await;
+        // The ninth is closed at once and counted.
+        let mut excess = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut excess, Duration::from_secs(2)).await.is_some());
+        assert_eq!(metrics.connections_refused.get(), 1);
+        // The silent ones are closed after the header timeout, and the slots come back.
+        for c in &mut idle {
+            assert!(
+                closed_within(c, Duration::from_secs(3)).await.is_some(),
+                "an idle connection stayed open"
+            );
+        }
+        wait_for("no open connection", || metrics.connections.get() == 0).await;
+        // A keep-alive connection is answered, then closed once idle past the same timeout.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let got = closed_within(&mut c, Duration::from_secs(3))
+            .await
+            .expect("closed when idle");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("ok"), "{text}");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

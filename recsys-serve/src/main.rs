@@ -2,14 +2,18 @@
 //!
 //! ```text
 //! recsys-serve --registry DIR --store file:DIR|redis://HOST:PORT --listen 127.0.0.1:8080 \
-//!     [--data DIR] [--admin-token TOKEN] [--config FILE]
+//!     [--data DIR] [--admin-token-file FILE] [--config FILE]
 //! ```
+//!
+//! The admin token is best given as the environment variable `RECSYS_ADMIN_TOKEN` or in a file
+//! (`--admin-token-file`, first line): `--admin-token TOKEN` also works, but any user of the machine
+//! can read a command line in the process list.
 //!
 //! SIGTERM or Ctrl-C shuts it down gracefully: no new connections, the requests in flight finish,
 //! then the exposure log is flushed.
 
 use clap::Parser;
-use recsys_serve::http::{AppState, router};
+use recsys_serve::http::{AppState, router, serve};
 use recsys_serve::{Recommender, RecommenderOptions, ServeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,9 +42,19 @@ struct Cli {
     /// model was trained on when the store has no snapshot).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Bearer token of the admin routes (or env RECSYS_ADMIN_TOKEN); admin routes are refused without one.
-    #[arg(long, env = "RECSYS_ADMIN_TOKEN", hide_env_values = true)]
+    /// Bearer token of the admin routes; admin routes are refused without one. Prefer the
+    /// environment variable RECSYS_ADMIN_TOKEN or --admin-token-file: a command line is visible to
+    /// every user of the machine in the process list.
+    #[arg(
+        long,
+        env = "RECSYS_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "admin_token_file"
+    )]
     admin_token: Option<String>,
+    /// A file whose first line is the admin routes' bearer token (e.g. a mounted Kubernetes secret).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
     /// Serving configuration (JSON; see recsys-serve/src/config.rs).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -74,6 +88,16 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let admin_token = match &cli.admin_token_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text.lines().next().map(|l| l.trim().to_string()),
+            Err(e) => {
+                eprintln!("error: cannot read --admin-token-file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => cli.admin_token.clone(),
+    };
     let config = match &cli.config {
         Some(p) => match ServeConfig::load(p) {
             Ok(c) => c,
@@ -123,18 +147,14 @@ async fn main() -> ExitCode {
     // One line on stdout that scripts and tests wait for.
     println!("listening on http://{addr}");
     let handle = rec.clone();
-    let app = router(AppState::new(rec, cli.admin_token.filter(|t| !t.is_empty())));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let limits = rec.config().http.clone();
+    let metrics = std::sync::Arc::clone(rec.metrics());
+    let app = router(AppState::new(rec, admin_token.filter(|t| !t.is_empty())));
+    serve(listener, app, &limits, metrics, shutdown_signal()).await;
     // Graceful shutdown (SIGTERM, Ctrl-C): the requests in flight have finished; every answered
     // request's exposure record is written and flushed before the process exits.
     let flushed = tokio::task::spawn_blocking(move || handle.flush_exposures()).await;
     let mut code = ExitCode::SUCCESS;
-    if let Err(e) = served {
-        eprintln!("error: {e}");
-        code = ExitCode::from(1);
-    }
     match flushed {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

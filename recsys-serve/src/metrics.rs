@@ -110,6 +110,14 @@ pub struct Metrics {
     pub canary_epoch: Gauge,
     /// Canary decisions this replica applied, by action.
     pub canary_decisions: Family<ActionLabel, Counter>,
+    /// HTTP handlers that panicked (answered with a 500), by route: a bug, always worth an alert.
+    pub panics: Family<RouteLabel, Counter>,
+    /// Open HTTP connections.
+    pub connections: Gauge,
+    /// HTTP connections closed at once because `http.max_connections` were open.
+    pub connections_refused: Counter,
+    /// Requests that did not complete within `http.request_timeout_ms` (answered 503), by route.
+    pub request_timeouts: Family<RouteLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,6 +152,10 @@ impl Metrics {
             canary_step: Gauge::default(),
             canary_epoch: Gauge::default(),
             canary_decisions: Family::default(),
+            panics: Family::default(),
+            connections: Gauge::default(),
+            connections_refused: Counter::default(),
+            request_timeouts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -200,6 +212,22 @@ impl Metrics {
             "canary_decisions",
             "Canary decisions applied by this replica, by action",
             m.canary_decisions.clone(),
+        );
+        registry.register(
+            "http_panics",
+            "HTTP handlers that panicked (answered 500), by route",
+            m.panics.clone(),
+        );
+        registry.register("http_connections", "Open HTTP connections", m.connections.clone());
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because http.max_connections were open",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "http_request_timeouts",
+            "Requests over http.request_timeout_ms (answered 503), by route",
+            m.request_timeouts.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -9,6 +9,16 @@ use recsys_core::schema::EventType;
 use recsys_core::store::FeatureSnapshot;
 use serde::{Deserialize, Serialize};
 
+/// How far in the future (by the server's clock) a posted event's timestamp may be: one minute of
+/// clock skew.
+pub const MAX_EVENT_SKEW_MS: i64 = 60_000;
+
+/// How old a posted event may be: 7 days. The online features decay popularity with a 7-day
+/// half-life and count trending over the last hour, so an older event changes little online,
+/// while a far-past (or far-future) timestamp would overflow the decay; older history belongs in
+/// the dataset (`recsys-train import`).
+pub const MAX_EVENT_AGE_MS: i64 = 7 * 24 * 3_600_000;
+
 /// One event as clients post it (`POST /api/v1/events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventIn {
@@ -18,7 +28,8 @@ pub struct EventIn {
     pub item_id: String,
     /// `view | click | add_to_cart | purchase`.
     pub event_type: String,
-    /// UTC milliseconds; the server's clock when absent.
+    /// UTC milliseconds; the server's clock when absent. At most [`MAX_EVENT_SKEW_MS`] ahead of
+    /// the server's clock and at most [`MAX_EVENT_AGE_MS`] behind it.
     #[serde(default)]
     pub timestamp: Option<i64>,
     /// Session id.
@@ -246,8 +257,15 @@ impl OnlineFeatures {
             return Err(Error::bad("request_id", id, "longer than 64 bytes"));
         }
         let ts = ev.timestamp.unwrap_or(now_ms);
-        if ts > now_ms + 60_000 {
+        if ts > now_ms.saturating_add(MAX_EVENT_SKEW_MS) {
             return Err(Error::bad("timestamp", ts, "more than a minute in the future"));
+        }
+        if ts < now_ms.saturating_sub(MAX_EVENT_AGE_MS) {
+            return Err(Error::bad(
+                "timestamp",
+                ts,
+                "more than 7 days in the past (import older events with `recsys-train import`)",
+            ));
         }
         Ok((item, event_type, ts))
     }

@@ -4,9 +4,9 @@
 //! snapshot that requests read instead of recomputing 500 candidates' windows each.
 //!
 //! A background thread keeps it fresh ([`Refresher::tick`], every `item_features_refresh_ms`)
-//! without recomputing the whole catalogue each time: a full pass over 100k items took 13 to 48 ms
-//! on the 2-vCPU machines here, once a second, on the core the requests share with it; a tick now
-//! takes about 0.5 ms (benches/README.md, serving section). A tick recomputes
+//! without recomputing the whole catalogue each time: a full pass over 100k items, once a second,
+//! took tens of milliseconds of the core the requests share with it; a tick is a small fraction of
+//! that (benches/README.md, serving section, has both figures). A tick recomputes
 //!
 //! - the items that received events since the last tick ([`ItemSnapshot::touch`], called by
 //!   ingestion), so a new event shows at the next tick as before, and

@@ -255,6 +255,35 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
         assert_eq!(v["field"].as_str(), Some(field), "{uri}: {v}");
     }
+    // A context over the length limit with a two-byte character across byte 32 (where the error
+    // quotes it): a 400 naming the field, not a worker panic and an empty reply.
+    let uri = format!(
+        "/api/v1/recommendations?user_id=U1&context={}%C3%A9{}",
+        "a".repeat(31),
+        "b".repeat(300)
+    );
+    let (s, v) = call(&app, "GET", &uri, None).await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("context")),
+        "{v}"
+    );
+    assert_eq!(v["value"].as_str(), Some("a".repeat(31).as_str()), "{v}");
+    // Timestamps outside the window (7 days back, 1 minute ahead) are refused: i64::MIN used to
+    // overflow the decayed popularity and put its item first for every visitor.
+    let now = chrono::Utc::now().timestamp_millis();
+    for ts in [i64::MIN, now - 8 * 86_400_000, now + 3_600_000, i64::MAX] {
+        let ev = json!({"user_id": "U1", "item_id": "P000001", "event_type": "click", "timestamp": ts});
+        let (s, v) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
+        assert_eq!(
+            (s, v["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("[0].timestamp")),
+            "{ts}: {v}"
+        );
+    }
+    let ev = json!({"user_id": "U1", "item_id": "P000001", "event_type": "click", "timestamp": now - 6 * 86_400_000});
+    let (s, v) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "six days back is inside the window: {v}");
     let ev = json!({"user_id": "U1", "item_id": "P000001", "event_type": "wishlist"});
     let (s, v) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
     assert_eq!(
@@ -436,7 +465,7 @@ async fn ab_split_proportions_and_exposure_log() {
         } else {
             &f.versions.1
         };
-        assert_eq!(v["variant"], rec.variant_of(&user));
+        assert_eq!(v["variant"], rec.variant_of(&user).as_str());
         assert_eq!(v["model_version"], expected.as_str());
         seen.insert(v["variant"].as_str().unwrap().to_string());
     }
@@ -688,4 +717,36 @@ async fn exploration_serves_draws_from_the_pool_with_exact_propensities() {
             assert!((it.propensity - exact).abs() < 1e-12, "{r:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_times_out_with_a_503() {
+    let mut config = ServeConfig::default();
+    config.http.request_timeout_ms = 300;
+    let rec = open(config, None);
+    let app = app(&rec);
+    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/events")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), app.clone().oneshot(req))
+        .await
+        .expect("the server gave up on the body")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains(r#"recsys_http_request_timeouts_total{route="/api/v1/events"} 1"#),
+        "{text}"
+    );
+    // A normal request on the same service is answered.
+    let (s, _) = call(&app, "GET", "/api/v1/recommendations?user_id=U0000007&k=3", None).await;
+    assert_eq!(s, StatusCode::OK);
 }

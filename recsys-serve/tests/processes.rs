@@ -34,6 +34,9 @@ fn start(registry: &std::path::Path, store: &str, extra: &[&str]) -> Server {
 
 fn start_with(registry: &std::path::Path, store: &str, config: &std::path::Path, extra: &[&str]) -> Server {
     let f = fixture();
+    // The admin token from a file (first line), as a mounted secret would give it.
+    let token_file = config.with_extension("token");
+    std::fs::write(&token_file, "tok\n# comment lines after the first are ignored\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_recsys-serve"))
         .args([
             "--registry",
@@ -43,7 +46,8 @@ fn start_with(registry: &std::path::Path, store: &str, config: &std::path::Path,
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--data", f.data.to_str().unwrap(), "--admin-token", "tok"])
+        .args(["--data", f.data.to_str().unwrap()])
+        .args(["--admin-token-file", token_file.to_str().unwrap()])
         .args(["--config", config.to_str().unwrap()])
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -348,4 +352,117 @@ fn sigterm_flushes_one_exposure_record_per_answered_request() {
     assert_eq!(logged, ids);
     assert_eq!(records.iter().filter(|r| r.cached).count(), 30);
     assert!(records.iter().all(|r| r.context.device.as_deref() == Some("app")));
+}
+
+/// Starts a private `redis-server` on a free port; killed when the guard drops.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn private_redis() -> PrivateRedis {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !redis_up(port) {
+        assert!(Instant::now() < deadline, "redis did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    PrivateRedis { child, port }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn a_hung_redis_costs_event_posts_and_requests_no_more_than_the_store_budget() {
+    let f = fixture();
+    let redis = private_redis();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    precompute_into(&f.data, &f.registry, &url);
+    // The default store budget (20 ms), as deployed.
+    let config = std::env::temp_dir().join(format!("recsys-serve-test-hung-{}.json", std::process::id()));
+    std::fs::write(&config, "{}").unwrap();
+    let server = start_with(&f.registry, &url, &config, &[]);
+    let (s, v) = get(&format!("{}/api/v1/recommendations?user_id=U0000005&k=10", server.base));
+    assert_eq!((s, v["source"].as_str()), (200, Some("store")), "{v}");
+    // Hung, not dead: the process stops answering, its connections stay open.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &redis.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let (mut posts, mut gets) = (Vec::new(), Vec::new());
+    for i in 0..150 {
+        let user = format!("U{:07}", 10 + i % 40);
+        let t = Instant::now();
+        let (s, v) = post(
+            &format!("{}/api/v1/events", server.base),
+            json!({"user_id": user, "item_id": "P000002", "event_type": "click"}),
+            None,
+        );
+        posts.push(t.elapsed());
+        assert_eq!(s, 202, "{v}");
+        let t = Instant::now();
+        let (s, v) = get(&format!("{}/api/v1/recommendations?user_id={user}&k=10", server.base));
+        gets.push(t.elapsed());
+        assert_eq!((s, items(&v).len()), (200, 10), "{v}");
+    }
+    let (worst_post, worst_get) = (*posts.iter().max().unwrap(), *gets.iter().max().unwrap());
+    let (post_p50, get_p50) = (median(posts), median(gets));
+    // Without the circuit breaker on the event path every post waited for the store's timeout.
+    assert!(post_p50 < Duration::from_millis(15), "event post p50 {post_p50:?}");
+    assert!(get_p50 < Duration::from_millis(15), "request p50 {get_p50:?}");
+    assert!(
+        worst_post < Duration::from_secs(1) && worst_get < Duration::from_secs(1),
+        "{worst_post:?} {worst_get:?}"
+    );
+    let metrics = ureq::get(&format!("{}/metrics", server.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(!metrics.contains("status=\"5xx\""), "{metrics}");
+    // Redis back: serving returns to it after the back-off.
+    let _ = Command::new("kill")
+        .args(["-CONT", &redis.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // A user not asked before each time (an answer without the store stays in the response cache).
+    for n in 60.. {
+        let (_, v) = get(&format!("{}/api/v1/recommendations?user_id=U{n:07}&k=10", server.base));
+        if v["source"] == "store" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not back on Redis: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

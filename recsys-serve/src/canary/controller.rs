@@ -459,7 +459,7 @@ mod tests {
     use crate::config::CanaryStep;
 
     fn config() -> CanaryConfig {
-        let mut c = CanaryConfig::new("v2");
+        let mut c = CanaryConfig::new("2.0.0");
         c.steps = [5.0, 25.0, 100.0]
             .into_iter()
             .map(|percent| CanaryStep {

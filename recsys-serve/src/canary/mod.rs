@@ -22,6 +22,7 @@ pub mod shared;
 
 use crate::config::CanaryConfig;
 use crate::metrics::Metrics;
+use crate::recommender::Variant;
 use crate::{Error, Result};
 use controller::{Action, CanaryState, Decision, Phase, StepCounts, VariantCounts};
 use serde::{Deserialize, Serialize};
@@ -127,21 +128,21 @@ impl Canary {
         format!("{}.{}.e{epoch}.{variant}", self.config.candidate, self.config.salt)
     }
 
-    fn with_pending(&self, variant: &str, f: impl FnOnce(&mut VariantCounts)) {
+    fn with_pending(&self, variant: Variant, f: impl FnOnce(&mut VariantCounts)) {
         if !self.counting.load(Ordering::Relaxed) {
             return;
         }
         if let Ok(mut p) = self.pending.lock() {
             match variant {
-                "candidate" => f(&mut p.candidate),
-                _ => f(&mut p.control),
+                Variant::Candidate => f(&mut p.candidate),
+                Variant::Control => f(&mut p.control),
             }
         }
     }
 
     /// Counts one recommendation call of `variant`: `Ok(items shown)`, or `Err(server_error)`
     /// (client errors are not counted at all).
-    pub fn record_call(&self, variant: &str, outcome: std::result::Result<usize, bool>, latency: Duration) {
+    pub fn record_call(&self, variant: Variant, outcome: std::result::Result<usize, bool>, latency: Duration) {
         if matches!(outcome, Err(false)) {
             return;
         }
@@ -159,7 +160,7 @@ impl Canary {
     }
 
     /// Counts clicks and purchases of a user of `variant`.
-    pub fn record_events(&self, variant: &str, clicks: u64, conversions: u64) {
+    pub fn record_events(&self, variant: Variant, clicks: u64, conversions: u64) {
         if clicks + conversions == 0 {
             return;
         }

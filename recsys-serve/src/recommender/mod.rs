@@ -17,6 +17,7 @@
 use crate::canary::Canary;
 use crate::canary::shared::{DirShared, RedisShared, SharedState};
 use crate::config::{MAX_K, ServeConfig};
+use crate::error::truncate_chars;
 use crate::logs::{EventLog, ExposureLog};
 use crate::metrics::{CacheLabel, Metrics, VariantLabel};
 use crate::model::LoadedModel;
@@ -149,14 +150,6 @@ impl Variant {
         match self {
             Variant::Control => "control",
             Variant::Candidate => "candidate",
-        }
-    }
-
-    fn of(name: &str) -> Variant {
-        if name == "candidate" {
-            Variant::Candidate
-        } else {
-            Variant::Control
         }
     }
 }
@@ -894,20 +887,20 @@ impl Recommender {
 
     /// The A/B variant of a user: `candidate` for the configured share of users (stable per user;
     /// with a canary, the share its shared state says now), else `control`.
-    pub fn variant_of(&self, user_id: &str) -> &'static str {
+    pub fn variant_of(&self, user_id: &str) -> Variant {
         let s = self.inner.serving.load();
         if s.candidate.is_none() {
-            return "control";
+            return Variant::Control;
         }
         let (salt, percent) = match (&self.inner.options.config.ab, &self.inner.canary) {
             (Some(ab), _) => (ab.salt.as_str(), ab.percent),
             (None, Some(c)) => (c.config().salt.as_str(), c.percent()),
-            (None, None) => return "control",
+            (None, None) => return Variant::Control,
         };
         if (ab_bucket(salt, user_id) as f64) < percent * 100.0 {
-            "candidate"
+            Variant::Candidate
         } else {
-            "control"
+            Variant::Control
         }
     }
 
@@ -927,7 +920,7 @@ impl Recommender {
         let (mut anchor, mut context_category) = (None, None);
         if let Some(ctx) = &q.context {
             if ctx.len() > 256 {
-                return Err(Error::bad("context", &ctx[..32], "longer than 256 bytes"));
+                return Err(Error::bad("context", truncate_chars(ctx, 32), "longer than 256 bytes"));
             }
             if let Some(id) = ctx.strip_prefix("product:") {
                 anchor = Some(
@@ -988,14 +981,14 @@ impl Recommender {
     }
 
     /// [`Self::recommend`] for a user already assigned to `variant`.
-    fn recommend_as(&self, user_id: &str, query: &RecQuery, variant: &'static str) -> Result<Served> {
+    fn recommend_as(&self, user_id: &str, query: &RecQuery, variant: Variant) -> Result<Served> {
         let started = Instant::now();
         let inner = &*self.inner;
         let m = &inner.metrics;
         let serving = inner.serving.load_full();
         let model = match variant {
-            "candidate" => serving.candidate.as_ref().unwrap_or(&serving.control),
-            _ => &serving.control,
+            Variant::Candidate => serving.candidate.as_ref().unwrap_or(&serving.control),
+            Variant::Control => &serving.control,
         };
 
         let t = Instant::now();
@@ -1032,7 +1025,11 @@ impl Recommender {
                 && e.value.recs.model_version == model.version
             {
                 m.cache.get_or_create(&CacheLabel { result: "hit" }).inc();
-                m.variants.get_or_create(&VariantLabel { variant }).inc();
+                m.variants
+                    .get_or_create(&VariantLabel {
+                        variant: variant.as_str(),
+                    })
+                    .inc();
                 let ranked = Arc::clone(&e.value);
                 drop(c);
                 let k = query.k.unwrap_or(inner.rules.k);
@@ -1172,7 +1169,7 @@ impl Recommender {
         let recs = Recommendations {
             user_id: user_id.to_string(),
             model_version: model.version.clone(),
-            variant: Variant::of(variant),
+            variant,
             items: render::render_items(&top.items, f.item_ids(), |i| f.item_label(i), f.categories()),
             source,
             request_id: String::new(),
@@ -1192,7 +1189,11 @@ impl Recommender {
                 },
             );
         }
-        m.variants.get_or_create(&VariantLabel { variant }).inc();
+        m.variants
+            .get_or_create(&VariantLabel {
+                variant: variant.as_str(),
+            })
+            .inc();
         m.stage("total", started.elapsed());
         Ok(out)
     }
@@ -1377,11 +1378,17 @@ impl Recommender {
                 )
             })
             .collect();
-        // The shared session (Redis with several replicas). When it is down the event still
-        // counts here (features, this replica's history, the event log): no 5xx, a fallback.
-        if let Err(e) = inner.sessions.append(&session) {
+        // The shared session (Redis with several replicas), under the same time budget and
+        // circuit breaker as the request path: when the store failed a moment ago it is not tried
+        // again until the back-off ends, so a hung Redis cannot hold every event post (and the
+        // requests behind them) for its timeout. The event still counts here (features, this
+        // replica's history, the event log): no 5xx, a counted fallback.
+        if inner.store_skipped(now) {
+            inner.metrics.fallback("store_skipped");
+        } else if let Err(e) = inner.sessions.append(&session) {
             tracing::warn!("session store failed, the event is applied to this replica only: {e}");
             inner.metrics.fallback("session_error");
+            inner.store_failed(now_ms());
         }
         {
             let mut f = inner
