@@ -4,8 +4,8 @@
 //! A call through libuv's pool crosses threads twice: the JS thread wakes a pool thread, and the
 //! pool thread wakes the JS thread (asleep in `epoll_wait`) to settle the promise. In a VM a
 //! thread woken on another vCPU takes an inter-processor interrupt: `perf bench sched pipe` (two
-//! wake-ups) measured 13 to 49 µs on our 2-vCPU machines, against a library call of 40 to 130 µs
-//! (benches/README.md, binding section). Here neither side needs a wake-up while calls keep coming:
+//! wake-ups) measured a sizeable fraction of a library call on our 2-vCPU machines (figures in
+//! benches/README.md, binding section). Here neither side needs a wake-up while calls keep coming:
 //!
 //! - a worker that finished a call busy-waits up to the spin window for the next one before it
 //!   parks (one worker at a time; the others park at once), so a call submitted meanwhile is
@@ -482,7 +482,7 @@ impl JsSide {
         if self.may_poll() && self.last_progress.elapsed() < self.shared.config.poll {
             // A worker woken onto this core runs now: the kernel often wakes a parked worker on
             // the core of the thread that woke it, and a poll that kept the core would hold the
-            // call back until the poll gave up (a call after an idle millisecond took 595 µs).
+            // call back until the poll gave up (benches/README.md, binding section).
             std::thread::yield_now();
             return self.schedule(env);
         }

@@ -459,12 +459,11 @@ impl ItemIndex for ExactIndex {
 /// Catalogues below this many items get an [`ExactIndex`] from [`AnyIndex::build`], larger ones an
 /// [`HnswIndex`].
 ///
-/// An exact scan of 20,000 256-d items is 5 M multiply-adds per query (about 1 ms on one core):
-/// fast enough for serving, exact, and with no build step. Measured at the ADR's 100,000 items
-/// (`benches/ann_vs_faiss.sh`): for top-500 at recall@500 ≥ 0.95 the batched exact scan was
-/// faster than HNSW (2,228 vs 737 queries/s on 2 threads), and the batched inverted file
-/// ([`IvfIndex::search_batch`]) 5x faster than the exact scan at recall@500 0.96 to 0.975; HNSW
-/// wins for small k (serving).
+/// An exact scan of 20,000 256-d items is 5 M multiply-adds per query: fast enough for serving,
+/// exact, and with no build step. At the ADR's 100,000 items (`benches/ann_vs_faiss.sh`, figures in
+/// benches/README.md) the batched exact scan beat HNSW for top-500 at recall@500 ≥ 0.95, and the
+/// batched inverted file ([`IvfIndex::search_batch`]) beat the exact scan; HNSW wins for small k
+/// (serving).
 pub const EXACT_MAX_ITEMS: usize = 20_000;
 
 /// An exact or HNSW index, chosen by catalogue size.
