@@ -434,6 +434,14 @@ impl FeatureEngine {
         self.items.len()
     }
 
+    /// Forgets everything about `user` (its state becomes that of a user without events), so that
+    /// its index can be given to another user; a no-op for an index beyond the known users.
+    pub fn forget_user(&mut self, user: u32) {
+        if let Some(state) = self.users.get_mut(user as usize) {
+            *state = UserState::default();
+        }
+    }
+
     /// Applies one event to its user's and its item's state.
     pub fn ingest(&mut self, ev: &FeatureEvent) {
         let u = ev.user as usize;

@@ -81,6 +81,11 @@ pub struct HttpConfig {
     /// reading its body and answering it. A request over it gets a 503 and is counted
     /// (`recsys_http_request_timeouts_total`).
     pub request_timeout_ms: u64,
+    /// API requests that may run at once (default 256); one more is shed: answered at once with a
+    /// 503 and `Retry-After: 1` (`recsys_http_shed_total`), so that under overload the requests
+    /// accepted keep their latency instead of every request queueing. Health, metrics and admin
+    /// routes are not counted.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpConfig {
@@ -89,6 +94,7 @@ impl Default for HttpConfig {
             max_connections: 4_096,
             header_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
+            max_in_flight: 256,
         }
     }
 }
@@ -101,6 +107,9 @@ impl HttpConfig {
         }
         if self.header_timeout_ms == 0 {
             return Err(Error::bad("http.header_timeout_ms", 0, "must be at least 1"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::bad("http.max_in_flight", 0, "must be at least 1"));
         }
         if self.request_timeout_ms == 0 {
             return Err(Error::bad("http.request_timeout_ms", 0, "must be at least 1"));
@@ -227,6 +236,11 @@ pub struct SessionConfig {
     pub max_events: usize,
     /// Seconds a session lives after its last event (default 86,400).
     pub ttl_seconds: u64,
+    /// Users this process holds state for beyond the feature snapshot's (default 1,000,000): the
+    /// in-process sessions (without Redis) and the online features of user ids the snapshot does
+    /// not know. Past it the least recently active such user is forgotten, so posting events for
+    /// ever new ids cannot grow memory without bound; the snapshot's users are always kept.
+    pub max_users: usize,
 }
 
 impl Default for SessionConfig {
@@ -234,6 +248,7 @@ impl Default for SessionConfig {
         SessionConfig {
             max_events: 50,
             ttl_seconds: 86_400,
+            max_users: crate::online::DEFAULT_MAX_ONLINE_USERS,
         }
     }
 }
@@ -485,6 +500,9 @@ impl ServeConfig {
         }
         self.diversity.validate()?;
         self.http.validate()?;
+        if self.session.max_users == 0 {
+            return Err(Error::bad("session.max_users", 0, "must be at least 1"));
+        }
         if let Some(ab) = &self.ab {
             check_candidate_version("ab.candidate", &ab.candidate)?;
             if !(ab.percent.is_finite() && (0.0..=100.0).contains(&ab.percent)) {
@@ -566,6 +584,7 @@ mod tests {
             (r#"{"http": {"max_connections": 0}}"#, "http.max_connections"),
             (r#"{"http": {"header_timeout_ms": 0}}"#, "http.header_timeout_ms"),
             (r#"{"http": {"request_timeout_ms": 0}}"#, "http.request_timeout_ms"),
+            (r#"{"http": {"max_in_flight": 0}}"#, "http.max_in_flight"),
             (r#"{"item_features_sweep_seconds": 0}"#, "item_features_sweep_seconds"),
             (r#"{"exposure_log": "logs/exposures.jsonl"}"#, "exposure_log"),
             (r#"{"exposure_queue": 0}"#, "exposure_queue"),

@@ -39,12 +39,19 @@ pub const MAX_BATCH: usize = 10_000;
 pub struct AppState {
     rec: Recommender,
     admin_token: Option<String>,
+    /// Permits for the API requests in flight (`http.max_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// The service over a recommender; admin routes need `admin_token` (refused when `None`).
     pub fn new(rec: Recommender, admin_token: Option<String>) -> Self {
-        AppState { rec, admin_token }
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(rec.config().http.max_in_flight));
+        AppState {
+            rec,
+            admin_token,
+            in_flight,
+        }
     }
 
     /// The recommender.
@@ -346,6 +353,30 @@ async fn limit_time(State(st): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
+/// Load shedding: at most `http.max_in_flight` API requests (recommendations, similar items,
+/// events, features) run at once; one more is answered at once with a 503 and `Retry-After: 1`,
+/// counted in `recsys_http_shed_total{route}`, rather than queueing behind the others so that every
+/// request's latency grows with the overload. Health, metrics and admin routes are never shed.
+async fn shed_load(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = route_of(req.uri().path());
+    if !route.starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let Ok(permit) = Arc::clone(&st.in_flight).try_acquire_owned() else {
+        st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
+        let body = serde_json::json!({
+            "error": "overloaded: too many requests in flight, retry shortly",
+        });
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
+    };
+    let resp = next.run(req).await;
+    drop(permit);
+    resp
+}
+
 /// A panic in a handler is a bug: it is answered with a 500 and counted (`recsys_http_panics`),
 /// instead of dropping the connection with an empty reply.
 async fn catch_panics(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
@@ -384,6 +415,7 @@ pub fn router(state: AppState) -> Router {
             catch_panics,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), limit_time))
+        .layer(middleware::from_fn_with_state(state.clone(), shed_load))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -519,6 +551,7 @@ mod tests {
             max_connections: 8,
             header_timeout_ms: 400,
             request_timeout_ms: 1_000,
+            ..Default::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn({

@@ -118,6 +118,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Requests that did not complete within `http.request_timeout_ms` (answered 503), by route.
     pub request_timeouts: Family<RouteLabel, Counter>,
+    /// API requests shed (answered 503 at once) because `http.max_in_flight` were running, by route.
+    pub shed: Family<RouteLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,6 +158,7 @@ impl Metrics {
             connections: Gauge::default(),
             connections_refused: Counter::default(),
             request_timeouts: Family::default(),
+            shed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -228,6 +231,11 @@ impl Metrics {
             "http_request_timeouts",
             "Requests over http.request_timeout_ms (answered 503), by route",
             m.request_timeouts.clone(),
+        );
+        registry.register(
+            "http_shed",
+            "API requests shed (503) because http.max_in_flight were running, by route",
+            m.shed.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -104,7 +104,16 @@ pub struct OnlineFeatures {
     user_region: Vec<Option<String>>,
     engine: FeatureEngine,
     latest_ts: i64,
+    /// Users of the snapshot (indices below it are never evicted).
+    base_users: usize,
+    /// Users first seen online, least recently active first.
+    online_users: lru::LruCache<u32, (), ahash::RandomState>,
+    max_online_users: usize,
+    evicted_users: u64,
 }
+
+/// Default bound on the users first seen online ([`OnlineFeatures::set_max_online_users`]).
+pub const DEFAULT_MAX_ONLINE_USERS: usize = 1_000_000;
 
 impl OnlineFeatures {
     /// Starts from a published feature snapshot ([`FeatureSnapshot`], the store's online features).
@@ -114,7 +123,6 @@ impl OnlineFeatures {
         Ok(OnlineFeatures {
             user_index: index(&snap.user_ids),
             item_index: index(&snap.item_ids),
-            user_ids: snap.user_ids,
             item_ids: snap.item_ids,
             categories: snap.categories,
             brand_codes: snap.brand_codes,
@@ -123,9 +131,32 @@ impl OnlineFeatures {
             in_stock: snap.in_stock,
             user_age: snap.user_age,
             user_region: snap.user_region,
+            base_users: snap.user_ids.len(),
+            user_ids: snap.user_ids,
             engine: snap.engine,
             latest_ts: snap.as_of_ms - 1,
+            online_users: lru::LruCache::unbounded_with_hasher(ahash::RandomState::new()),
+            max_online_users: DEFAULT_MAX_ONLINE_USERS,
+            evicted_users: 0,
         })
+    }
+
+    /// Bounds the users first seen online (events for user ids the snapshot does not know) to
+    /// `max` (at least 1): past it, the least recently active of them is forgotten (its features
+    /// and index go to the new user), so memory stays bounded however many new ids are posted.
+    /// The snapshot's users are never evicted.
+    pub fn set_max_online_users(&mut self, max: usize) {
+        self.max_online_users = max.max(1);
+    }
+
+    /// Users first seen online that were forgotten to stay within the bound.
+    pub fn evicted_users(&self) -> u64 {
+        self.evicted_users
+    }
+
+    /// Users first seen online and still held.
+    pub fn online_users(&self) -> usize {
+        self.online_users.len()
     }
 
     /// Loads a dataset and folds all its events, exactly as `recsys-train features` and the
@@ -275,11 +306,34 @@ impl OnlineFeatures {
     pub fn ingest(&mut self, ev: &EventIn, now_ms: i64) -> Result<u32> {
         let (item, event_type, ts) = self.check(ev, now_ms)?;
         let user = match self.user_index.get(&ev.user_id) {
-            Some(&u) => u,
+            Some(&u) => {
+                if u as usize >= self.base_users {
+                    self.online_users.promote(&u);
+                }
+                u
+            }
             None => {
-                let u = self.user_ids.len() as u32;
-                self.user_ids.push(ev.user_id.clone());
+                // Full: the least recently active online user's index goes to this one.
+                let evict = if self.online_users.len() >= self.max_online_users {
+                    self.online_users.pop_lru().map(|(old, ())| old)
+                } else {
+                    None
+                };
+                let u = match evict {
+                    Some(old) => {
+                        let old_id = std::mem::replace(&mut self.user_ids[old as usize], ev.user_id.clone());
+                        self.user_index.remove(&old_id);
+                        self.engine.forget_user(old);
+                        self.evicted_users += 1;
+                        old
+                    }
+                    None => {
+                        self.user_ids.push(ev.user_id.clone());
+                        (self.user_ids.len() - 1) as u32
+                    }
+                };
                 self.user_index.insert(ev.user_id.clone(), u);
+                self.online_users.put(u, ());
                 u
             }
         };

@@ -750,3 +750,89 @@ async fn a_request_whose_body_never_arrives_times_out_with_a_503() {
     let (s, _) = call(&app, "GET", "/api/v1/recommendations?user_id=U0000007&k=3", None).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn users_first_seen_online_are_bounded_the_least_recently_active_forgotten() {
+    let mut config = ServeConfig::default();
+    config.session.max_users = 5;
+    let rec = open(config, None);
+    let app = app(&rec);
+    let base = rec.status().unwrap().users;
+    let post = |user: String| {
+        let app = app.clone();
+        async move {
+            let ev = json!({"user_id": user, "item_id": "P000003", "event_type": "click"});
+            let (s, v) = call(&app, "POST", "/api/v1/events", Some(ev)).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        }
+    };
+    for i in 0..5 {
+        post(format!("new-{i}")).await;
+    }
+    // new-0 is active again: new-1 is now the least recently active.
+    post("new-0".to_string()).await;
+    for i in 5..40 {
+        post(format!("new-{i}")).await;
+    }
+    assert_eq!(
+        rec.status().unwrap().users,
+        base + 5,
+        "memory bounded: 5 online users held"
+    );
+    for (user, held) in [("new-1", false), ("new-2", false), ("new-39", true), ("new-35", true)] {
+        let (s, v) = call(&app, "GET", &format!("/api/v1/features/users/{user}"), None).await;
+        assert_eq!(s == StatusCode::OK, held, "{user}: {s} {v}");
+    }
+    // The snapshot's users are never evicted, however many new ids come.
+    let (s, _) = call(&app, "GET", "/api/v1/features/users/U0000007", None).await;
+    assert_eq!(s, StatusCode::OK);
+    // A forgotten user who comes back starts afresh, as a new visitor.
+    post("new-1".to_string()).await;
+    let (s, v) = call(&app, "GET", "/api/v1/features/users/new-1", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["recent_items"].as_array().map(Vec::len), Some(1), "{v}");
+}
+
+#[tokio::test]
+async fn requests_over_max_in_flight_are_shed_at_once_and_health_is_not() {
+    let mut config = ServeConfig::default();
+    config.http.max_in_flight = 1;
+    config.http.request_timeout_ms = 1_500;
+    let rec = open(config, None);
+    let app = app(&rec);
+    // One request holds the only permit: its body never arrives.
+    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/events")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let holder = tokio::spawn(app.clone().oneshot(req));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let req = Request::builder()
+        .uri("/api/v1/recommendations?user_id=U0000007&k=3")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "shed at once, not queued"
+    );
+    let (s, _) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK, "health is never shed");
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains(r#"recsys_http_shed_total{route="/api/v1/recommendations"} 1"#),
+        "{text}"
+    );
+    // The holder times out and gives its permit back: requests run again.
+    assert_eq!(holder.await.unwrap().unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (s, v) = call(&app, "GET", "/api/v1/recommendations?user_id=U0000007&k=3", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

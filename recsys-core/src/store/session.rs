@@ -6,7 +6,6 @@
 
 use crate::schema::EventType;
 use crate::{Error, Result};
-use ahash::AHashMap;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -59,20 +58,40 @@ pub trait SessionStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Session events in this process: a bounded queue per user.
+/// Session events in this process: a bounded queue per user, for a bounded number of users (the
+/// least recently active user's session is evicted first).
 #[derive(Debug)]
 pub struct MemorySessions {
     max_events: usize,
-    users: Mutex<AHashMap<String, VecDeque<SessionEvent>>>,
+    users: Mutex<lru::LruCache<String, VecDeque<SessionEvent>, ahash::RandomState>>,
+    evicted: std::sync::atomic::AtomicU64,
 }
 
 impl MemorySessions {
-    /// Keeps the newest `max_events` (at least 1) per user.
-    pub fn new(max_events: usize) -> Self {
+    /// Keeps the newest `max_events` (at least 1) per user, for at most `max_users` (at least 1)
+    /// users.
+    pub fn new(max_events: usize, max_users: usize) -> Self {
+        let cap = std::num::NonZeroUsize::new(max_users.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
         MemorySessions {
             max_events: max_events.max(1),
-            users: Mutex::new(AHashMap::new()),
+            users: Mutex::new(lru::LruCache::with_hasher(cap, ahash::RandomState::new())),
+            evicted: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Sessions evicted so far to stay within `max_users`.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Users with a session now.
+    pub fn len(&self) -> usize {
+        self.users.lock().map(|u| u.len()).unwrap_or(0)
+    }
+
+    /// True when no user has a session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -84,10 +103,13 @@ impl SessionStore for MemorySessions {
     fn append(&self, events: &[(&str, SessionEvent)]) -> Result<()> {
         let mut users = self.users.lock().map_err(|_| poisoned())?;
         for (user, ev) in events {
-            let q = users.entry((*user).to_string()).or_default();
-            q.push_back(ev.clone());
-            while q.len() > self.max_events {
-                q.pop_front();
+            if let Some(q) = users.get_mut(*user) {
+                q.push_back(ev.clone());
+                while q.len() > self.max_events {
+                    q.pop_front();
+                }
+            } else if users.push((*user).to_string(), VecDeque::from([ev.clone()])).is_some() {
+                self.evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         Ok(())
@@ -96,7 +118,7 @@ impl SessionStore for MemorySessions {
     fn recent(&self, user_id: &str) -> Result<Vec<SessionEvent>> {
         let users = self.users.lock().map_err(|_| poisoned())?;
         Ok(users
-            .get(user_id)
+            .peek(user_id)
             .map(|q| q.iter().cloned().collect())
             .unwrap_or_default())
     }
@@ -134,7 +156,7 @@ mod tests {
 
     #[test]
     fn memory_keeps_the_newest_per_user() {
-        let s = MemorySessions::new(2);
+        let s = MemorySessions::new(2, 100);
         s.append(&[
             ("u", ev("a", 1)),
             ("v", ev("x", 1)),
@@ -145,5 +167,23 @@ mod tests {
         assert_eq!(s.recent("u").unwrap(), vec![ev("b", 2), ev("c", 3)]);
         assert_eq!(s.recent("v").unwrap(), vec![ev("x", 1)]);
         assert!(s.recent("nobody").unwrap().is_empty());
+    }
+
+    #[test]
+    fn memory_holds_at_most_max_users_evicting_the_least_recently_active() {
+        let s = MemorySessions::new(5, 3);
+        for (i, user) in ["a", "b", "c"].into_iter().enumerate() {
+            s.append(&[(user, ev("x", i as i64))]).unwrap();
+        }
+        // `a` is active again, so `b` is the least recently active when `d` arrives.
+        s.append(&[("a", ev("y", 10))]).unwrap();
+        s.append(&[("d", ev("z", 11))]).unwrap();
+        assert_eq!((s.len(), s.evicted()), (3, 1));
+        assert!(s.recent("b").unwrap().is_empty());
+        assert_eq!(s.recent("a").unwrap(), vec![ev("x", 0), ev("y", 10)]);
+        for i in 0..1_000 {
+            s.append(&[(format!("new-{i}").as_str(), ev("x", i))]).unwrap();
+        }
+        assert_eq!((s.len(), s.evicted()), (3, 1_001));
     }
 }

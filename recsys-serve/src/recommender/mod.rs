@@ -476,7 +476,7 @@ fn open_serving_store(url: &str, config: &ServeConfig) -> Result<(Arc<dyn Candid
     } else {
         Ok((
             open_store(url)?,
-            Arc::new(MemorySessions::new(config.session.max_events)),
+            Arc::new(MemorySessions::new(config.session.max_events, config.session.max_users)),
         ))
     }
 }
@@ -734,9 +734,16 @@ impl Recommender {
                 let (s, sess) = open_serving_store(url, &options.config)?;
                 (Some(s), sess)
             }
-            None => (None, Arc::new(MemorySessions::new(options.config.session.max_events))),
+            None => (
+                None,
+                Arc::new(MemorySessions::new(
+                    options.config.session.max_events,
+                    options.config.session.max_users,
+                )),
+            ),
         };
-        let (features, features_source) = load_features(&options, store.as_ref())?;
+        let (mut features, features_source) = load_features(&options, store.as_ref())?;
+        features.set_max_online_users(options.config.session.max_users);
         let serving = load_serving(&options, store.as_ref(), features.item_ids())?;
         let rules = resolve_rules(&options.config, &features)?;
         let items = item_snapshot(&features, now_ms())?;
