@@ -256,6 +256,12 @@ pub struct ItemState {
 }
 
 /// Inserts `v` keeping the deque sorted (events normally arrive in order: O(1) push).
+/// At most this many events are kept in a user's purchase and velocity windows (8 bytes each):
+/// `browsing_velocity` and `total_purchases_30d` saturate there (a rate no person reaches: 14,000
+/// events a day for a week), and a client posting events for one user id cannot grow its state
+/// without bound.
+pub const MAX_USER_WINDOW_EVENTS: usize = 100_000;
+
 fn insert_sorted<T: Copy>(q: &mut VecDeque<T>, v: T, key: impl Fn(&T) -> i64) {
     let k = key(&v);
     if q.back().is_none_or(|b| key(b) <= k) {
@@ -305,6 +311,12 @@ impl UserState {
         // Keep only what any snapshot at or after the newest event can still need.
         evict_before(&mut self.purchases, newest - cfg.purchase_window_ms, |x| *x);
         evict_before(&mut self.events, newest - cfg.velocity_window_ms, |x| *x);
+        // A bounded window per user, whatever one client posts: beyond the cap the oldest go.
+        for q in [&mut self.purchases, &mut self.events] {
+            while q.len() > MAX_USER_WINDOW_EVENTS {
+                q.pop_front();
+            }
+        }
         if let Some(c) = catalog.category_of(ev.item) {
             let w = cfg.weight(ev.event_type);
             match self.categories.iter_mut().find(|(k, _)| *k == c) {
@@ -355,7 +367,13 @@ impl ItemState {
         }
         let newest = self.last_ts.map_or(t, |l| l.max(t));
         self.last_ts = Some(newest);
-        insert_sorted(&mut self.trending, (t, w), |x| x.0);
+        // Events of one millisecond share one entry: the window's sums are the same, and a burst
+        // of events on one item (a flood of posts stamped with the server's clock) costs one entry
+        // per millisecond instead of one per event.
+        match self.trending.back_mut() {
+            Some(back) if back.0 == t => back.1 += w,
+            _ => insert_sorted(&mut self.trending, (t, w), |x| x.0),
+        }
         evict_before(&mut self.trending, newest - cfg.trending_window_ms, |x| x.0);
         if let Some(r) = ev.rating {
             self.rating_sum += f64::from(r);
@@ -571,6 +589,34 @@ mod tests {
         e.ingest(&b);
         // One order: 3 x 10 + 1 x 5.
         assert_eq!(e.user_features(0, 30).unwrap().avg_order_value, Some(35.0));
+    }
+
+    #[test]
+    fn one_users_windows_are_bounded() {
+        let mut e = FeatureEngine::new(FeatureConfig::default(), catalog()).unwrap();
+        let t = 50 * DAY_MS;
+        for k in 0..(MAX_USER_WINDOW_EVENTS as i64 + 500) {
+            e.ingest(&ev(0, 1, EventType::Purchase, t + k));
+        }
+        assert_eq!(e.users[0].events.len(), MAX_USER_WINDOW_EVENTS);
+        assert_eq!(e.users[0].purchases.len(), MAX_USER_WINDOW_EVENTS);
+        let f = e.user_features(0, t + DAY_MS).unwrap();
+        assert_eq!(f.total_purchases_30d as usize, MAX_USER_WINDOW_EVENTS);
+    }
+
+    #[test]
+    fn a_burst_in_one_millisecond_costs_one_trending_entry() {
+        let mut e = FeatureEngine::new(FeatureConfig::default(), catalog()).unwrap();
+        let t = 50 * DAY_MS;
+        for u in 0..10_000 {
+            e.ingest(&ev(u % 7, 1, EventType::View, t));
+        }
+        e.ingest(&ev(0, 1, EventType::Click, t + 1));
+        e.ingest(&ev(0, 1, EventType::View, t + 1));
+        e.ingest(&ev(0, 1, EventType::View, t - 5));
+        assert_eq!(e.items[1].trending.len(), 3, "{:?}", e.items[1].trending);
+        let f = e.item_features(1, t + 2).unwrap();
+        assert_eq!(f.trending_score_1h, 10_000.0 + 2.0 + 1.0 + 1.0);
     }
 
     #[test]
