@@ -180,12 +180,11 @@ impl Registry {
         &self.root
     }
 
-    /// The directory of `version` (canonicalised when it parses as a version; not checked to exist).
-    pub fn path_of(&self, version: &str) -> PathBuf {
-        match parse_version(version) {
-            Ok(v) => self.root.join(v.to_string()),
-            Err(_) => self.root.join(version),
-        }
+    /// The directory of `version`, canonicalised (not checked to exist). Anything that is not a
+    /// semantic version (`../x`, an absolute path, a NUL byte) is refused, naming `version`: a
+    /// version name is never joined raw into a path.
+    pub fn path_of(&self, version: &str) -> Result<PathBuf> {
+        Ok(self.root.join(parse_version(version)?.to_string()))
     }
 
     /// The published versions (directory names that parse as semver), in ascending semver order.
@@ -650,7 +649,7 @@ pub fn model_dir(spec: &str, registry: Option<&Path>, verify: bool) -> Result<Pa
     } else {
         reg.manifest(&version)?;
     }
-    Ok(reg.path_of(&version))
+    reg.path_of(&version)
 }
 
 /// Loads the weights of model `spec` (as in [`model_dir`], verified) and returns them with the
@@ -667,6 +666,32 @@ pub fn load_model(spec: &str, registry: Option<&Path>) -> Result<(crate::model::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_version_name_reaches_outside_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path().join("reg")).unwrap();
+        // A model file outside the registry that a traversal would reach.
+        fs::write(dir.path().join("model.bin"), b"not a model").unwrap();
+        for bad in [
+            "..",
+            "../",
+            "../reg/../",
+            "..%2F..%2Fetc",
+            "%2e%2e",
+            "/etc",
+            "/",
+            "1.0.0/../..",
+            "1.0.0\0x",
+            "a\0b",
+            "C:\\x",
+        ] {
+            assert!(reg.path_of(bad).is_err(), "{bad:?} accepted");
+            let err = model_dir(bad, Some(&dir.path().join("reg")), true).unwrap_err();
+            assert!(err.is_user_error(), "{bad:?}: {err}");
+        }
+        assert_eq!(reg.path_of("v1.2.3").unwrap(), dir.path().join("reg").join("1.2.3"));
+    }
 
     #[test]
     fn versions_parse_strictly() {

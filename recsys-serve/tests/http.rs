@@ -403,7 +403,7 @@ async fn admin_routes_need_the_token_and_reload_keeps_serving_on_a_broken_versio
     // A corrupted version: the reload is refused, v1 keeps serving, the status says why.
     let reg = recsys_train::registry::Registry::open(&registry).unwrap();
     reg.promote(&f.versions.1).unwrap();
-    let model = reg.path_of(&f.versions.1).join("model.bin");
+    let model = reg.path_of(&f.versions.1).unwrap().join("model.bin");
     let mut bytes = std::fs::read(&model).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;

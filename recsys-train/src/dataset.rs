@@ -120,13 +120,25 @@ pub fn writer_properties() -> WriterProperties {
 /// Writes record batches as one Parquet file, atomically.
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
     write_atomic(path, |f| {
-        let mut w = ArrowWriter::try_new(f, schema, Some(writer_properties()))?;
+        let mut w =
+            ArrowWriter::try_new(f, schema, Some(writer_properties())).map_err(|e| parquet_write_error(path, e))?;
         for b in batches {
-            w.write(b)?;
+            w.write(b).map_err(|e| parquet_write_error(path, e))?;
         }
-        w.close()?;
+        w.close().map_err(|e| parquet_write_error(path, e))?;
         Ok(())
     })
+}
+
+/// A Parquet writer's failure: an I/O error inside it (a full disk) becomes [`Error::Io`] naming
+/// the file; anything else stays a Parquet error.
+fn parquet_write_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
+    if let parquet::errors::ParquetError::External(inner) = &e
+        && let Some(io) = inner.downcast_ref::<std::io::Error>()
+    {
+        return Error::io(path)(std::io::Error::new(io.kind(), io.to_string()));
+    }
+    Error::Parquet(e)
 }
 
 /// Reads a whole Parquet file (optionally only some columns) into record batches.
@@ -802,5 +814,41 @@ impl PartitionWriter {
             self.flush(d)?;
         }
         Ok(self.done.into_iter().map(|(d, p)| (day_to_date(d), p)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk (Linux's `/dev/full` answers every write with ENOSPC) is an I/O error naming
+    /// the file, not an anonymous Parquet error.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_while_writing_parquet_names_the_file() {
+        let mut items = ItemTable::default();
+        for i in 0..1_000 {
+            items.intern(&format!("P{i:06}"));
+        }
+        let batch = items.to_batch().unwrap();
+        let path = Path::new("/data/items.parquet");
+        let result = (|| -> Result<()> {
+            let f = File::options()
+                .write(true)
+                .open("/dev/full")
+                .map_err(Error::io("/dev/full"))?;
+            let mut w = ArrowWriter::try_new(f, items_schema(), Some(writer_properties()))
+                .map_err(|e| parquet_write_error(path, e))?;
+            w.write(&batch).map_err(|e| parquet_write_error(path, e))?;
+            w.close().map_err(|e| parquet_write_error(path, e))?;
+            Ok(())
+        })();
+        match result {
+            Err(Error::Io { path: p, source }) => {
+                assert_eq!(p, path);
+                assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{source}");
+            }
+            other => panic!("expected an I/O error naming the file, got {other:?}"),
+        }
     }
 }

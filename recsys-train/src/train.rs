@@ -600,7 +600,10 @@ pub fn train_and_register_with(opts: &TrainOptions, simulator: Option<&dyn CtrSi
         let mpath = staging.join(files::MODEL);
         write_atomic(&mpath, |f| {
             let mut w = std::io::BufWriter::new(f);
-            model.save(&mut w)?;
+            model.save(&mut w).map_err(|e| match e {
+                recsys_core::Error::Io { kind, message, .. } => Error::io(&mpath)(std::io::Error::new(kind, message)),
+                other => other.into(),
+            })?;
             use std::io::Write;
             w.flush().map_err(Error::io(&mpath))
         })?;

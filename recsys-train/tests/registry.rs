@@ -64,7 +64,7 @@ fn publish_list_verify() {
     // The staging directory is left as it was.
     assert!(staging.join("model.bin").is_file());
 
-    let dir = reg.path_of(&v);
+    let dir = reg.path_of(&v).unwrap();
     assert_eq!(dir, reg.root().join("1.0.0"));
     assert_eq!(
         fs::read_to_string(dir.join("model.bin")).unwrap(),
@@ -141,7 +141,7 @@ fn publish_refuses_existing_and_bad_versions() {
         serde_json::Value::Null,
     );
     assert_eq!(v.unwrap(), "1.2.3");
-    let before = fs::read(reg.path_of("1.2.3").join("model.bin")).unwrap();
+    let before = fs::read(reg.path_of("1.2.3").unwrap().join("model.bin")).unwrap();
 
     let again = reg.publish(
         &stage(tmp.path(), "b"),
@@ -154,7 +154,10 @@ fn publish_refuses_existing_and_bad_versions() {
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     // The published version is untouched and no temporary directory is left behind.
-    assert_eq!(fs::read(reg.path_of("1.2.3").join("model.bin")).unwrap(), before);
+    assert_eq!(
+        fs::read(reg.path_of("1.2.3").unwrap().join("model.bin")).unwrap(),
+        before
+    );
     reg.verify("1.2.3").unwrap();
     let names: Vec<_> = fs::read_dir(reg.root())
         .unwrap()
@@ -249,7 +252,7 @@ fn rollback_skips_corrupt_history_entries() {
         reg.promote(x).unwrap();
     }
     // 1.0.1, the newest history entry, is corrupt: rollback goes to 1.0.0.
-    fs::write(reg.path_of(&v[1]).join("model.bin"), "garbage").unwrap();
+    fs::write(reg.path_of(&v[1]).unwrap().join("model.bin"), "garbage").unwrap();
     assert_eq!(reg.rollback().unwrap(), "1.0.0");
     assert_eq!(reg.current_state().unwrap().unwrap().history, Vec::<String>::new());
 }
@@ -274,23 +277,23 @@ fn promote_refuses_corrupt_artifacts() {
     reg.promote(&v[0]).unwrap();
 
     // One flipped byte, same size.
-    let path = reg.path_of(&v[1]).join("model.bin");
+    let path = reg.path_of(&v[1]).unwrap().join("model.bin");
     let mut bytes = fs::read(&path).unwrap();
     bytes[17] ^= 0x01;
     fs::write(&path, &bytes).unwrap();
     assert_promote_refused(&reg, &v[1], "model.bin", "checksum mismatch");
 
     // A deleted file.
-    fs::remove_file(reg.path_of(&v[2]).join("config.json")).unwrap();
+    fs::remove_file(reg.path_of(&v[2]).unwrap().join("config.json")).unwrap();
     assert_promote_refused(&reg, &v[2], "config.json", "missing");
 
     // A file the manifest does not list.
-    fs::write(reg.path_of(&v[3]).join("extra.bin"), "sneaky").unwrap();
+    fs::write(reg.path_of(&v[3]).unwrap().join("extra.bin"), "sneaky").unwrap();
     assert_promote_refused(&reg, &v[3], "extra.bin", "not listed");
 
     // The intact current version still verifies and a good one still promotes.
     reg.verify(&v[0]).unwrap();
-    fs::remove_file(reg.path_of(&v[3]).join("extra.bin")).unwrap();
+    fs::remove_file(reg.path_of(&v[3]).unwrap().join("extra.bin")).unwrap();
     reg.promote(&v[3]).unwrap();
     assert_eq!(reg.current().unwrap().as_deref(), Some("1.0.3"));
 }
@@ -313,7 +316,7 @@ fn prune_keeps_newest_plus_current() {
     assert_eq!(deleted, ["1.0.0", "1.0.2", "1.0.3"]);
     assert_eq!(versions(&reg), ["1.0.1", "1.0.4", "1.0.5"]);
     for d in &deleted {
-        assert!(!reg.path_of(d).exists());
+        assert!(!reg.path_of(d).unwrap().exists());
     }
     let state = reg.current_state().unwrap().unwrap();
     assert_eq!(state.version, "1.0.1");
@@ -393,7 +396,7 @@ fn readers_never_see_partial_versions() {
             loop {
                 let finished = done.load(Ordering::SeqCst);
                 if let Some(v) = reg.current().unwrap() {
-                    let dir = reg.path_of(&v);
+                    let dir = reg.path_of(&v).unwrap();
                     for name in ["a.txt", "c.txt"] {
                         let content = fs::read_to_string(dir.join(name))
                             .unwrap_or_else(|e| panic!("current {v}: {name} unreadable: {e}"));
@@ -413,7 +416,7 @@ fn readers_never_see_partial_versions() {
                 // A listed version is complete even before it is promoted.
                 let list = reg.list().unwrap_or_else(|e| panic!("list failed: {e}"));
                 if let Some(newest) = list.last() {
-                    let content = fs::read_to_string(reg.path_of(&newest.version).join("c.txt"))
+                    let content = fs::read_to_string(reg.path_of(&newest.version).unwrap().join("c.txt"))
                         .unwrap_or_else(|e| panic!("listed {}: c.txt unreadable: {e}", newest.version));
                     assert_eq!(content, newest.version);
                 }

@@ -449,7 +449,9 @@ impl TwoTowerModel {
             "tensors": shapes, "layers": layers,
         });
         let header = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
-        let io = |e: std::io::Error| Error::Internal(format!("writing model: {e}"));
+        // A failed write (a full disk) is the environment's, naming the file; callers that know the
+        // full path put it in.
+        let io = |e: std::io::Error| Error::io(crate::registry::files::MODEL)(e);
         w.write_all(MAGIC).map_err(io)?;
         w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
         w.write_all(&header).map_err(io)?;

@@ -1144,6 +1144,21 @@ mod tests {
         export(&net, table, cfg, &data).unwrap()
     }
 
+    /// A full disk while saving is the environment's error (an I/O error naming the model file),
+    /// not an internal one.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_while_saving_a_model_is_an_io_error() {
+        let model = untrained(&small());
+        let mut full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+        match model.save(&mut full) {
+            Err(Error::Io { path, kind, .. }) => {
+                assert_eq!((path.as_str(), kind), ("model.bin", std::io::ErrorKind::StorageFull));
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn model_file_round_trips_and_rejects_corruption() {
         let model = untrained(&small());
