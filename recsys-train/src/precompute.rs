@@ -42,8 +42,8 @@ pub enum PrecomputeIndex {
     /// The batched exact scan ([`ExactIndex::search_batch`]): every list exact.
     Exact,
     /// The inverted file ([`IvfIndex::search_batch`], tuned by [`PrecomputeOptions::ivf`]):
-    /// measured at the ADR's scale (100,000 items, 256-d, top-500) 5.0x the exact scan's
-    /// queries/s at recall@500 0.958 to 0.975 on two models (`benches/README.md`).
+    /// several times the exact scan's queries/s at the ADR's scale for a small loss of recall@500
+    /// (figures in `benches/README.md`).
     Ivf,
 }
 
@@ -245,11 +245,11 @@ pub fn precompute(opts: &PrecomputeOptions) -> Result<PrecomputeReport> {
     let as_of = opts.as_of.unwrap_or_else(|| hist.last_ts.map_or(0, |t| t + 1));
 
     let dim = model.dim();
-    // The batched exact scan or the inverted file, not HNSW: measured at the ADR's scale (100k
-    // items, 256-d, top-500; `benches/ann_vs_faiss.sh`), HNSW needs efSearch 2000 to reach
-    // recall@500 0.95 and then answers a third as many queries per second as the exact scan; the
-    // inverted file, batched through the same matrix products, answers 5x as many at recall
-    // 0.96 to 0.975. HNSW serves small-k online queries.
+    // The batched exact scan or the inverted file, not HNSW: at the ADR's scale (100k items,
+    // 256-d, top-500; `benches/ann_vs_faiss.sh`, figures in benches/README.md) HNSW needs a very
+    // large efSearch to reach recall@500 0.95 and is then slower than the exact scan, while the
+    // inverted file, batched through the same matrix products, is faster. HNSW serves small-k
+    // online queries.
     let index = BatchIndex::build(model.item_embeddings(), dim, opts, n_items)?;
     let embeddings = index.vectors();
     let mut writer = store.writer(&plan)?;

@@ -111,8 +111,7 @@ two_tower_config! {
     attention_dropout, with_attention_dropout: f32 = 0.5;
     /// Recency half-life in events of the short-term pooling (the newest event has weight 1).
     /// The default is long: on next-days targets (time split) recency-weighted pooling trained
-    /// on next-event examples overfits the current session (measured: recall@20 0.376 at 10
-    /// events / 7 days vs 0.485 at 1000 / 1000 on the synthetic TechShop).
+    /// on next-event examples overfits the current session (figures in benches/README.md).
     recency_half_life_events, with_recency_half_life_events: f32 = 1000.0;
     /// Recency half-life in days of age before the prediction time (short-term pooling).
     recency_half_life_days, with_recency_half_life_days: f32 = 30.0;

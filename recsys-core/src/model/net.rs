@@ -301,8 +301,8 @@ pub const DENSE_CODES_MAX: usize = 1024;
 ///
 /// The towers take codes in this form rather than through burn's `Embedding` because the
 /// backward pass of a lookup (`select_add`) runs one thread per embedding column, each looping
-/// over every index: on an H100 the `b × L` history codes of one batch (102,400 at the defaults)
-/// made a training step take 0.8 s. The product's gradient is one more small matrix product on
+/// over every index: on a GPU the `b × L` history codes of one batch made a training step many
+/// times slower (benches/README.md). The product's gradient is one more small matrix product on
 /// every backend, and on the CPU it also skips the `[b, L, side_dim]` intermediate.
 #[derive(Debug, Clone)]
 pub struct CodeMix<B: Backend> {

@@ -17,7 +17,7 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 
 /// Output rows of each block of the parallel products (each block packs the right-hand side
-/// again: 256 rows measured faster than 64 at batch 4096).
+/// again, so larger blocks pack less often; benches/README.md, "Build time", has the figure).
 const BLOCK_ROWS: usize = 256;
 
 /// The loss of a batch and its gradients with respect to both towers' outputs.
