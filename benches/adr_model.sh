@@ -48,7 +48,9 @@ fi
 
 # The file store the serving benches read: precompute once per model (stamp file, as above).
 adr_file_store() {
-  if [ ! -f "$MODEL_DIR/store.done" ]; then
+  # Also when the cached store predates the online feature snapshot (no features.bin): serving
+  # without a dataset directory (the Node addon, `recsys-serve` without --data) needs it.
+  if [ ! -f "$MODEL_DIR/store.done" ] || ! ls "$MODEL_DIR"/store/*/features.bin >/dev/null 2>&1; then
     echo "== precompute: top-500 for every user into the file store" >&2
     timed "$TRAIN" precompute --data "$WORK/data" --registry "$MODEL_DIR/registry" \
       --store "file:$MODEL_DIR/store" | tee "$MODEL_DIR/precompute.json"

@@ -24,7 +24,12 @@ if [ $# -ge 4 ]; then
   REGISTRY=$1 DATA=$2 STORE=$3 USERS=$4
 else
   Q=out/quickstart
-  [ -f "$Q/registry/CURRENT.json" ] || PROFILE=release bash examples/quickstart.sh "$Q" >/dev/null
+  # A cached quickstart from before store versions carried the online feature snapshot
+  # (features.bin) would be refused by the Node addon, which has no dataset fallback: redo it.
+  if [ ! -f "$Q/registry/CURRENT.json" ] || ! ls "$Q"/store/*/features.bin >/dev/null 2>&1; then
+    rm -rf "$Q"
+    PROFILE=release bash examples/quickstart.sh "$Q" >/dev/null
+  fi
   REGISTRY=$Q/registry DATA=$Q/data STORE=file:$Q/store
   USERS=5000  # the quickstart's `generate` default
 fi
