@@ -719,19 +719,24 @@ async fn exploration_serves_draws_from_the_pool_with_exact_propensities() {
     }
 }
 
+/// `POST /api/v1/events` whose body never arrives (a slow or stalled client).
+fn stalled_event_post() -> Request<Body> {
+    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    Request::builder()
+        .method("POST")
+        .uri("/api/v1/events")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_request_whose_body_never_arrives_times_out_with_a_503() {
     let mut config = ServeConfig::default();
     config.http.request_timeout_ms = 300;
     let rec = open(config, None);
     let app = app(&rec);
-    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
-    let req = Request::builder()
-        .method("POST")
-        .uri("/api/v1/events")
-        .header("content-type", "application/json")
-        .body(Body::from_stream(stalled))
-        .unwrap();
+    let req = stalled_event_post();
     let started = std::time::Instant::now();
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), app.clone().oneshot(req))
         .await
@@ -801,13 +806,7 @@ async fn requests_over_max_in_flight_are_shed_at_once_and_health_is_not() {
     let rec = open(config, None);
     let app = app(&rec);
     // One request holds the only permit: its body never arrives.
-    let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
-    let req = Request::builder()
-        .method("POST")
-        .uri("/api/v1/events")
-        .header("content-type", "application/json")
-        .body(Body::from_stream(stalled))
-        .unwrap();
+    let req = stalled_event_post();
     let holder = tokio::spawn(app.clone().oneshot(req));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let started = std::time::Instant::now();

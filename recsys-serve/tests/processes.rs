@@ -148,37 +148,15 @@ fn two_replicas_on_one_redis_share_the_session() {
 #[test]
 fn killing_redis_mid_test_falls_back_without_errors() {
     let f = fixture();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !redis_up(port) {
-        assert!(Instant::now() < deadline, "redis did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let url = format!("redis://127.0.0.1:{port}");
+    let mut redis = private_redis();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
     precompute_into(&f.data, &f.registry, &url);
     let server = start(&f.registry, &url, &[]);
     let (s, v) = get(&format!("{}/api/v1/recommendations?user_id=U0000005&k=10", server.base));
     assert_eq!((s, v["source"].as_str()), (200, Some("store")), "{v}");
 
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.child.kill().unwrap();
+    redis.child.wait().unwrap();
     // Users not asked before (U0000005's answer may come from the response cache).
     for user in ["U0000006", "U0000009", "someone-new"] {
         let (s, v) = get(&format!("{}/api/v1/recommendations?user_id={user}&k=10", server.base));
