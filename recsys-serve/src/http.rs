@@ -342,15 +342,22 @@ async fn limit_time(State(st): State<AppState>, req: Request, next: Next) -> Res
                 .request_timeouts
                 .get_or_create(&RouteLabel { route })
                 .inc();
-            let body = serde_json::json!({
-                "error": format!("the request did not complete within {} ms", limit.as_millis()),
-            });
-            let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            resp
+            unavailable(format!("the request did not complete within {} ms", limit.as_millis()))
         }
     }
+}
+
+/// A 503 with `Retry-After: 1` and `{"error": ...}`: the answer of the server's own limits
+/// (request timeout, load shedding).
+fn unavailable(error: String) -> Response {
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "error": error })),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    resp
 }
 
 /// Load shedding: at most `http.max_in_flight` API requests (recommendations, similar items,
@@ -364,13 +371,7 @@ async fn shed_load(State(st): State<AppState>, req: Request, next: Next) -> Resp
     }
     let Ok(permit) = Arc::clone(&st.in_flight).try_acquire_owned() else {
         st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
-        let body = serde_json::json!({
-            "error": "overloaded: too many requests in flight, retry shortly",
-        });
-        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return resp;
+        return unavailable("overloaded: too many requests in flight, retry shortly".into());
     };
     let resp = next.run(req).await;
     drop(permit);

@@ -5,7 +5,7 @@
 use crate::{Error, Result};
 use ahash::AHashMap;
 use recsys_core::features::{FeatureEngine, FeatureEvent};
-use recsys_core::schema::EventType;
+use recsys_core::schema::{DAY_MS, EventType};
 use recsys_core::store::FeatureSnapshot;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,7 @@ pub const MAX_EVENT_SKEW_MS: i64 = 60_000;
 /// half-life and count trending over the last hour, so an older event changes little online,
 /// while a far-past (or far-future) timestamp would overflow the decay; older history belongs in
 /// the dataset (`recsys-train import`).
-pub const MAX_EVENT_AGE_MS: i64 = 7 * 24 * 3_600_000;
+pub const MAX_EVENT_AGE_MS: i64 = 7 * DAY_MS;
 
 /// One event as clients post it (`POST /api/v1/events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +109,6 @@ pub struct OnlineFeatures {
     /// Users first seen online, least recently active first.
     online_users: lru::LruCache<u32, (), ahash::RandomState>,
     max_online_users: usize,
-    evicted_users: u64,
 }
 
 /// Default bound on the users first seen online ([`OnlineFeatures::set_max_online_users`]).
@@ -137,7 +136,6 @@ impl OnlineFeatures {
             latest_ts: snap.as_of_ms - 1,
             online_users: lru::LruCache::unbounded_with_hasher(ahash::RandomState::new()),
             max_online_users: DEFAULT_MAX_ONLINE_USERS,
-            evicted_users: 0,
         })
     }
 
@@ -147,16 +145,6 @@ impl OnlineFeatures {
     /// The snapshot's users are never evicted.
     pub fn set_max_online_users(&mut self, max: usize) {
         self.max_online_users = max.max(1);
-    }
-
-    /// Users first seen online that were forgotten to stay within the bound.
-    pub fn evicted_users(&self) -> u64 {
-        self.evicted_users
-    }
-
-    /// Users first seen online and still held.
-    pub fn online_users(&self) -> usize {
-        self.online_users.len()
     }
 
     /// Loads a dataset and folds all its events, exactly as `recsys-train features` and the
@@ -295,7 +283,10 @@ impl OnlineFeatures {
             return Err(Error::bad(
                 "timestamp",
                 ts,
-                "more than 7 days in the past (import older events with `recsys-train import`)",
+                format!(
+                    "more than {} days in the past (import older events with `recsys-train import`)",
+                    MAX_EVENT_AGE_MS / DAY_MS
+                ),
             ));
         }
         Ok((item, event_type, ts))
@@ -324,7 +315,6 @@ impl OnlineFeatures {
                         let old_id = std::mem::replace(&mut self.user_ids[old as usize], ev.user_id.clone());
                         self.user_index.remove(&old_id);
                         self.engine.forget_user(old);
-                        self.evicted_users += 1;
                         old
                     }
                     None => {

@@ -173,15 +173,7 @@ impl FileStore {
                     (meta.created_at_ms, total - missing.len())
                 }
                 // A version directory without (readable) meta: its own modification time.
-                _ => {
-                    let modified = entry
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(now, |d| d.as_millis() as i64);
-                    (modified, 0)
-                }
+                _ => (entry.metadata().ok().and_then(|m| modified_ms(&m)).unwrap_or(now), 0),
             };
             // A writer at work keeps its temporary file fresh: a version is idle since its
             // youngest file's last write.
@@ -189,9 +181,7 @@ impl FileStore {
                 .into_iter()
                 .flatten()
                 .flatten()
-                .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
-                .filter_map(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
+                .filter_map(|e| e.metadata().ok().and_then(|m| modified_ms(&m)))
                 .max()
                 .unwrap_or(i64::MIN);
             let age = now.saturating_sub(started_ms.max(youngest));
@@ -201,11 +191,17 @@ impl FileStore {
                 INCOMPLETE_AFTER_MS
             };
             if age >= limit {
-                let trash = self.root.join(format!(".del-{}", unique_token()));
-                if fs::rename(&dir, &trash).is_ok() {
-                    let _ = fs::remove_dir_all(&trash);
-                }
+                self.discard(&dir);
             }
+        }
+    }
+
+    /// Deletes a version directory: renamed away first (one atomic step, so no reader or writer
+    /// finds it half deleted), then removed. Best effort.
+    fn discard(&self, dir: &Path) {
+        let trash = self.root.join(format!(".del-{}", unique_token()));
+        if fs::rename(dir, &trash).is_ok() {
+            let _ = fs::remove_dir_all(&trash);
         }
     }
 
@@ -225,11 +221,7 @@ impl FileStore {
         versions.sort();
         let excess = versions.len().saturating_sub(KEEP_VERSIONS);
         for (_, v) in versions.into_iter().take(excess) {
-            let dir = self.root.join(&v);
-            let trash = self.root.join(format!(".del-{}", unique_token()));
-            if fs::rename(&dir, &trash).is_ok() {
-                let _ = fs::remove_dir_all(&trash);
-            }
+            self.discard(&self.root.join(&v));
         }
         Ok(())
     }
@@ -385,6 +377,12 @@ impl CandidateStore for FileStore {
         write_bytes_atomic(&self.root.join(CURRENT), &bytes)?;
         self.prune(version)
     }
+}
+
+/// A file's last modification in UTC milliseconds, where the file system records it.
+fn modified_ms(meta: &fs::Metadata) -> Option<i64> {
+    let since = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(since.as_millis() as i64)
 }
 
 /// One table of one shard being written: records stream into a temporary file, keys stay in memory.

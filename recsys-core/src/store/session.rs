@@ -71,7 +71,7 @@ impl MemorySessions {
     /// Keeps the newest `max_events` (at least 1) per user, for at most `max_users` (at least 1)
     /// users.
     pub fn new(max_events: usize, max_users: usize) -> Self {
-        let cap = std::num::NonZeroUsize::new(max_users.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
+        let cap = std::num::NonZeroUsize::new(max_users).unwrap_or(std::num::NonZeroUsize::MIN);
         MemorySessions {
             max_events: max_events.max(1),
             users: Mutex::new(lru::LruCache::with_hasher(cap, ahash::RandomState::new())),
