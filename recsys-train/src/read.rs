@@ -76,20 +76,28 @@ pub fn for_each_batch(
         InputFormat::Csv => read_csv(path, f),
         InputFormat::Parquet => {
             let file = File::open(path).map_err(Error::io(path))?;
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| Error::data(path, format!("not a readable Parquet file: {e}")))?
-                .with_batch_size(BATCH_ROWS)
-                .build()?;
+            let reader = decoder(path, "Parquet file", || {
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| Error::data(path, format!("not a readable Parquet file: {e}")))?
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(|e| Error::data(path, format!("not a readable Parquet file: {e}")))
+            })?;
             feed(path, reader, f)
         }
         InputFormat::Arrow => {
             let file = File::open(path).map_err(Error::io(path))?;
-            match arrow::ipc::reader::FileReader::try_new(file, None) {
+            match decoder(path, "Arrow IPC file", || {
+                arrow::ipc::reader::FileReader::try_new(file, None)
+                    .map_err(|e| Error::data(path, format!("not an Arrow IPC file: {e}")))
+            }) {
                 Ok(reader) => feed(path, reader, f),
                 Err(_) => {
                     let file = File::open(path).map_err(Error::io(path))?;
-                    let reader = arrow::ipc::reader::StreamReader::try_new(BufReader::new(file), None)
-                        .map_err(|e| Error::data(path, format!("not an Arrow IPC file or stream: {e}")))?;
+                    let reader = decoder(path, "Arrow IPC stream", || {
+                        arrow::ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                            .map_err(|e| Error::data(path, format!("not an Arrow IPC file or stream: {e}")))
+                    })?;
                     feed(path, reader, f)
                 }
             }
@@ -99,13 +107,34 @@ pub fn for_each_batch(
     }
 }
 
+/// Runs one step of a third-party decoder (Parquet, Arrow IPC) so that a panic inside it on
+/// malformed input (found by fuzzing: arrow-ipc 60's reader slices a buffer at an offset the file
+/// gives without checking it) becomes an [`Error::InvalidData`] naming the file instead of taking the
+/// process down. Nothing of the decoder is used after it panicked.
+fn decoder<T>(path: &Path, what: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        let why: String = why.chars().take(200).collect();
+        Err(Error::data(
+            path,
+            format!("malformed {what}: the decoder failed on it ({why})"),
+        ))
+    })
+}
+
 fn feed(
     path: &Path,
     reader: impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>>,
     f: &mut dyn FnMut(RecordBatch, u64) -> Result<()>,
 ) -> Result<()> {
+    let mut reader = reader;
     let mut row = 1u64;
-    for b in reader {
+    // Only the decoder's own step runs under the guard: the callback (our import) is not hidden.
+    while let Some(b) = decoder(path, "input", || Ok(reader.next()))? {
         let b = b.map_err(|e| Error::data(path, format!("after row {}: {e}", row - 1)))?;
         let n = b.num_rows() as u64;
         f(b, row)?;

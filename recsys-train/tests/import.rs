@@ -767,3 +767,32 @@ fn concurrent_imports_that_both_succeed_are_both_kept() {
         }
     }
 }
+
+/// Inputs the fuzzer (`fuzz/run.sh`, target `import_formats`) found to take the process down, each
+/// in `tests/data/fuzz/` under a name whose extension gives its format: every one must be a data
+/// error naming the file, with nothing written.
+#[test]
+fn inputs_found_by_fuzzing_are_errors_naming_the_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    let mut seen = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("data");
+        let mut opts = recsys_train::import::ImportOptions::new(
+            vec![path.clone()],
+            "user=user_id,item=item_id,ts=timestamp".parse().unwrap(),
+        );
+        opts.progress = recsys_train::progress::Progress::quiet();
+        let e = import(&out, &opts).expect_err(&path.display().to_string());
+        assert!(matches!(e, Error::InvalidData { .. }), "{}: {e:?}", path.display());
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        assert!(
+            !out.join(MANIFEST).exists(),
+            "{}: a dataset was written",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1, "no inputs in {}", dir.display());
+}
