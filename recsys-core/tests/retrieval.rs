@@ -5,7 +5,8 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use recsys_core::Error;
 use recsys_core::retrieval::{
-    AnyIndex, EXACT_MAX_ITEMS, ExactIndex, Filter, HnswConfig, HnswIndex, ItemIndex, Quantization, recall,
+    AnyIndex, EXACT_MAX_ITEMS, ExactIndex, Filter, HnswConfig, HnswIndex, ItemIndex, Quantization, checksum_path,
+    recall,
 };
 use recsys_core::store::Scored;
 
@@ -340,10 +341,15 @@ fn save_then_open_memory_mapped_gives_the_same_answers() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
+    let mut names = names;
+    names.sort();
     assert_eq!(
         names,
-        vec![std::ffi::OsString::from("items.hnsw")],
-        "no temporary file left"
+        vec![
+            std::ffi::OsString::from("items.hnsw"),
+            std::ffi::OsString::from("items.hnsw.crc32")
+        ],
+        "the index and its checksum, no temporary file left"
     );
     let want = built.search_batch(&queries, 50, &[]).unwrap();
     for opened in [
@@ -389,14 +395,63 @@ fn missing_truncated_and_garbage_files_are_refused_naming_the_path() {
     for (name, content) in cases {
         let p = dir.path().join(format!("{name}.hnsw"));
         std::fs::write(&p, content).unwrap();
-        for result in [HnswIndex::open(&p, &cfg), HnswIndex::load(&p, &cfg)] {
-            let err = result.unwrap_err();
-            assert!(matches!(err, Error::Corrupt { .. }), "{name}: {err}");
-            assert!(err.to_string().contains(&format!("{name}.hnsw")), "{name}: {err}");
+        // Without a checksum file (refused before usearch reads it), with the good file's checksum
+        // file (a mismatch), and trusted (usearch's own header checks and ours).
+        for with_sum in [false, true] {
+            if with_sum {
+                std::fs::copy(checksum_path(&good), checksum_path(&p)).unwrap();
+            }
+            for result in [HnswIndex::open(&p, &cfg), HnswIndex::load(&p, &cfg)] {
+                let err = result.unwrap_err();
+                assert!(matches!(err, Error::Corrupt { .. }), "{name}: {err}");
+                assert!(err.to_string().contains(&format!("{name}.hnsw")), "{name}: {err}");
+                let why = if with_sum {
+                    "checksum mismatch"
+                } else {
+                    "no checksum file"
+                };
+                assert!(err.to_string().contains(why), "{name}: {err}");
+            }
         }
+        let err = HnswIndex::open_verified_elsewhere(&p, &cfg).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{name}: {err}");
     }
     // The good file still opens.
     assert_eq!(HnswIndex::open(&good, &cfg).unwrap().len(), 1000);
+}
+
+/// Found by fuzzing (`fuzz/run.sh`, target `hnsw_file`): 8 bytes of 0xff written into a saved
+/// graph crashed the process inside usearch's reader (a neighbour list read out of bounds). The
+/// checksum file `save` writes makes it an error naming the file before usearch reads a byte.
+#[test]
+fn a_graph_corrupted_in_place_is_refused_before_usearch_reads_it() {
+    let dim = 16;
+    let cfg = HnswConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("items.hnsw");
+    HnswIndex::build(&clustered(500, dim, 10, 3), dim, &cfg)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let good = std::fs::read(&path).unwrap();
+    for at in [64, good.len() / 3, good.len() / 2, good.len() - 8] {
+        let mut bytes = good.clone();
+        bytes[at..at + 8].fill(0xff);
+        std::fs::write(&path, &bytes).unwrap();
+        for result in [HnswIndex::open(&path, &cfg), HnswIndex::load(&path, &cfg)] {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "offset {at}: {err}");
+            assert!(err.to_string().contains("items.hnsw") && err.to_string().contains("checksum mismatch"));
+        }
+    }
+    // Without its checksum file the index is refused too, naming the checksum file.
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(HnswIndex::open(&path, &cfg).unwrap().len(), 500);
+    std::fs::remove_file(checksum_path(&path)).unwrap();
+    let err = HnswIndex::open(&path, &cfg).unwrap_err();
+    assert!(err.to_string().contains("items.hnsw.crc32"), "{err}");
+    // A caller that verified the file itself (the registry) may still open it.
+    assert_eq!(HnswIndex::open_verified_elsewhere(&path, &cfg).unwrap().len(), 500);
 }
 
 #[test]

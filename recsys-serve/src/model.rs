@@ -104,7 +104,8 @@ impl LoadedModel {
         let quantized = QuantizedVectors::new(exact.vectors(), model.dim())?;
         let hpath = dir.join(HNSW_FILE);
         let hnsw = if hpath.is_file() {
-            Some(HnswIndex::open(&hpath, &HnswConfig::default())?)
+            // `load_model` has just checked every file of the version against its manifest.
+            Some(HnswIndex::open_verified_elsewhere(&hpath, &HnswConfig::default())?)
         } else {
             None
         };

@@ -245,13 +245,29 @@ impl HnswIndex {
     ///
     /// A missing or unreadable file is [`Error::Io`], one that is not a valid index (garbage,
     /// truncated, another metric) is [`Error::Corrupt`]; both name the path.
+    ///
+    /// The file must match the checksum file [`HnswIndex::save`] writes beside it
+    /// (`<file>.crc32`, see [`checksum_path`]): usearch's reader trusts the graph it reads, and a
+    /// corrupt neighbour list makes it read out of bounds (found by fuzzing: 8 bytes overwritten
+    /// in a saved index crashed the process), so a file that does not match, or has no checksum
+    /// file, is refused as [`Error::Corrupt`] before usearch sees it.
     pub fn open(path: impl AsRef<Path>, config: &HnswConfig) -> Result<Self> {
+        verify_checksum(path.as_ref())?;
         Self::restore(path.as_ref(), config, true)
     }
 
     /// Like [`HnswIndex::open`], but reads the whole file into memory.
     pub fn load(path: impl AsRef<Path>, config: &HnswConfig) -> Result<Self> {
+        verify_checksum(path.as_ref())?;
         Self::restore(path.as_ref(), config, false)
+    }
+
+    /// [`HnswIndex::open`] without the checksum file, for a caller that has verified the file's
+    /// integrity itself (the model registry checks every file of a version against the sha256 of
+    /// its manifest before serving it, also versions saved before the checksum file existed). A
+    /// corrupt graph passed here can crash the process inside usearch.
+    pub fn open_verified_elsewhere(path: impl AsRef<Path>, config: &HnswConfig) -> Result<Self> {
+        Self::restore(path.as_ref(), config, true)
     }
 
     fn restore(path: &Path, config: &HnswConfig, mmap: bool) -> Result<Self> {
@@ -347,6 +363,11 @@ impl HnswIndex {
                     message: "injected failure".into(),
                 });
             }
+            // The checksum of the new file goes in place first: until the index is renamed over
+            // an older one, a reader sees the old index with the new checksum and is refused
+            // (an error, never a crash), then the new pair.
+            let (crc, len) = file_checksum(&tmp)?;
+            crate::atomic::write_bytes_atomic(&checksum_path(path), format!("crc32 {crc:08x} {len}\n").as_bytes())?;
             std::fs::rename(&tmp, path).map_err(Error::io(path))?;
             // Make the rename durable; not every platform can sync a directory.
             if let Ok(d) = std::fs::File::open(dir) {
@@ -487,6 +508,69 @@ impl ItemIndex for HnswIndex {
     }
 }
 
+/// The checksum file [`HnswIndex::save`] writes beside an index file: `<file>.crc32`, one line
+/// `crc32 <8 hex digits> <length in bytes>`.
+pub fn checksum_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".crc32");
+    std::path::PathBuf::from(name)
+}
+
+/// CRC-32 and length of a file, read in 1 MiB blocks.
+fn file_checksum(path: &Path) -> Result<(u32, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(Error::io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hasher.finalize(), len))
+}
+
+/// Checks an index file against its [`checksum_path`] file; [`Error::Corrupt`] naming the file
+/// when they differ or the checksum file is missing or unreadable.
+fn verify_checksum(path: &Path) -> Result<()> {
+    let sum_path = checksum_path(path);
+    let corrupt = |reason: String| Error::corrupt(path.display(), reason);
+    let text = match std::fs::read_to_string(&sum_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A missing index is an I/O error about the index, not about its checksum.
+            std::fs::metadata(path).map_err(Error::io(path))?;
+            return Err(corrupt(format!(
+                "no checksum file {} beside it (HnswIndex::save writes one; the index cannot be \
+                 trusted without it)",
+                sum_path.display()
+            )));
+        }
+        Err(e) => return Err(Error::io(&sum_path)(e)),
+    };
+    let mut parts = text.split_whitespace();
+    let (crc, len) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("crc32"), Some(c), Some(l), None) => match (u32::from_str_radix(c, 16), l.parse::<u64>()) {
+            (Ok(c), Ok(l)) => (c, l),
+            _ => return Err(corrupt(format!("unreadable checksum file {}", sum_path.display()))),
+        },
+        _ => return Err(corrupt(format!("unreadable checksum file {}", sum_path.display()))),
+    };
+    let (actual, actual_len) = file_checksum(path)?;
+    if (actual, actual_len) != (crc, len) {
+        return Err(corrupt(format!(
+            "checksum mismatch: {} says crc32 {crc:08x} over {len} bytes, the file has {actual:08x} over \
+             {actual_len} bytes",
+            sum_path.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,7 +679,15 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("items.usearch")]);
+        let mut names = names;
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                std::ffi::OsString::from("items.usearch"),
+                std::ffi::OsString::from("items.usearch.crc32")
+            ]
+        );
         assert_eq!(HnswIndex::open(&path, &HnswConfig::default()).unwrap().len(), 50);
     }
 

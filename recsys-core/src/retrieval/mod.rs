@@ -36,7 +36,7 @@ mod hnsw;
 mod ivf;
 mod quantized;
 
-pub use hnsw::{HnswConfig, HnswIndex, Quantization};
+pub use hnsw::{HnswConfig, HnswIndex, Quantization, checksum_path};
 pub use ivf::{IvfConfig, IvfIndex};
 pub use quantized::QuantizedVectors;
 
