@@ -255,6 +255,16 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
         assert_eq!(v["field"].as_str(), Some(field), "{uri}: {v}");
     }
+    // More excluded ids than `MAX_EXCLUDE`: refused naming the limit; exactly the limit is served.
+    let ids = |n: usize| (0..n).map(|i| format!("P{i:06}")).collect::<Vec<_>>().join(",");
+    let uri = format!("/api/v1/recommendations?user_id=U1&exclude={}", ids(1_001));
+    let (s, v) = call(&app, "GET", &uri, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"].as_str(), Some("exclude"), "{v}");
+    assert!(v.to_string().contains("at most 1000"), "{v}");
+    let uri = format!("/api/v1/recommendations?user_id=U1&exclude={}", ids(1_000));
+    let (s, v) = call(&app, "GET", &uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     // A context over the length limit with a two-byte character across byte 32 (where the error
     // quotes it): a 400 naming the field, not a worker panic and an empty reply.
     let uri = format!(

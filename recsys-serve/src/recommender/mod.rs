@@ -108,7 +108,7 @@ pub struct RecQuery {
     pub min_price: Option<f64>,
     /// Only items priced at most this.
     pub max_price: Option<f64>,
-    /// Item ids never to return.
+    /// Item ids never to return (at most [`MAX_EXCLUDE`]).
     pub exclude: Vec<String>,
     /// The client's device (`mobile`, `desktop`, `tablet`, `app`, ...): 1 to 32 bytes of
     /// `[A-Za-z0-9_-]`. Recorded in the exposure log's context.
@@ -580,6 +580,10 @@ fn session_generation(session: &[SessionEvent]) -> u64 {
     ((session.len() as u64) << 32) | h.finalize() as u64
 }
 
+/// Item ids one request may exclude (`RecQuery::exclude`, the `exclude` query parameter); more is
+/// a 400 naming `exclude`.
+pub const MAX_EXCLUDE: usize = 1_000;
+
 /// Checks a device name: 1 to 32 bytes of `[A-Za-z0-9_-]` (the error names the field `device`).
 pub fn check_device(device: &str) -> Result<()> {
     if device.is_empty()
@@ -923,6 +927,13 @@ impl Recommender {
             ),
             None => None,
         };
+        if q.exclude.len() > MAX_EXCLUDE {
+            return Err(Error::bad(
+                "exclude",
+                format!("{} item ids", q.exclude.len()),
+                format!("at most {MAX_EXCLUDE} item ids"),
+            ));
+        }
         let mut exclude: Vec<u32> = q.exclude.iter().filter_map(|id| f.item_index(id)).collect();
         let (mut anchor, mut context_category) = (None, None);
         if let Some(ctx) = &q.context {
