@@ -56,6 +56,10 @@ stage quickstart
 # The README's first command, end to end, with the binary `cargo test` just built (test profile)
 # and 2 training epochs instead of 5 (the gates in examples/gates.json still apply).
 PROFILE=test TRAIN_CONFIG=examples/quick-train.json ./examples/quickstart.sh "${TMPDIR:-/tmp}/techshop-quickstart-test"
+# The HTTP API against its OpenAPI file (schemathesis, from PyPI into a cached venv), served from
+# the quickstart's registry and store: no 5xx, every answer as documented.
+stage "API conformance (schemathesis)"
+scripts/api-conformance.sh "${TMPDIR:-/tmp}/techshop-quickstart-test"
 # The bindings, built into the same target directory (bindings/*/test.sh document their settings).
 stage "python binding"
 bindings/python/test.sh
