@@ -34,4 +34,4 @@ esac
 cd "$ROOT"
 # --import-mode=prepend (pytest's default) lets each example's test import the example next to it.
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" ${PYTEST_ARGS:-} \
-  bindings/python/tests examples/airflow examples/python
+  ${PYTEST_PATHS:-bindings/python/tests examples/airflow examples/python}

@@ -439,7 +439,7 @@ impl Recommender {
     }
 
     /// The top-k recommendations for a user; an unknown user is a cold start, not an error.
-    #[napi(ts_return_type = "Promise<Recommendations>")]
+    #[napi(strict, ts_return_type = "Promise<Recommendations>")]
     pub fn recommend<'env>(
         &self,
         env: &'env Env,
@@ -471,7 +471,7 @@ impl Recommender {
     }
 
     /// Items similar to an item (the item itself excluded); `NOT_FOUND` for an unknown item.
-    #[napi(ts_return_type = "Promise<SimilarItems>")]
+    #[napi(strict, ts_return_type = "Promise<SimilarItems>")]
     pub fn similar<'env>(
         &self,
         env: &'env Env,

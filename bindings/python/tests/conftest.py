@@ -47,3 +47,11 @@ def trained(data: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     registry = tmp_path_factory.mktemp("registry")
     outcome = tr.train(data, registry, config=SMALL_MODEL, gates="off", quiet=True)
     return {"registry": registry, "outcome": outcome}
+
+
+@pytest.fixture(scope="session")
+def served(data: pathlib.Path, trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The trained model's candidates pre-computed into a file store (read-only for the tests)."""
+    store = "file:" + str(tmp_path_factory.mktemp("store"))
+    tr.precompute(data, trained["registry"], store, top=100, similar=20, quiet=True)
+    return {"data": data, "registry": trained["registry"], "store": store}

@@ -13,13 +13,6 @@ import pytest
 import techshop_recs as tr
 
 
-@pytest.fixture(scope="module")
-def served(data: pathlib.Path, trained: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    store = "file:" + str(tmp_path_factory.mktemp("store"))
-    tr.precompute(data, trained["registry"], store, top=100, similar=20, quiet=True)
-    return {"data": data, "registry": trained["registry"], "store": store}
-
-
 def open_rec(served: dict, **config) -> tr.Recommender:
     return tr.Recommender.open(served["registry"], store=served["store"], data=served["data"], config=config or None)
 
