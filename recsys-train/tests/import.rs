@@ -483,6 +483,20 @@ fn arrow_ipc_file_input_with_unix_ms_timestamps() {
     check_numeric_import(&path);
 }
 
+#[test]
+fn arrow_ipc_stream_input_with_several_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (batch, _) = numeric_ts_batch();
+    let path = tmp.path().join("events.arrows");
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(fs::File::create(&path).unwrap(), &batch.schema()).unwrap();
+    // The same rows split into two messages: the size check walks every message.
+    let half = batch.num_rows() / 2;
+    w.write(&batch.slice(0, half)).unwrap();
+    w.write(&batch.slice(half, batch.num_rows() - half)).unwrap();
+    w.finish().unwrap();
+    check_numeric_import(&path);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sequences and item-attribute JSON.
 
@@ -795,4 +809,21 @@ fn inputs_found_by_fuzzing_are_errors_naming_the_file() {
         seen += 1;
     }
     assert!(seen >= 1, "no inputs in {}", dir.display());
+}
+
+/// Found by fuzzing: a 755-byte Arrow IPC stream whose message header claims a multi-gigabyte
+/// body made Arrow's reader allocate 4 GB before failing. The sizes are now checked against the
+/// file's length first: a prompt data error that says what the header claimed.
+#[test]
+fn an_arrow_stream_claiming_more_than_the_file_holds_is_refused_before_reading_it() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/arrow-ipc-stream-claims-4gb.arrows");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = recsys_train::import::ImportOptions::new(
+        vec![path.clone()],
+        "user=user_id,item=item_id,ts=timestamp".parse().unwrap(),
+    );
+    opts.progress = recsys_train::progress::Progress::quiet();
+    let e = import(&tmp.path().join("data"), &opts).unwrap_err();
+    assert!(e.to_string().contains("claims"), "{e}");
+    assert!(e.to_string().contains("arrow-ipc-stream-claims-4gb.arrows"), "{e}");
 }
