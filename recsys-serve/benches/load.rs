@@ -58,6 +58,14 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// How one request of the `http` mode ended.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Ok,
+    Shed,
+    Failed,
+}
+
 fn http(kv: &HashMap<String, String>) {
     let url = kv.get("url").cloned().unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let rates: Vec<u64> = kv
@@ -79,7 +87,9 @@ fn http(kv: &HashMap<String, String>) {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for rate in rates {
             let n = (rate as f64 * seconds) as u64;
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, u64)>();
+            // Per request: 2xx, shed (a 503 with Retry-After: the server's load shedding) or
+            // failed (any other status, a refused connection, no answer in 5 s), and its latency.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Outcome, u64)>();
             let start = Instant::now() + Duration::from_millis(50);
             for i in 0..n {
                 let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
@@ -91,33 +101,43 @@ fn http(kv: &HashMap<String, String>) {
                 tokio::spawn(async move {
                     let res = tokio::time::timeout(Duration::from_secs(5), async {
                         let resp = client.get(uri).await.ok()?;
-                        let ok = resp.status().is_success();
+                        let status = resp.status();
                         resp.into_body().collect().await.ok()?;
-                        Some(ok)
+                        Some(status)
                     })
                     .await;
-                    let ok = matches!(res, Ok(Some(true)));
-                    let _ = tx.send((ok, due.elapsed().as_micros() as u64));
+                    let outcome = match res {
+                        Ok(Some(s)) if s.is_success() => Outcome::Ok,
+                        Ok(Some(s)) if s == hyper::StatusCode::SERVICE_UNAVAILABLE => Outcome::Shed,
+                        _ => Outcome::Failed,
+                    };
+                    let _ = tx.send((outcome, due.elapsed().as_micros() as u64));
                 });
             }
             drop(tx);
             let mut lat = Vec::with_capacity(n as usize);
-            let mut errors = 0u64;
-            while let Some((ok, us)) = rx.recv().await {
-                if !ok {
-                    errors += 1;
+            let mut accepted = Vec::with_capacity(n as usize);
+            let (mut errors, mut shed) = (0u64, 0u64);
+            while let Some((outcome, us)) = rx.recv().await {
+                match outcome {
+                    Outcome::Ok => accepted.push(us),
+                    Outcome::Shed => shed += 1,
+                    Outcome::Failed => errors += 1,
                 }
                 lat.push(us);
             }
             let wall = start.elapsed().as_secs_f64();
             lat.sort_unstable();
+            accepted.sort_unstable();
             println!(
                 "{}",
                 serde_json::json!({
                     "mode": "http", "label": label, "rate": rate, "seconds": seconds, "requests": n,
-                    "errors": errors, "achieved_rps": n as f64 / wall,
+                    "errors": errors, "shed": shed, "achieved_rps": n as f64 / wall,
                     "p50_ms": percentile(&lat, 0.50), "p99_ms": percentile(&lat, 0.99),
                     "p999_ms": percentile(&lat, 0.999), "max_ms": percentile(&lat, 1.0),
+                    "accepted": accepted.len(), "accepted_p50_ms": percentile(&accepted, 0.50),
+                    "accepted_p99_ms": percentile(&accepted, 0.99),
                 })
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
