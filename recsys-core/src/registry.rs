@@ -6,6 +6,7 @@
 //! ```text
 //! REG/<version>/                 one directory per version (e.g. REG/1.0.3/): the artifact files + manifest.json
 //! REG/<version>/manifest.json    {version, created_at_ms, files: {name: {sha256, bytes}}, metrics, info}
+//! REG/<version>/manifest.json.sha256  the sha256 of manifest.json
 //! REG/CURRENT.json               {"version": "1.0.3", "promoted_at_ms": .., "history": ["1.0.1", "1.0.2"]}
 //! ```
 //!
@@ -39,6 +40,10 @@ use std::path::{Path, PathBuf};
 
 /// File name of a version's manifest inside its directory.
 pub const MANIFEST: &str = "manifest.json";
+/// `REG/<version>/manifest.json.sha256`: the lower-case hex SHA-256 of the manifest's bytes. The
+/// manifest checks the other files, this checks the manifest (a changed metric or file entry is
+/// refused). Versions published before it existed have none and are read unchecked.
+pub const MANIFEST_SUM: &str = "manifest.json.sha256";
 /// File name of the pointer to the promoted version inside the registry directory.
 pub const CURRENT: &str = "CURRENT.json";
 /// How many versions [`Registry::prune`] keeps by default (the ADR's "last 10 versions").
@@ -298,7 +303,12 @@ impl Registry {
             };
             self.refuse_existing(&version)?;
             manifest.version = version.clone();
-            write_json(&tmp.join(MANIFEST), &manifest)?;
+            let bytes = to_json(&manifest)?;
+            let mpath = tmp.join(MANIFEST);
+            write_atomic(&mpath, |f| f.write_all(&bytes).map_err(Error::io(&mpath)))?;
+            let spath = tmp.join(MANIFEST_SUM);
+            let sum = format!("{}\n", hex(&Sha256::digest(&bytes)));
+            write_atomic(&spath, |f| f.write_all(sum.as_bytes()).map_err(Error::io(&spath)))?;
             sync_dir(tmp)?;
             let target = self.root.join(&version);
             match fs::rename(tmp, &target) {
@@ -332,6 +342,23 @@ impl Registry {
         }
         let path = dir.join(MANIFEST);
         let text = fs::read(&path).map_err(Error::io(&path))?;
+        let sum_path = dir.join(MANIFEST_SUM);
+        match fs::read_to_string(&sum_path) {
+            Ok(want) => {
+                let got = hex(&Sha256::digest(&text));
+                if want.trim() != got {
+                    return Err(Error::corrupt(
+                        path.display(),
+                        format!(
+                            "checksum mismatch in {MANIFEST}: {MANIFEST_SUM} records sha256 {}, the file has {got}",
+                            want.trim()
+                        ),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&sum_path)(e)),
+        }
         let manifest: VersionManifest = serde_json::from_slice(&text)
             .map_err(|e| Error::corrupt(path.display(), format!("not a version manifest: {e}")))?;
         if manifest.version != v {
@@ -376,7 +403,7 @@ impl Registry {
         for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
             let entry = entry.map_err(Error::io(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name != MANIFEST && !manifest.files.contains_key(&name) {
+            if name != MANIFEST && name != MANIFEST_SUM && !manifest.files.contains_key(&name) {
                 return Err(Error::corrupt(
                     entry.path().display(),
                     format!(
@@ -559,11 +586,11 @@ fn staged_files(staging: &Path) -> Result<Vec<(String, PathBuf)>> {
                 "not a regular file (a staging directory is flat)",
             ));
         }
-        if name == MANIFEST {
+        if name == MANIFEST || name == MANIFEST_SUM {
             return Err(Error::invalid(
                 "staging",
                 path.display(),
-                "`manifest.json` is reserved for the registry",
+                format!("`{name}` is reserved for the registry"),
             ));
         }
         out.push((name, path));

@@ -3,6 +3,7 @@
 //! ```text
 //! DIR/CURRENT                               {"version": "1.0.3", "activated_at_ms": ...} (replaced by rename)
 //! DIR/<version>/meta.json                   VersionMeta: item dictionary, list lengths, shard count
+//! DIR/<version>/meta.json.sha256            its SHA-256 (written first, checked on every read)
 //! DIR/<version>/users-<i>-of-<n>.tsc        candidate lists of the users of shard i
 //! DIR/<version>/items-<i>-of-<n>.tsc        similar-item lists of the items of shard i
 //! ```
@@ -43,6 +44,10 @@ const MAGIC_END: &[u8; 8] = b"TSRCEND1";
 const FOOTER: usize = 48;
 const CURRENT: &str = "CURRENT";
 const META: &str = "meta.json";
+/// The lower-case hex SHA-256 of `meta.json` (its item dictionary maps every list entry to an item
+/// id: a changed byte there would silently recommend another item). Versions written before it
+/// existed have none and are read unchecked.
+const META_SUM: &str = "meta.json.sha256";
 /// The version's online feature snapshot ([`FeatureSnapshot::encode`]), when published.
 const FEATURES: &str = "features.bin";
 /// Complete versions kept on disk besides the active one.
@@ -112,14 +117,33 @@ impl FileStore {
     }
 
     fn read_meta(&self, version: &str) -> Result<Option<VersionMeta>> {
-        let path = self.version_dir(version)?.join(META);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::corrupt(path.display(), e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path)(e)),
+        let dir = self.version_dir(version)?;
+        let path = dir.join(META);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
+        let sum_path = dir.join(META_SUM);
+        match fs::read_to_string(&sum_path) {
+            Ok(want) => {
+                let got = sha256_hex(&bytes);
+                if want.trim() != got {
+                    return Err(Error::corrupt(
+                        path.display(),
+                        format!(
+                            "checksum mismatch: {META_SUM} records sha256 {}, the file has {got}",
+                            want.trim()
+                        ),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&sum_path)(e)),
         }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::corrupt(path.display(), e.to_string()))
     }
 
     /// Missing shard files of `version` (empty when complete); `None` when the version is unknown.
@@ -352,6 +376,7 @@ impl CandidateStore for FileStore {
             Some(_) => {}
             None => {
                 let bytes = serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.to_string()))?;
+                write_bytes_atomic(&dir.join(META_SUM), format!("{}\n", sha256_hex(&bytes)).as_bytes())?;
                 write_bytes_atomic(&dir.join(META), &bytes)?;
             }
         }
@@ -594,6 +619,11 @@ struct ShardFile {
     keys_off: usize,
     blob_off: usize,
     rows: usize,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn u64_at(b: &[u8], o: usize) -> u64 {
@@ -850,7 +880,9 @@ mod tests {
         let path = dir.join(META);
         let mut meta: VersionMeta = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         meta.created_at_ms = now_ms() - hours * 3_600_000;
-        fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let bytes = serde_json::to_vec(&meta).unwrap();
+        fs::write(dir.join(META_SUM), format!("{}\n", sha256_hex(&bytes))).unwrap();
+        fs::write(&path, bytes).unwrap();
     }
 
     #[test]
