@@ -439,7 +439,7 @@ async fn every_file_of_a_version_corrupted_anywhere_is_refused_naming_it_and_the
     let tmp = tempfile::tempdir().unwrap();
     let registry = common::copy_registry(tmp.path());
     let store_dir = tmp.path().join("store");
-    copy_dir(std::path::Path::new(f.store.trim_start_matches("file:")), &store_dir);
+    common::copy_dir(std::path::Path::new(f.store.trim_start_matches("file:")), &store_dir);
     let rec = Recommender::open(RecommenderOptions {
         registry: registry.clone(),
         data: None,
@@ -552,18 +552,6 @@ async fn every_file_of_a_version_corrupted_anywhere_is_refused_naming_it_and_the
         "{v}"
     );
     assert!(cases >= 40, "{cases}");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[tokio::test]
