@@ -10,7 +10,7 @@
 # so compare the two spike rows with each other, not with another machine's figures.
 #
 #   usage: benches/overload.sh [QUICKSTART_DIR]
-#   env:   RATES (sweep, default 1000,2000,3000,4000,5000,6000,8000), SECONDS (per sweep point and
+#   env:   RATES (sweep, default 1000,2000,3000,4000,5000,6000,8000), STEP_SECONDS (per sweep point and
 #          recovery, default 15), SPIKE_SECONDS (default 20), USERS (default 5000)
 #
 # QUICKSTART_DIR (default ~/.cache/techshop-recs/overload) holds `registry/` and `store/`; made by
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 QS=${1:-$HOME/.cache/techshop-recs/overload}
 RATES=${RATES:-1000,2000,3000,4000,5000,6000,8000}
-SECONDS_EACH=${SECONDS:-15}
+SECONDS_EACH=${STEP_SECONDS:-15}
 SPIKE_SECONDS=${SPIKE_SECONDS:-20}
 USERS=${USERS:-5000}
 # shellcheck source=benches/release_bins.sh
