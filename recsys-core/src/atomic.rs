@@ -73,6 +73,40 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |f| f.write_all(bytes).map_err(Error::io(path)))
 }
 
+/// The content of a `<file>.sha256` checksum file for `bytes`: their lower-case hex SHA-256 and a
+/// newline (the registry's `manifest.json.sha256`, the file store's `meta.json.sha256`).
+pub fn sha256_line(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut line: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    line.push('\n');
+    line
+}
+
+/// Checks `bytes`, read from `path`, against the checksum file `sum_path` ([`sha256_line`]):
+/// [`Error::Corrupt`] naming `path` on a mismatch. A missing checksum file passes (files written
+/// before checksum files existed are read unchecked).
+pub fn check_sha256_file(path: &Path, bytes: &[u8], sum_path: &Path) -> Result<()> {
+    match fs::read_to_string(sum_path) {
+        Ok(want) => {
+            let got = sha256_line(bytes);
+            if want.trim() != got.trim() {
+                let name = sum_path.file_name().unwrap_or_default().to_string_lossy();
+                return Err(Error::corrupt(
+                    path.display(),
+                    format!(
+                        "checksum mismatch: {name} records sha256 {}, the file has {}",
+                        want.trim(),
+                        got.trim()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(sum_path)(e)),
+    }
+}
+
 /// How old a leftover temporary entry must be before [`sweep_stale`] removes it where another
 /// writer may still be using it (the registry, the file store): one hour, longer than any write
 /// of one file or one registry publish takes.

@@ -307,7 +307,7 @@ impl Registry {
             let mpath = tmp.join(MANIFEST);
             write_atomic(&mpath, |f| f.write_all(&bytes).map_err(Error::io(&mpath)))?;
             let spath = tmp.join(MANIFEST_SUM);
-            let sum = format!("{}\n", hex(&Sha256::digest(&bytes)));
+            let sum = crate::atomic::sha256_line(&bytes);
             write_atomic(&spath, |f| f.write_all(sum.as_bytes()).map_err(Error::io(&spath)))?;
             sync_dir(tmp)?;
             let target = self.root.join(&version);
@@ -342,23 +342,7 @@ impl Registry {
         }
         let path = dir.join(MANIFEST);
         let text = fs::read(&path).map_err(Error::io(&path))?;
-        let sum_path = dir.join(MANIFEST_SUM);
-        match fs::read_to_string(&sum_path) {
-            Ok(want) => {
-                let got = hex(&Sha256::digest(&text));
-                if want.trim() != got {
-                    return Err(Error::corrupt(
-                        path.display(),
-                        format!(
-                            "checksum mismatch in {MANIFEST}: {MANIFEST_SUM} records sha256 {}, the file has {got}",
-                            want.trim()
-                        ),
-                    ));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&sum_path)(e)),
-        }
+        crate::atomic::check_sha256_file(&path, &text, &dir.join(MANIFEST_SUM))?;
         let manifest: VersionManifest = serde_json::from_slice(&text)
             .map_err(|e| Error::corrupt(path.display(), format!("not a version manifest: {e}")))?;
         if manifest.version != v {

@@ -124,23 +124,7 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path)(e)),
         };
-        let sum_path = dir.join(META_SUM);
-        match fs::read_to_string(&sum_path) {
-            Ok(want) => {
-                let got = sha256_hex(&bytes);
-                if want.trim() != got {
-                    return Err(Error::corrupt(
-                        path.display(),
-                        format!(
-                            "checksum mismatch: {META_SUM} records sha256 {}, the file has {got}",
-                            want.trim()
-                        ),
-                    ));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&sum_path)(e)),
-        }
+        crate::atomic::check_sha256_file(&path, &bytes, &dir.join(META_SUM))?;
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::corrupt(path.display(), e.to_string()))
@@ -376,7 +360,7 @@ impl CandidateStore for FileStore {
             Some(_) => {}
             None => {
                 let bytes = serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.to_string()))?;
-                write_bytes_atomic(&dir.join(META_SUM), format!("{}\n", sha256_hex(&bytes)).as_bytes())?;
+                write_bytes_atomic(&dir.join(META_SUM), crate::atomic::sha256_line(&bytes).as_bytes())?;
                 write_bytes_atomic(&dir.join(META), &bytes)?;
             }
         }
@@ -619,11 +603,6 @@ struct ShardFile {
     keys_off: usize,
     blob_off: usize,
     rows: usize,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn u64_at(b: &[u8], o: usize) -> u64 {
@@ -881,7 +860,7 @@ mod tests {
         let mut meta: VersionMeta = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         meta.created_at_ms = now_ms() - hours * 3_600_000;
         let bytes = serde_json::to_vec(&meta).unwrap();
-        fs::write(dir.join(META_SUM), format!("{}\n", sha256_hex(&bytes))).unwrap();
+        fs::write(dir.join(META_SUM), crate::atomic::sha256_line(&bytes)).unwrap();
         fs::write(&path, bytes).unwrap();
     }
 
