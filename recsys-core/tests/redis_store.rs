@@ -617,6 +617,130 @@ fn round_trip_activation_and_expiry_on_a_cluster() {
     drop(servers);
 }
 
+/// Redis restarted while the store's pool holds several idle connections (all broken now): the
+/// first read fails, and the next one reconnects instead of trying the next broken connection,
+/// so a server that is back costs one failed request, not one per pooled connection.
+#[test]
+fn after_a_restart_one_failed_read_empties_the_pool_of_broken_connections() {
+    let servers = Servers::start(1, false);
+    let port = servers.ports()[0];
+    let url = format!("redis://127.0.0.1:{port}#restart");
+    let store = Arc::new(RedisStore::open_with(&url, RedisOptions::default()).unwrap());
+    // Eight threads reading at once leave several connections in the pool.
+    let clients = || -> usize {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut con| redis::cmd("CLIENT").arg("LIST").query::<String>(&mut con))
+            .map(|list| list.lines().count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Connected clients: the pool's and this probe's own.
+    while clients() < 4 {
+        assert!(Instant::now() < deadline, "the pool never held several connections");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        store.active_version().unwrap();
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+    // The same server again, on the same port: every pooled connection is broken.
+    let mut procs = servers;
+    let (_, mut child) = procs.procs.remove(0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let restarted = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    procs.procs.push((port, restarted));
+    wait_for("the restarted redis-server", || clients() >= 1);
+    let failures = (0..10)
+        .map(|_| store.active_version())
+        .take_while(Result::is_err)
+        .count();
+    assert!(failures <= 1, "{failures} reads failed on broken pooled connections");
+    assert_eq!(store.active_version().unwrap(), None);
+    drop(procs);
+}
+
+/// One master of a three-node cluster killed (SIGKILL) during a write and before reads: the writer
+/// fails with `Unavailable` and its version is never active; every read answers within a bound,
+/// either the user's list of the old version, intact, or `Unavailable` (the dead master's slots),
+/// which serving turns into a counted fallback (never a 5xx).
+#[test]
+fn a_cluster_master_killed_mid_write_and_mid_read_fails_cleanly_and_activates_nothing() {
+    let servers = start_cluster();
+    let url = cluster_url(&servers, "masterkill");
+    let opts = RedisOptions {
+        connect_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_millis(300),
+        batch: 50,
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::open_with(&url, opts).unwrap();
+    let n = 300;
+    write_version(&store, "1.0.0", 1, n);
+    let snap = store.open_version("1.0.0").unwrap();
+    let mut w = store.writer(&plan("1.0.1", 0, 1)).unwrap();
+    for u in 0..30 {
+        w.put_candidates(&format!("user-{u}"), &list(u, 3)).unwrap();
+    }
+    servers.signal(1, "-KILL");
+    let failed = (30..5000)
+        .map(|u| w.put_candidates(&format!("user-{u}"), &list(u, 3)))
+        .find_map(Result::err);
+    let result = match failed {
+        Some(e) => Err(e),
+        None => w.finish().map(|_| ()),
+    };
+    assert!(matches!(result, Err(Error::Unavailable { .. })), "{result:?}");
+    // Never active: the pointer reads 1.0.0, or not at all when its slot was on the dead master.
+    match store.active_version() {
+        Ok(v) => assert_eq!(v.as_deref(), Some("1.0.0")),
+        Err(Error::Unavailable { .. }) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let (mut read, mut unavailable) = (0, 0);
+    for (u, key) in users_named(n).iter().enumerate() {
+        let started = Instant::now();
+        match snap.candidates(key) {
+            Ok(Some(got)) => {
+                let want: Vec<u32> = list(u, 1 + u % 20).iter().map(|s| s.item).collect();
+                assert_eq!(got.iter().map(|s| s.item).collect::<Vec<_>>(), want, "{key}");
+                read += 1;
+            }
+            Ok(None) => panic!("{key} missing from 1.0.0"),
+            Err(Error::Unavailable { .. }) => unavailable += 1,
+            Err(e) => panic!("{key}: {e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{key}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(unavailable > 0, "the dead master's users cannot be read");
+    eprintln!("a dead master: {read} users read, {unavailable} unavailable");
+    drop(servers);
+}
+
 #[test]
 fn a_server_that_dies_mid_write_fails_the_writer_and_activates_nothing() {
     let servers = Servers::start(1, false);

@@ -349,7 +349,10 @@ impl Inner {
         }
     }
 
-    /// Runs `f` on a pooled connection; the connection is dropped if `f` fails (it may be out of sync).
+    /// Runs `f` on a pooled connection; the connection is dropped if `f` fails (it may be out of
+    /// sync). A connection-level failure (refused, reset, timed out) empties the whole pool: the
+    /// other idle connections went to the same server and are most likely broken too, and each
+    /// would otherwise cost one more failed request once the server is back.
     fn with<T>(&self, what: &str, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
         let mut conn = self.take()?;
         match f(&mut conn) {
@@ -357,7 +360,14 @@ impl Inner {
                 self.give(conn);
                 Ok(v)
             }
-            Err(e) => Err(self.unavailable(what, e)),
+            Err(e) => {
+                if (e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal())
+                    && let Ok(mut p) = self.pool.lock()
+                {
+                    p.clear();
+                }
+                Err(self.unavailable(what, e))
+            }
         }
     }
 
