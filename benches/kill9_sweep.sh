@@ -30,15 +30,8 @@ case "$PROFILE" in
   release) dir=release ;;
   *) echo "PROFILE must be test or release" >&2; exit 2 ;;
 esac
-TARGET=${CARGO_TARGET_DIR:-target}
-TRAIN="$TARGET/$dir/recsys-train"
-SERVE="$TARGET/$dir/recsys-serve"
-[ -x "$TRAIN" ] && [ -x "$SERVE" ] || { echo "build first: $TRAIN, $SERVE" >&2; exit 2; }
-W=${WORK:-$(mktemp -d)}
-mkdir -p "$W"
-MAP=user=user_id,item=item_id,ts=timestamp,session=session_id,price=price,quantity=quantity
-T() { "$TRAIN" -q "$@"; }
-fail() { echo "INCONSISTENT ($1): $2" >&2; exit 1; }
+# shellcheck source=benches/pipeline_fixture.sh
+source benches/pipeline_fixture.sh
 rand_delay() { python3 -c "import random,sys; random.seed(int(sys.argv[1])); print(f'{random.uniform(0, float(sys.argv[2])):.3f}')" "$1" "$2"; }
 # Runs "$@" in the background, kills it with SIGKILL after DELAY seconds; sets LANDED=1 when it
 # was still running at that moment.
@@ -51,25 +44,6 @@ kill_after() {
   wait "$pid" 2>/dev/null || true
 }
 timed() { local s; s=$(date +%s.%N); "$@" >/dev/null; python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$s" "$(date +%s.%N)"; }
-events_of() { "$TRAIN" info --data "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['num_events'])"; }
-current_of() { "$TRAIN" registry --registry "$1" list | python3 -c "import json,sys; print(next((v['version'] for v in json.load(sys.stdin) if v.get('current')), ''))"; }
-active_of() { "$TRAIN" store --store "$1" versions | python3 -c "import json,sys; print(json.load(sys.stdin)['active'] or '')"; }
-
-echo "== fixture in $W" >&2
-if [ ! -d "$W/base/reg2" ]; then
-  rm -rf "$W/base"
-  T generate --out "$W/raw" --users 1500 --items 300 --events-per-day 20000 --days 8 >/dev/null
-  T import --events "$W"/raw/events/events-2025-10-0{1,2,3,4,5,6,7}.parquet --items "$W/raw/items.parquet" \
-    --users "$W/raw/users.parquet" --map "$MAP" --event-type event_type --out "$W/base/ds7" >/dev/null
-  cp -r "$W/base/ds7" "$W/base/ds8"
-  T import --events "$W/raw/events/events-2025-10-08.parquet" --map "$MAP" --event-type event_type --out "$W/base/ds8" >/dev/null
-  T train --data "$W/base/ds8" --registry "$W/base/reg1" --config examples/quick-train.json --gates off >/dev/null
-  cp -r "$W/base/reg1" "$W/base/reg2"
-  T train --data "$W/base/ds8" --registry "$W/base/reg2" --config examples/quick-train.json --gates off >/dev/null
-  T precompute --data "$W/base/ds8" --registry "$W/base/reg1" --store "file:$W/base/store1" >/dev/null
-fi
-OLD_EVENTS=$(events_of "$W/base/ds7"); NEW_EVENTS=$(events_of "$W/base/ds8")
-V1=$(current_of "$W/base/reg1"); V2=$(current_of "$W/base/reg2")
 
 report() { printf '%-18s points %3d  killed mid-run %3d  consistent %3d  reruns completed %3d\n' "$1" "$POINTS" "$2" "$3" "$4"; }
 
