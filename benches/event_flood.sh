@@ -18,7 +18,8 @@ if [ -z "${SERVE:-}" ]; then
 fi
 for max_users in "$@"; do
   work=$(mktemp -d)
-  printf '{"session": {"max_users": %s}}' "$max_users" >"$work/config.json"
+  # One address posting as fast as it can: the per-client limits of http.events off.
+  printf '{"session": {"max_users": %s}, "http": {"events": {"per_second": 0, "per_item_per_hour": 0}}}' "$max_users" >"$work/config.json"
   "$SERVE" --registry "$data/registry" --store "file:$data/store" --listen 127.0.0.1:0 \
     --config "$work/config.json" >"$work/out" 2>"$work/err" &
   pid=$!

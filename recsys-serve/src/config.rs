@@ -35,6 +35,14 @@ pub struct ServeConfig {
     /// Directory receiving the events posted to the API as daily CSV files for the next training
     /// run (`events-YYYY-MM-DD.csv`); none by default.
     pub event_log: Option<PathBuf>,
+    /// When the event log is forced to disk (`fsync`). Events are written to the log before the
+    /// request is answered, so an acknowledged event survives the process being killed (`kill -9`)
+    /// under every policy; the policy decides what a machine crash or power loss can take:
+    /// `"always"` (synced before the answer, nothing), `"interval"` (the default, synced every
+    /// `event_log_fsync_ms`: at most that much) or `"never"` (whatever the OS had not written).
+    pub event_log_fsync: FsyncPolicy,
+    /// Period of the `"interval"` fsync policy, in milliseconds (default 1,000).
+    pub event_log_fsync_ms: u64,
     /// Directory receiving the exposure log (format 2, `recsys_core::exposure`): one JSON line per
     /// served response, response-cache hits included, in daily files `exposures-YYYY-MM-DD.jsonl`
     /// (UTC day). None by default. A path ending in `.jsonl` (the first format's single file) is
@@ -86,6 +94,108 @@ pub struct HttpConfig {
     /// accepted keep their latency instead of every request queueing. Health, metrics and admin
     /// routes are not counted.
     pub max_in_flight: usize,
+    /// Longest an API request may wait for the server's workers, in milliseconds (default 50).
+    /// The server measures every 5 ms how late its async runtime runs a task that became ready
+    /// (its queueing delay, `recsys_http_queue_delay_seconds`); while that delay is over this
+    /// limit, API requests are shed like over `max_in_flight` (503, `Retry-After: 1`). Under a
+    /// spike the queue forms before any handler runs, where `max_in_flight` does not see it: this
+    /// limit keeps the accepted requests' latency bounded instead.
+    pub max_queue_ms: u64,
+    /// Who may post events and how much (see `recsys_serve::event_limits`): the per-client limits
+    /// of a server without an events token.
+    pub events: EventLimitsConfig,
+}
+
+/// Per-client limits on `POST /api/v1/events` for a server without an events token (holders of
+/// the token are trusted and not limited). A batch over a limit is refused whole with a 429 and
+/// `Retry-After`, naming the limit; 0 turns a limit off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventLimitsConfig {
+    /// How a client is told apart: `"ip"` (the peer's address, the default) or `"header:NAME"`,
+    /// the first address in header NAME (e.g. `header:X-Forwarded-For`), only behind a proxy that
+    /// sets it (a client reaching the server directly could write any value); a request without
+    /// the header counts as its peer address.
+    pub client: String,
+    /// Events per second one client may post on average (default 100; 0: no rate limit).
+    pub per_second: f64,
+    /// Events one client may post at once after a quiet spell (default 1,000), and the largest
+    /// batch it may post.
+    pub burst: u32,
+    /// Events one client may post on one item per clock hour (default 120; 0: no cap): what
+    /// bounds how far one client moves the item's popularity and trending.
+    pub per_item_per_hour: u32,
+    /// Clients whose rate is remembered (default 100,000); the least recently seen is forgotten
+    /// first.
+    pub max_clients: usize,
+}
+
+impl Default for EventLimitsConfig {
+    fn default() -> Self {
+        EventLimitsConfig {
+            client: "ip".into(),
+            per_second: 100.0,
+            burst: 1_000,
+            per_item_per_hour: 120,
+            max_clients: 100_000,
+        }
+    }
+}
+
+impl EventLimitsConfig {
+    /// No limit at all (a trusted network, a load test).
+    pub fn off() -> Self {
+        EventLimitsConfig {
+            per_second: 0.0,
+            per_item_per_hour: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The header naming the client, for `"header:NAME"`.
+    pub fn client_header(&self) -> Option<&str> {
+        self.client.strip_prefix("header:")
+    }
+
+    /// Checks the limits, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        match self.client_header() {
+            None if self.client == "ip" => {}
+            Some(h) if axum_header_name_ok(h) => {}
+            _ => {
+                return Err(Error::bad(
+                    "http.events.client",
+                    &self.client,
+                    "must be \"ip\" or \"header:NAME\" with a valid header name",
+                ));
+            }
+        }
+        if !(self.per_second.is_finite() && self.per_second >= 0.0) {
+            return Err(Error::bad(
+                "http.events.per_second",
+                self.per_second,
+                "must be a number >= 0",
+            ));
+        }
+        if self.per_second > 0.0 && self.burst == 0 {
+            return Err(Error::bad(
+                "http.events.burst",
+                0,
+                "must be at least 1 with a rate limit",
+            ));
+        }
+        if self.max_clients == 0 {
+            return Err(Error::bad("http.events.max_clients", 0, "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A header name as HTTP allows it (RFC 9110 token characters).
+fn axum_header_name_ok(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Default for HttpConfig {
@@ -95,6 +205,8 @@ impl Default for HttpConfig {
             header_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             max_in_flight: 256,
+            max_queue_ms: 50,
+            events: EventLimitsConfig::default(),
         }
     }
 }
@@ -114,6 +226,10 @@ impl HttpConfig {
         if self.request_timeout_ms == 0 {
             return Err(Error::bad("http.request_timeout_ms", 0, "must be at least 1"));
         }
+        if self.max_queue_ms == 0 {
+            return Err(Error::bad("http.max_queue_ms", 0, "must be at least 1"));
+        }
+        self.events.validate()?;
         Ok(())
     }
 }
@@ -130,6 +246,8 @@ impl Default for ServeConfig {
             ab: None,
             canary: None,
             event_log: None,
+            event_log_fsync: FsyncPolicy::Interval,
+            event_log_fsync_ms: 1000,
             exposure_log: None,
             exposure_queue: DEFAULT_EXPOSURE_QUEUE,
             exploration: None,
@@ -140,6 +258,18 @@ impl Default for ServeConfig {
             http: HttpConfig::default(),
         }
     }
+}
+
+/// When an append-only log is forced to disk ([`ServeConfig::event_log_fsync`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Before each write is acknowledged.
+    Always,
+    /// Periodically, by a background thread.
+    Interval,
+    /// Never by the service: the OS writes its cache back when it chooses.
+    Never,
 }
 
 /// Default of [`ServeConfig::exposure_queue`].
@@ -486,6 +616,9 @@ impl ServeConfig {
         if self.rerank_keep == 0 {
             return Err(Error::bad("rerank_keep", 0, "must be at least 1"));
         }
+        if self.event_log_fsync_ms == 0 {
+            return Err(Error::bad("event_log_fsync_ms", 0, "must be at least 1"));
+        }
         for (i, b) in self.rules.boosts.iter().enumerate() {
             if b.category.is_some() == b.brand.is_some() {
                 return Err(Error::bad(
@@ -585,6 +718,17 @@ mod tests {
             (r#"{"http": {"header_timeout_ms": 0}}"#, "http.header_timeout_ms"),
             (r#"{"http": {"request_timeout_ms": 0}}"#, "http.request_timeout_ms"),
             (r#"{"http": {"max_in_flight": 0}}"#, "http.max_in_flight"),
+            (r#"{"http": {"max_queue_ms": 0}}"#, "http.max_queue_ms"),
+            (r#"{"event_log_fsync_ms": 0}"#, "event_log_fsync_ms"),
+            (r#"{"http": {"events": {"client": "cookie"}}}"#, "http.events.client"),
+            (r#"{"http": {"events": {"client": "header:"}}}"#, "http.events.client"),
+            (
+                r#"{"http": {"events": {"client": "header:X Forwarded"}}}"#,
+                "http.events.client",
+            ),
+            (r#"{"http": {"events": {"per_second": -1}}}"#, "http.events.per_second"),
+            (r#"{"http": {"events": {"burst": 0}}}"#, "http.events.burst"),
+            (r#"{"http": {"events": {"max_clients": 0}}}"#, "http.events.max_clients"),
             (r#"{"item_features_sweep_seconds": 0}"#, "item_features_sweep_seconds"),
             (r#"{"exposure_log": "logs/exposures.jsonl"}"#, "exposure_log"),
             (r#"{"exposure_queue": 0}"#, "exposure_queue"),

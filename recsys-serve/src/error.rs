@@ -30,9 +30,24 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
-    /// An admin route without the right bearer token.
-    #[error("admin token missing or wrong")]
+    /// An admin route, or an event post where the server has an events token, without the
+    /// right bearer token.
+    #[error("bearer token missing or wrong")]
     Unauthorized,
+    /// A client over one of its limits (`http.events`): HTTP 429 with `Retry-After`.
+    #[error("rate limited by `{limit}` at `{field}` ({value}): {reason}")]
+    RateLimited {
+        /// The configuration field of the limit, e.g. `http.events.per_second`.
+        limit: String,
+        /// The request field that went over it.
+        field: String,
+        /// Its value.
+        value: String,
+        /// The limit in words.
+        reason: String,
+        /// Seconds after which the same request can pass.
+        retry_after_s: u64,
+    },
     /// A core-library error.
     #[error(transparent)]
     Core(#[from] recsys_core::Error),
@@ -54,7 +69,11 @@ impl Error {
     /// True when the client is at fault.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::BadRequest { .. } | Error::NotFound { .. } | Error::Unauthorized | Error::TooLarge { .. } => true,
+            Error::BadRequest { .. }
+            | Error::NotFound { .. }
+            | Error::Unauthorized
+            | Error::TooLarge { .. }
+            | Error::RateLimited { .. } => true,
             Error::Core(e) => e.is_user_error(),
             Error::Internal(_) => false,
         }

@@ -41,17 +41,39 @@ pub struct AppState {
     admin_token: Option<String>,
     /// Permits for the API requests in flight (`http.max_in_flight`).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The runtime's queueing delay, against `http.max_queue_ms`.
+    delay: Arc<QueueDelay>,
+    /// The bearer token of event posts; with one, only its holders may post events.
+    events_token: Option<String>,
+    /// Per-client limits on event posts (a server without an events token).
+    event_limits: Arc<crate::event_limits::EventLimits>,
 }
+
+/// The address of the peer of the connection a request came on (set by [`serve`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 impl AppState {
     /// The service over a recommender; admin routes need `admin_token` (refused when `None`).
     pub fn new(rec: Recommender, admin_token: Option<String>) -> Self {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(rec.config().http.max_in_flight));
+        let event_limits = Arc::new(crate::event_limits::EventLimits::new(rec.config().http.events.clone()));
         AppState {
             rec,
             admin_token,
             in_flight,
+            delay: Arc::new(QueueDelay::new()),
+            events_token: None,
+            event_limits,
         }
+    }
+
+    /// Requires `token` (a bearer token) on `POST /api/v1/events`: only its holders may post
+    /// events, and they are trusted, so the per-client limits of `http.events` do not apply
+    /// (see [`crate::event_limits`]). `None` (the default) lets anyone post within those limits.
+    pub fn with_events_token(mut self, token: Option<String>) -> Self {
+        self.events_token = token.filter(|t| !t.is_empty());
+        self
     }
 
     /// The recommender.
@@ -80,6 +102,21 @@ impl IntoResponse for Error {
                 serde_json::json!({"error": self.to_string(), "field": "body", "limit": limit}),
             ),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, serde_json::json!({"error": self.to_string()})),
+            Error::RateLimited {
+                limit,
+                field,
+                value,
+                reason,
+                retry_after_s,
+            } => {
+                let body = serde_json::json!({
+                    "error": self.to_string(), "limit": limit, "field": field, "value": value, "reason": reason,
+                });
+                let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after_s));
+                return resp;
+            }
             Error::Core(recsys_core::Error::Unavailable { .. }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 serde_json::json!({"error": self.to_string()}),
@@ -184,10 +221,39 @@ enum EventsBody {
     One(EventIn),
 }
 
+/// Who posted: the first address of the `http.events.client` header, or the peer's address;
+/// `None` for an in-process call of the router (no connection: an embedder or a test), which is
+/// not limited.
+fn client_of(st: &AppState, headers: &HeaderMap, peer: Option<PeerAddr>) -> Option<String> {
+    let PeerAddr(addr) = peer?;
+    let from_header = st.event_limits.config().client_header().and_then(|h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    });
+    Some(match from_header {
+        Some(h) => crate::error::truncate_chars(h, 64).to_string(),
+        None => addr.ip().to_string(),
+    })
+}
+
 async fn post_events(
     State(st): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<PeerAddr>>,
     body: std::result::Result<Json<EventsBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>)> {
+    // Who may post (before the body is even looked at).
+    let trusted = match &st.events_token {
+        Some(token) => {
+            check_token(token, &headers)?;
+            true
+        }
+        None => false,
+    };
     let Json(body) = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::TooLarge { limit: MAX_BODY_BYTES }
@@ -206,7 +272,19 @@ async fn post_events(
             format!("at most {MAX_BATCH} events per request"),
         ));
     }
-    let n = st.rec.ingest(&events)?;
+    if !trusted && let Some(client) = client_of(&st, &headers, peer.map(|axum::Extension(p)| p)) {
+        st.event_limits.admit(&client, &events, crate::recommender::now_ms())?;
+    }
+    // Under the "always" fsync policy the event log's fsync blocks: off the async workers.
+    let config = st.rec.config();
+    let n = if config.event_log.is_some() && config.event_log_fsync == crate::config::FsyncPolicy::Always {
+        let rec = st.rec.clone();
+        tokio::task::spawn_blocking(move || rec.ingest(&events))
+            .await
+            .map_err(|e| Error::Internal(format!("event ingestion: {e}")))??
+    } else {
+        st.rec.ingest(&events)?
+    };
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": n}))))
 }
 
@@ -254,6 +332,11 @@ fn check_admin(st: &AppState, headers: &HeaderMap) -> Result<()> {
     let Some(token) = &st.admin_token else {
         return Err(Error::Unauthorized);
     };
+    check_token(token, headers)
+}
+
+/// The request's `Authorization: Bearer` token is `token`.
+fn check_token(token: &str, headers: &HeaderMap) -> Result<()> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -360,14 +443,89 @@ fn unavailable(error: String) -> Response {
     resp
 }
 
-/// Load shedding: at most `http.max_in_flight` API requests (recommendations, similar items,
-/// events, features) run at once; one more is answered at once with a 503 and `Retry-After: 1`,
-/// counted in `recsys_http_shed_total{route}`, rather than queueing behind the others so that every
-/// request's latency grows with the overload. Health, metrics and admin routes are never shed.
+/// The queueing delay of the server's async runtime: how late a task that became ready runs.
+///
+/// A probe task (started with the first API request, on the server's runtime) sleeps 5 ms at a
+/// time and records how late it woke. While it has not woken yet, the time since it was due is a
+/// lower bound of the current delay, so a sudden queue is seen at once, not one late wake-up later.
+#[derive(Debug)]
+struct QueueDelay {
+    /// Origin of the microsecond clocks below.
+    base: Instant,
+    /// When the probe's current sleep ends (µs since `base`).
+    due_us: std::sync::atomic::AtomicU64,
+    /// How late the probe woke last time (µs).
+    last_us: std::sync::atomic::AtomicU64,
+    started: std::sync::Once,
+}
+
+/// How often the queueing-delay probe wakes.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+
+impl QueueDelay {
+    fn new() -> Self {
+        QueueDelay {
+            base: Instant::now(),
+            due_us: u64::MAX.into(),
+            last_us: 0.into(),
+            started: std::sync::Once::new(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.base.elapsed().as_micros() as u64
+    }
+
+    /// The current delay: the last measured one, or the time the probe has been overdue if that
+    /// is longer.
+    fn current(&self) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let overdue = self.now_us().saturating_sub(self.due_us.load(Relaxed));
+        Duration::from_micros(overdue.max(self.last_us.load(Relaxed)))
+    }
+
+    /// Starts the probe on the current runtime (once); it ends when the service is dropped.
+    fn start(self: &Arc<Self>, metrics: &Arc<Metrics>) {
+        self.started.call_once(|| {
+            let weak = Arc::downgrade(self);
+            let metrics = Arc::clone(metrics);
+            tokio::spawn(async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                while let Some(d) = weak.upgrade() {
+                    let asked = Instant::now();
+                    d.due_us.store(d.now_us() + PROBE_EVERY.as_micros() as u64, Relaxed);
+                    drop(d);
+                    tokio::time::sleep(PROBE_EVERY).await;
+                    let late = asked.elapsed().saturating_sub(PROBE_EVERY);
+                    let Some(d) = weak.upgrade() else { break };
+                    d.last_us.store(late.as_micros() as u64, Relaxed);
+                    metrics.queue_delay.set(late.as_secs_f64());
+                }
+            });
+        });
+    }
+}
+
+/// Load shedding: an API request (recommendations, similar items, events, features) is answered
+/// at once with a 503 and `Retry-After: 1`, counted in `recsys_http_shed_total{route}`, when
+/// `http.max_in_flight` API requests already run, or when the server's queueing delay
+/// ([`QueueDelay`]) is over `http.max_queue_ms`: rather than queueing so that every request's
+/// latency grows with the overload. Health, metrics and admin routes are never shed.
 async fn shed_load(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let route = route_of(req.uri().path());
     if !route.starts_with("/api/") {
         return next.run(req).await;
+    }
+    st.delay.start(st.rec.metrics());
+    let waited = st.delay.current();
+    let limit = Duration::from_millis(st.rec.config().http.max_queue_ms);
+    if waited > limit {
+        st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
+        return unavailable(format!(
+            "overloaded: requests wait {} ms for the server (http.max_queue_ms {}), retry shortly",
+            waited.as_millis(),
+            limit.as_millis()
+        ));
     }
     let Ok(permit) = Arc::clone(&st.in_flight).try_acquire_owned() else {
         st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
@@ -445,8 +603,8 @@ pub async fn serve(
             a = listener.accept() => a,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!("accept failed, retrying in 50 ms: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -459,7 +617,13 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            },
+        ));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));

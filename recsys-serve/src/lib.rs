@@ -58,6 +58,7 @@
 //! | the item-feature snapshot requests read, kept fresh in the background | `snapshot.rs` |
 //! | the canary on evidence: decisions, shared state | [`canary`] |
 //! | event and exposure logs | [`logs`] |
+//! | who may post events, per-client limits | [`event_limits`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | HTTP routes (the default `http` feature) | `http.rs` |
 //! | the click and purchase simulator driving a [`Recommender`] (the `dataset` feature) | `simulate.rs` |
@@ -65,6 +66,7 @@
 pub mod canary;
 pub mod config;
 pub mod error;
+pub mod event_limits;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod logs;

@@ -7,6 +7,7 @@
 //! writers (threads or processes) never interleave within a line. Exposures go through a bounded
 //! queue to one writer thread ([`ExposureLog`]): the request path never waits for the disk.
 
+use crate::config::FsyncPolicy;
 use crate::online::EventIn;
 use crate::{Error, Result};
 use prometheus_client::metrics::counter::Counter;
@@ -14,8 +15,9 @@ use recsys_core::exposure::ExposureRecord;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `--map` with which `recsys-train import --ts-format unix_ms` reads the event CSV files
@@ -46,20 +48,86 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Daily CSV files of posted events under one directory.
+/// The day's file of the event log.
+#[derive(Debug)]
+struct OpenDay {
+    day: String,
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+/// Daily CSV files of posted events under one directory, forced to disk by its
+/// [`FsyncPolicy`] (`event_log_fsync` in the serving config).
 #[derive(Debug)]
 pub struct EventLog {
     dir: PathBuf,
-    open: Mutex<Option<(String, File)>>,
+    policy: FsyncPolicy,
+    /// The open day and its file (shared with the syncer thread).
+    open: Arc<Mutex<Option<OpenDay>>>,
+    /// Written since the last sync (the interval policy).
+    dirty: Arc<AtomicBool>,
+    /// Syncs done, for tests and operators.
+    syncs: Arc<AtomicU64>,
+    /// The interval policy's thread; dropping the sender stops it (after a last sync).
+    syncer: Option<(SyncSender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl EventLog {
-    /// Logs into `dir` (created when missing).
+    /// Logs into `dir` (created when missing), without syncing (the `"never"` policy).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         EventLog {
             dir: dir.into(),
-            open: Mutex::new(None),
+            policy: FsyncPolicy::Never,
+            open: Arc::new(Mutex::new(None)),
+            dirty: Arc::new(AtomicBool::new(false)),
+            syncs: Arc::new(AtomicU64::new(0)),
+            syncer: None,
         }
+    }
+
+    /// Logs into `dir` (created when missing) under `policy`; with [`FsyncPolicy::Interval`] a
+    /// thread syncs the day's file every `every` when something was written, and once more when
+    /// the log is dropped.
+    pub fn open(dir: impl Into<PathBuf>, policy: FsyncPolicy, every: Duration) -> Result<Self> {
+        let mut log = Self::new(dir);
+        log.policy = policy;
+        if policy == FsyncPolicy::Interval {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            let (open, dirty, syncs) = (Arc::clone(&log.open), Arc::clone(&log.dirty), Arc::clone(&log.syncs));
+            let handle = std::thread::Builder::new()
+                .name("event-log-sync".into())
+                .spawn(move || {
+                    use std::sync::mpsc::RecvTimeoutError;
+                    loop {
+                        let last = !matches!(rx.recv_timeout(every), Err(RecvTimeoutError::Timeout));
+                        if dirty.swap(false, Ordering::AcqRel) {
+                            let file = open.lock().ok().and_then(|o| o.as_ref().map(|d| Arc::clone(&d.file)));
+                            if let Some(f) = file {
+                                match f.sync_data() {
+                                    Ok(()) => {
+                                        syncs.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(e) => {
+                                        tracing::error!("event log: fsync failed: {e}");
+                                        dirty.store(true, Ordering::Release);
+                                    }
+                                }
+                            }
+                        }
+                        if last {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| Error::Internal(format!("cannot start the event-log sync thread: {e}")))?;
+            log.syncer = Some((tx, handle));
+        }
+        Ok(log)
+    }
+
+    /// How many times the log was forced to disk.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// The file of a day (`YYYY-MM-DD`).
@@ -125,20 +193,90 @@ impl EventLog {
             .open
             .lock()
             .map_err(|_| Error::Internal("event log lock poisoned".into()))?;
-        if open.as_ref().is_none_or(|(d, _)| d != &day) {
+        if open.as_ref().is_none_or(|d| d.day != day) {
+            // The previous day's file is complete: on disk before it is closed.
+            if let Some(old) = open.take()
+                && self.policy != FsyncPolicy::Never
+                && self.dirty.swap(false, Ordering::AcqRel)
+            {
+                self.sync(&old.file, &old.path)?;
+            }
+            std::fs::create_dir_all(&self.dir).map_err(|e| unwritable(&self.dir, e))?;
             let path = self.writable_file(&day)?;
-            let mut f = open_append(&path)?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| unwritable(&path, e))?;
             let empty = f.metadata().map(|m| m.len() == 0).unwrap_or(false);
             if empty {
-                f.write_all(EVENT_CSV_HEADER.as_bytes())
-                    .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+                if let Err(e) = f.write_all(EVENT_CSV_HEADER.as_bytes()) {
+                    // Empty again, so that the next try writes the whole header.
+                    let _ = f.set_len(0);
+                    return Err(unwritable(&path, e));
+                }
+                // A new file's directory entry must reach the disk too.
+                if self.policy != FsyncPolicy::Never {
+                    let dir =
+                        File::open(&self.dir).map_err(|e| Error::Internal(format!("{}: {e}", self.dir.display())))?;
+                    self.sync(&dir, &self.dir)?;
+                }
             }
-            *open = Some((day.clone(), f));
+            *open = Some(OpenDay {
+                day: day.clone(),
+                path,
+                file: Arc::new(f),
+            });
         }
-        let (_, f) = open.as_mut().expect("opened above");
-        f.write_all(text.as_bytes())
-            .map_err(|e| Error::Internal(format!("event log {}: {e}", self.dir.display())))
+        let OpenDay { path, file: f, .. } = open.as_ref().expect("opened above");
+        let before = f.metadata().map(|m| m.len());
+        if let Err(e) = (&**f).write_all(text.as_bytes()) {
+            // A partial batch (a full disk) would leave half a line for the next one to run into:
+            // cut the file back to where this batch began.
+            if let Ok(len) = before {
+                let _ = f.set_len(len);
+            }
+            return Err(unwritable(path, e));
+        }
+        match self.policy {
+            FsyncPolicy::Always => self.sync(f, path),
+            FsyncPolicy::Interval => {
+                self.dirty.store(true, Ordering::Release);
+                Ok(())
+            }
+            FsyncPolicy::Never => Ok(()),
+        }
     }
+
+    /// Forces `f` (a file of the log, or its directory) to disk.
+    fn sync(&self, f: &File, what: &Path) -> Result<()> {
+        f.sync_data().map_err(|e| unwritable(what, e))?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for EventLog {
+    /// Stops the interval policy's thread after its last sync.
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.syncer.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The event log could not be written (a full disk, an I/O error): logged with the path for the
+/// operator; to the client a 503, the events neither accepted nor applied, so that it retries.
+fn unwritable(path: &Path, e: std::io::Error) -> Error {
+    tracing::error!("event log {}: {e}", path.display());
+    Error::Core(recsys_core::Error::Unavailable {
+        service: "event log",
+        message: format!(
+            "cannot be written ({}); the events were not accepted, retry later",
+            e.kind()
+        ),
+    })
 }
 
 /// What the request path sends the exposure-log writer.
@@ -272,8 +410,8 @@ impl Drop for ExposureLog {
 /// The writer thread's state.
 struct ExposureWriter {
     dir: PathBuf,
-    /// The open day and its buffered file.
-    file: Option<(String, std::io::BufWriter<File>)>,
+    /// The open day, its buffered file, and the file's length after the last successful flush.
+    file: Option<(String, std::io::BufWriter<File>, u64)>,
     /// Records buffered since the last flush.
     pending: u64,
     written: Counter,
@@ -315,11 +453,17 @@ impl ExposureWriter {
         let day = chrono::DateTime::from_timestamp_millis(r.ts)
             .map(|d| d.format("%Y-%m-%d").to_string())
             .unwrap_or_else(|| "unknown".into());
-        if self.file.as_ref().is_none_or(|(d, _)| d != &day) {
+        if self.file.as_ref().is_none_or(|(d, _, _)| d != &day) {
             self.flush();
             let path = self.dir.join(recsys_core::exposure::file_name(&day));
-            match open_append(&path) {
-                Ok(f) => self.file = Some((day, std::io::BufWriter::with_capacity(1 << 16, f))),
+            match open_append(&path).and_then(|f| {
+                let len = f
+                    .metadata()
+                    .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?
+                    .len();
+                Ok((f, len))
+            }) {
+                Ok((f, len)) => self.file = Some((day, std::io::BufWriter::with_capacity(1 << 16, f), len)),
                 Err(e) => {
                     tracing::error!("exposure log: {e}");
                     self.file = None;
@@ -328,7 +472,7 @@ impl ExposureWriter {
                 }
             }
         }
-        let Some((_, f)) = self.file.as_mut() else { return };
+        let Some((_, f, _)) = self.file.as_mut() else { return };
         let mut line = match serde_json::to_vec(r) {
             Ok(l) => l,
             Err(e) => {
@@ -343,7 +487,19 @@ impl ExposureWriter {
             Err(e) => {
                 tracing::error!("exposure log {}: {e}", self.dir.display());
                 self.dropped.inc();
+                self.discard();
             }
+        }
+    }
+
+    /// After a failed write: the records buffered since the last flush are dropped (counted),
+    /// and the file is cut back to its length after that flush, so that no partial line (a full
+    /// disk) is left for the next record to run into. The file is reopened at the next record.
+    fn discard(&mut self) {
+        self.dropped.inc_by(std::mem::take(&mut self.pending));
+        if let Some((_, f, good)) = self.file.take() {
+            let (f, _) = f.into_parts();
+            let _ = f.set_len(good);
         }
     }
 
@@ -351,22 +507,23 @@ impl ExposureWriter {
         if self.pending == 0 {
             return;
         }
-        let n = std::mem::take(&mut self.pending);
-        match self.file.as_mut().map(|(_, f)| f.flush()) {
+        let flushed = self.file.as_mut().map(|(_, f, good)| {
+            f.flush()?;
+            if let Ok(m) = f.get_ref().metadata() {
+                *good = m.len();
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        match flushed {
             Some(Ok(())) => {
-                self.written.inc_by(n);
+                self.written.inc_by(std::mem::take(&mut self.pending));
             }
             Some(Err(e)) => {
                 tracing::error!("exposure log {}: {e}", self.dir.display());
-                self.dropped.inc_by(n);
-                // Counted as dropped: discard the buffer (no flush on drop) and reopen the file
-                // at the next record.
-                if let Some((_, f)) = self.file.take() {
-                    let _ = f.into_parts();
-                }
+                self.discard();
             }
             None => {
-                self.dropped.inc_by(n);
+                self.dropped.inc_by(std::mem::take(&mut self.pending));
             }
         }
     }
@@ -375,6 +532,70 @@ impl ExposureWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(u: &str) -> EventIn {
+        EventIn {
+            user_id: u.into(),
+            item_id: "P1".into(),
+            event_type: "click".into(),
+            timestamp: None,
+            session_id: None,
+            price: None,
+            quantity: None,
+            rating: None,
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn the_fsync_policy_decides_when_the_event_log_is_synced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000_000;
+        let day = Duration::from_secs(86_400);
+        // never: written, not synced.
+        let log = EventLog::open(tmp.path().join("never"), FsyncPolicy::Never, day).unwrap();
+        log.append(&[(event("a"), now)], now).unwrap();
+        log.append(&[(event("b"), now)], now).unwrap();
+        assert_eq!(log.syncs(), 0);
+        // always: the new file's directory once, then every batch before append returns.
+        let log = EventLog::open(tmp.path().join("always"), FsyncPolicy::Always, day).unwrap();
+        log.append(&[(event("a"), now)], now).unwrap();
+        assert_eq!(log.syncs(), 2);
+        log.append(&[(event("b"), now), (event("c"), now)], now).unwrap();
+        assert_eq!(log.syncs(), 3);
+        // A new day: the finished file needs no second sync (already synced), the new one's
+        // directory entry does.
+        log.append(&[(event("d"), now + 86_400_000)], now + 86_400_000).unwrap();
+        assert_eq!(log.syncs(), 5);
+        // interval: synced by the thread after a write, not while idle, and once more on drop.
+        let log = EventLog::open(
+            tmp.path().join("interval"),
+            FsyncPolicy::Interval,
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        log.append(&[(event("a"), now)], now).unwrap();
+        assert_eq!(log.syncs(), 1, "the directory, at once");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.syncs() < 2 {
+            assert!(Instant::now() < deadline, "the interval thread never synced");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(log.syncs(), 2, "nothing written, nothing synced");
+        let log = EventLog::open(tmp.path().join("interval"), FsyncPolicy::Interval, day).unwrap();
+        log.append(&[(event("b"), now)], now).unwrap();
+        assert_eq!(
+            log.syncs(),
+            0,
+            "an existing file: no directory sync, and the hour is not up"
+        );
+        let syncs = Arc::clone(&log.syncs);
+        drop(log);
+        assert_eq!(syncs.load(Ordering::Relaxed), 1, "synced when dropped");
+        let text = std::fs::read_to_string(tmp.path().join("interval/events-2023-11-14.csv")).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+    }
 
     #[test]
     fn event_csv_has_one_header_and_quotes_fields() {

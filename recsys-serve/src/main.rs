@@ -55,6 +55,20 @@ struct Cli {
     /// A file whose first line is the admin routes' bearer token (e.g. a mounted Kubernetes secret).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Bearer token of `POST /api/v1/events`: with one, only its holders may post events (the
+    /// storefront's backend, say) and the per-client limits of `http.events` do not apply to them;
+    /// without one, anyone may post within those limits. Prefer the environment variable
+    /// RECSYS_EVENTS_TOKEN or --events-token-file to the command line.
+    #[arg(
+        long,
+        env = "RECSYS_EVENTS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "events_token_file"
+    )]
+    events_token: Option<String>,
+    /// A file whose first line is the bearer token of `POST /api/v1/events`.
+    #[arg(long)]
+    events_token_file: Option<PathBuf>,
     /// Serving configuration (JSON; see recsys-serve/src/config.rs).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -81,6 +95,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// A token from the first line of `file`, else `given` (the flag or its environment variable);
+/// an unreadable file is exit status 2 naming `flag`.
+fn token_of(flag: &str, file: Option<&std::path::Path>, given: &Option<String>) -> Result<Option<String>, ExitCode> {
+    match file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Ok(text.lines().next().map(|l| l.trim().to_string())),
+            Err(e) => {
+                eprintln!("error: cannot read {flag} {}: {e}", path.display());
+                Err(ExitCode::from(2))
+            }
+        },
+        None => Ok(given.clone()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -88,15 +117,17 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let admin_token = match &cli.admin_token_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => text.lines().next().map(|l| l.trim().to_string()),
-            Err(e) => {
-                eprintln!("error: cannot read --admin-token-file {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-        None => cli.admin_token.clone(),
+    let admin_token = match token_of("--admin-token-file", cli.admin_token_file.as_deref(), &cli.admin_token) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let events_token = match token_of(
+        "--events-token-file",
+        cli.events_token_file.as_deref(),
+        &cli.events_token,
+    ) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let config = match &cli.config {
         Some(p) => match ServeConfig::load(p) {
@@ -149,7 +180,7 @@ async fn main() -> ExitCode {
     let handle = rec.clone();
     let limits = rec.config().http.clone();
     let metrics = std::sync::Arc::clone(rec.metrics());
-    let app = router(AppState::new(rec, admin_token.filter(|t| !t.is_empty())));
+    let app = router(AppState::new(rec, admin_token.filter(|t| !t.is_empty())).with_events_token(events_token));
     serve(listener, app, &limits, metrics, shutdown_signal()).await;
     // Graceful shutdown (SIGTERM, Ctrl-C): the requests in flight have finished; every answered
     // request's exposure record is written and flushed before the process exits.

@@ -118,8 +118,11 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Requests that did not complete within `http.request_timeout_ms` (answered 503), by route.
     pub request_timeouts: Family<RouteLabel, Counter>,
-    /// API requests shed (answered 503 at once) because `http.max_in_flight` were running, by route.
+    /// API requests shed (answered 503 at once) because `http.max_in_flight` were running or the
+    /// queueing delay was over `http.max_queue_ms`, by route.
     pub shed: Family<RouteLabel, Counter>,
+    /// How late the server's async runtime last ran a task that became ready, in seconds.
+    pub queue_delay: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -159,6 +162,7 @@ impl Metrics {
             connections_refused: Counter::default(),
             request_timeouts: Family::default(),
             shed: Family::default(),
+            queue_delay: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -234,8 +238,13 @@ impl Metrics {
         );
         registry.register(
             "http_shed",
-            "API requests shed (503) because http.max_in_flight were running, by route",
+            "API requests shed (503) because http.max_in_flight were running or the queueing delay was over http.max_queue_ms, by route",
             m.shed.clone(),
+        );
+        registry.register(
+            "http_queue_delay_seconds",
+            "How late the server's async runtime last ran a task that became ready (measured every 5 ms)",
+            m.queue_delay.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -933,6 +933,53 @@ async fn users_first_seen_online_are_bounded_the_least_recently_active_forgotten
     assert_eq!(v["recent_items"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
+/// The queue of a spike forms before any handler runs (ready connections waiting for a worker),
+/// where `max_in_flight` does not see it: requests that reach the service after the runtime was
+/// busy longer than `http.max_queue_ms` are shed, and served again once it has caught up.
+#[tokio::test(flavor = "current_thread")]
+async fn requests_that_waited_past_max_queue_ms_are_shed_and_served_again_when_the_queue_drains() {
+    let mut config = ServeConfig::default();
+    config.http.max_queue_ms = 20;
+    let rec = open(config, None);
+    let app = app(&rec);
+    let uri = "/api/v1/recommendations?user_id=U0000007&k=3";
+    // The first API request starts the delay probe; nothing waits yet.
+    let (s, v) = call(&app, "GET", uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The runtime's only worker is busy for 300 ms: every task that became ready meanwhile waits.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let (s, v) = call(&app, "GET", "/api/v1/similar?item_id=P000005&k=3", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("http.max_queue_ms 20"), "{v}");
+    let (s, _) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK, "health is never shed");
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    let text = text.as_str().unwrap().to_string();
+    assert!(
+        text.contains(r#"recsys_http_shed_total{route="/api/v1/recommendations"} 1"#),
+        "{text}"
+    );
+    // Once the probe has run on time again, requests are served.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (s, v) = call(&app, "GET", uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    let delay: f64 = text
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("recsys_http_queue_delay_seconds "))
+        .expect("the queue delay gauge")
+        .parse()
+        .unwrap();
+    assert!(delay < 0.020, "{delay}");
+}
+
 #[tokio::test]
 async fn requests_over_max_in_flight_are_shed_at_once_and_health_is_not() {
     let mut config = ServeConfig::default();
@@ -969,4 +1016,174 @@ async fn requests_over_max_in_flight_are_shed_at_once_and_health_is_not() {
     assert_eq!(holder.await.unwrap().unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
     let (s, v) = call(&app, "GET", "/api/v1/recommendations?user_id=U0000007&k=3", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// `POST /api/v1/events` from `peer` (as `serve` marks a request of a connection), with extra
+/// headers; the status, the `Retry-After` header and the body.
+async fn post_events_from(
+    app: &axum::Router,
+    peer: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, Option<String>, Value) {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/events")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(Body::from(body.to_string())).unwrap();
+    req.extensions_mut()
+        .insert(recsys_serve::http::PeerAddr(peer.parse().unwrap()));
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, retry, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn clicks(user: &str, item: &str, n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|_| json!({"user_id": user, "item_id": item, "event_type": "click"}))
+            .collect(),
+    )
+}
+
+/// Without an events token anyone may post, within per-client limits: one client moves one item
+/// by at most `per_item_per_hour` events (a refused batch is neither applied nor logged), and
+/// posts at most `per_second` on average; other clients are not affected.
+#[tokio::test]
+async fn an_anonymous_client_is_held_to_its_limits_and_refused_events_are_not_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig {
+        event_log: Some(tmp.path().join("events")),
+        ..ServeConfig::default()
+    };
+    config.http.events.per_item_per_hour = 10;
+    config.http.events.per_second = 5.0;
+    config.http.events.burst = 12;
+    let rec = open(config, None);
+    let app = app(&rec);
+    let (s, _, v) = post_events_from(&app, "203.0.113.7:5000", &[], clicks("U0000001", "P000009", 8)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let trending = |v: &Value| v["trending_score_1h"].as_f64().unwrap();
+    let (_, before) = call(&app, "GET", "/api/v1/features/items/P000009", None).await;
+    // Three more on the same item would make 11: refused whole, naming the limit and the event.
+    let mut batch = clicks("U0000001", "P000010", 1);
+    batch
+        .as_array_mut()
+        .unwrap()
+        .extend(clicks("U0000002", "P000009", 3).as_array().unwrap().clone());
+    let (s, retry, v) = post_events_from(&app, "203.0.113.7:5001", &[], batch).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["limit"], "http.events.per_item_per_hour", "{v}");
+    assert_eq!(
+        (v["field"].as_str(), v["value"].as_str()),
+        (Some("[1].item_id"), Some("P000009")),
+        "{v}"
+    );
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    let (_, after) = call(&app, "GET", "/api/v1/features/items/P000009", None).await;
+    assert!(trending(&before) > 0.0, "{before}");
+    assert_eq!(trending(&after), trending(&before), "refused events are not applied");
+    // Another client (another address) is not affected.
+    let (s, _, v) = post_events_from(&app, "198.51.100.1:6000", &[], clicks("U0000003", "P000009", 10)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    // The first client's bucket: 8 of 12 spent, so 5 more (other items) go over the burst left.
+    let (s, retry, v) = post_events_from(&app, "203.0.113.7:5002", &[], clicks("U0000001", "P000011", 5)).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(
+        (v["limit"].as_str(), retry.as_deref()),
+        (Some("http.events.per_second"), Some("1")),
+        "{v}"
+    );
+    let (s, _, v) = post_events_from(&app, "203.0.113.7:5002", &[], clicks("U0000001", "P000011", 20)).await;
+    assert_eq!(
+        (s, v["limit"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("http.events.burst")),
+        "{v}"
+    );
+    // The log holds the accepted events only: 8 + 10.
+    let logged: usize = std::fs::read_dir(tmp.path().join("events"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap().lines().count() - 1)
+        .sum();
+    assert_eq!(logged, 18);
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains(r#"recsys_http_requests_total{route="/api/v1/events",status="4xx"} 3"#),
+        "{text}"
+    );
+}
+
+/// Behind a proxy the client is the first address of the configured header, not the proxy.
+#[tokio::test]
+async fn behind_a_proxy_the_client_is_the_forwarded_address() {
+    let mut config = ServeConfig::default();
+    config.http.events.client = "header:X-Forwarded-For".into();
+    config.http.events.per_item_per_hour = 3;
+    let rec = open(config, None);
+    let app = app(&rec);
+    let proxy = "10.0.0.2:40000";
+    for visitor in ["203.0.113.7", "203.0.113.8"] {
+        let xff = format!("{visitor}, 10.0.0.1");
+        let (s, _, v) = post_events_from(
+            &app,
+            proxy,
+            &[("x-forwarded-for", &xff)],
+            clicks("U0000001", "P000012", 3),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{visitor}: {v}");
+    }
+    let xff = "203.0.113.7";
+    let (s, _, v) = post_events_from(
+        &app,
+        proxy,
+        &[("x-forwarded-for", xff)],
+        clicks("U0000001", "P000012", 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+}
+
+/// With an events token only its holders may post, and they are not held to per-client limits.
+#[tokio::test]
+async fn with_an_events_token_only_its_holders_post_and_they_are_not_limited() {
+    let mut config = ServeConfig::default();
+    config.http.events.per_item_per_hour = 2;
+    let rec = open(config, None);
+    let app = router(AppState::new(rec.clone(), Some(TOKEN.to_string())).with_events_token(Some("ev-tok".into())));
+    let peer = "203.0.113.7:5000";
+    let (s, _, v) = post_events_from(&app, peer, &[], clicks("U0000001", "P000013", 1)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let wrong = [("authorization", "Bearer ev-tol")];
+    let (s, _, _) = post_events_from(&app, peer, &wrong, clicks("U0000001", "P000013", 1)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The admin token is not the events token.
+    let admin = format!("Bearer {TOKEN}");
+    let (s, _, _) = post_events_from(
+        &app,
+        peer,
+        &[("authorization", &admin)],
+        clicks("U0000001", "P000013", 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let good = [("authorization", "Bearer ev-tok")];
+    let (s, _, v) = post_events_from(&app, peer, &good, clicks("U0000001", "P000013", 50)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    assert!(
+        !text.as_str().unwrap().contains("ev-tok"),
+        "the token never shows in /metrics"
+    );
 }

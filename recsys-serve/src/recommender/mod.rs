@@ -454,7 +454,7 @@ impl std::fmt::Debug for Recommender {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -753,7 +753,14 @@ impl Recommender {
         let items = item_snapshot(&features, now_ms())?;
         let trends = Trends::compute(&features, &items)?;
         let cache = NonZeroUsize::new(options.config.cache.capacity).map(|n| Mutex::new(LruCache::new(n)));
-        let event_log = options.config.event_log.as_ref().map(EventLog::new);
+        let event_log = match &options.config.event_log {
+            Some(dir) => Some(EventLog::open(
+                dir,
+                options.config.event_log_fsync,
+                Duration::from_millis(options.config.event_log_fsync_ms),
+            )?),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
         let exposure_log = match &options.config.exposure_log {
             Some(p) => Some(ExposureLog::open(
@@ -1363,7 +1370,7 @@ impl Recommender {
         })
     }
 
-    /// Applies events at once (features, session state) and appends them to the event log. The
+    /// Appends events to the event log, then applies them at once (features, session state). The
     /// batch is validated first and applied entirely or not at all; returns how many were accepted.
     pub fn ingest(&self, events: &[EventIn]) -> Result<usize> {
         let inner = &*self.inner;
@@ -1381,6 +1388,13 @@ impl Recommender {
                 })?;
                 resolved.push((event_type, ts));
             }
+        }
+        // The event log first: an event is applied only once it is logged (and synced, by the
+        // fsync policy), so a failed write is an error with nothing applied, and the client's
+        // retry neither loses nor double-counts it.
+        if let Some(log) = &inner.event_log {
+            let rows: Vec<(EventIn, i64)> = events.iter().cloned().zip(resolved.iter().map(|r| r.1)).collect();
+            log.append(&rows, now)?;
         }
         let session: Vec<(&str, SessionEvent)> = events
             .iter()
@@ -1419,10 +1433,6 @@ impl Recommender {
             }
             // Under the same write lock: the next snapshot tick sees these events.
             inner.item_features.touch(touched);
-        }
-        if let Some(log) = &inner.event_log {
-            let rows: Vec<(EventIn, i64)> = events.iter().cloned().zip(resolved.iter().map(|r| r.1)).collect();
-            log.append(&rows, now)?;
         }
         inner.metrics.events.inc_by(events.len() as u64);
         if let Some(canary) = &inner.canary {
