@@ -343,6 +343,12 @@ impl CandidateStore for FileStore {
         self.sweep(active.as_deref());
         let dir = self.version_dir(&plan.version)?;
         fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        // From here on, a failure of a single-shard version removes its directory.
+        let abandon = AbandonOnFailure {
+            store: self.clone(),
+            version: plan.version.clone(),
+            armed: plan.shard.count == 1,
+        };
         let meta = plan.meta();
         match self.read_meta(&plan.version)? {
             Some(old)
@@ -372,6 +378,7 @@ impl CandidateStore for FileStore {
             plan: plan.clone(),
             users,
             items,
+            abandon,
         }))
     }
 
@@ -534,9 +541,32 @@ fn header_crc(h: &Header) -> Result<u32> {
     Ok(crc32fast::hash(&json))
 }
 
+/// Removes the directory of a single-shard version whose writer failed (an error, a full disk, a
+/// panic, a cancelled job) unless it is the active one: nothing in it can serve, and a full disk
+/// needs its space back at once rather than after the sweep's hour. A version of several shards
+/// is left to the sweep ([`FileStore::sweep`]): another shard's writer may be at work in it.
+struct AbandonOnFailure {
+    store: FileStore,
+    version: String,
+    /// Cleared when the writer finished.
+    armed: bool,
+}
+
+impl Drop for AbandonOnFailure {
+    fn drop(&mut self) {
+        if !self.armed || self.store.active_version().ok().flatten().as_deref() == Some(self.version.as_str()) {
+            return;
+        }
+        if let Ok(dir) = self.store.version_dir(&self.version) {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
 struct FileShardWriter {
     store: FileStore,
     plan: WritePlan,
+    abandon: AbandonOnFailure,
     users: TableWriter,
     items: TableWriter,
 }
@@ -563,6 +593,7 @@ impl ShardWriter for FileShardWriter {
             plan,
             users,
             items,
+            mut abandon,
         } = *self;
         let (n_users, n_items) = (users.keys.len() as u64, items.keys.len() as u64);
         let bytes = users.finish()? + items.finish()?;
@@ -574,6 +605,7 @@ impl ShardWriter for FileShardWriter {
         if complete {
             store.activate(&plan.version)?;
         }
+        abandon.armed = false;
         Ok(FinishReport {
             version: plan.version,
             shard: plan.shard,
@@ -914,6 +946,36 @@ mod tests {
         assert_eq!(store.active_version().unwrap().as_deref(), Some("6.0.0"));
     }
 
+    /// A failed single-shard writer (a full disk, an error, a cancelled job) takes its version's
+    /// directory with it; a shard of several leaves the directory to the other shards and the
+    /// sweep; the active version is never removed.
+    #[test]
+    fn a_failed_single_shard_writer_removes_its_version_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        write_version(&store, "1.0.0", 1, 50);
+        let plan = |version: &str, count: u32| {
+            let mut plan = WritePlan::new(version, items(100));
+            plan.shard = Shard { index: 0, count };
+            plan.top_candidates = 20;
+            plan.top_similar = 5;
+            plan
+        };
+        let mut w = store.writer(&plan("1.0.1", 1)).unwrap();
+        w.put_candidates("user-1", &list(1, 3)).unwrap();
+        drop(w);
+        assert!(!dir.path().join("1.0.1").exists(), "removed with its failed writer");
+        drop(store.writer(&plan("1.0.2", 2)).unwrap());
+        assert!(
+            dir.path().join("1.0.2").join(META).is_file(),
+            "left to the other shards"
+        );
+        // A rewrite of the active version that fails does not remove it.
+        drop(store.writer(&plan("1.0.0", 1)).unwrap());
+        assert_eq!(store.active_version().unwrap().as_deref(), Some("1.0.0"));
+        assert!(store.open_version("1.0.0").is_ok());
+    }
+
     #[test]
     fn a_version_carries_its_feature_snapshot_and_a_rewrite_replaces_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -987,14 +1049,9 @@ mod tests {
         let e = w.put_candidates("u", &[Scored { item: 9, score: 1.0 }]).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
         drop(w);
-        // Nothing was finished: no version, no temporary files left behind.
+        // Nothing was finished: no version, and its directory went with the failed writer.
         assert!(store.versions().unwrap().is_empty());
-        let leftovers: Vec<_> = fs::read_dir(dir.path().join("1.0.0"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with(".tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert!(!dir.path().join("1.0.0").exists());
         assert!(store.open_active().unwrap().is_none());
     }
 
