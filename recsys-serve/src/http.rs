@@ -443,18 +443,24 @@ fn unavailable(error: String) -> Response {
     resp
 }
 
-/// The queueing delay of the server's async runtime: how late a task that became ready runs.
+/// The queueing delay of the server's async runtime: how long a task that became ready waits
+/// behind the others before it runs.
 ///
-/// A probe task (started with the first API request, on the server's runtime) sleeps 5 ms at a
-/// time and records how late it woke. While it has not woken yet, the time since it was due is a
-/// lower bound of the current delay, so a sudden queue is seen at once, not one late wake-up later.
+/// A probe task (started with the first API request, on the server's runtime) sleeps 5 ms, then
+/// yields once, and records how late it ran: a sleep ends late when the workers are blocked, and a
+/// yielded task goes to the back of the run queue, behind every connection whose request is
+/// ready, so the time until it runs again is what a request arriving now waits. (A timer's
+/// lateness alone would not show that queue: tokio runs a task woken by its driver next, ahead
+/// of it.) While the probe waits, the time since it was due is a lower bound of the current
+/// delay, so a sudden queue is seen at once, not one measurement later.
 #[derive(Debug)]
 struct QueueDelay {
     /// Origin of the microsecond clocks below.
     base: Instant,
-    /// When the probe's current sleep ends (µs since `base`).
+    /// When the probe should run next: the end of its sleep, or the moment it yielded (µs since
+    /// `base`).
     due_us: std::sync::atomic::AtomicU64,
-    /// How late the probe woke last time (µs).
+    /// How long the probe waited last time (µs).
     last_us: std::sync::atomic::AtomicU64,
     started: std::sync::Once,
 }
@@ -476,7 +482,7 @@ impl QueueDelay {
         self.base.elapsed().as_micros() as u64
     }
 
-    /// The current delay: the last measured one, or the time the probe has been overdue if that
+    /// The current delay: the last measured one, or the time the probe has been waiting if that
     /// is longer.
     fn current(&self) -> Duration {
         use std::sync::atomic::Ordering::Relaxed;
@@ -492,14 +498,22 @@ impl QueueDelay {
             tokio::spawn(async move {
                 use std::sync::atomic::Ordering::Relaxed;
                 while let Some(d) = weak.upgrade() {
-                    let asked = Instant::now();
+                    // A timer first (late when the workers are blocked), then a yield (late when
+                    // ready tasks queue ahead of it).
+                    let slept = Instant::now();
                     d.due_us.store(d.now_us() + PROBE_EVERY.as_micros() as u64, Relaxed);
                     drop(d);
                     tokio::time::sleep(PROBE_EVERY).await;
-                    let late = asked.elapsed().saturating_sub(PROBE_EVERY);
+                    let late = slept.elapsed().saturating_sub(PROBE_EVERY);
                     let Some(d) = weak.upgrade() else { break };
-                    d.last_us.store(late.as_micros() as u64, Relaxed);
-                    metrics.queue_delay.set(late.as_secs_f64());
+                    let asked = Instant::now();
+                    d.due_us.store(d.now_us(), Relaxed);
+                    drop(d);
+                    tokio::task::yield_now().await;
+                    let waited = late.max(asked.elapsed());
+                    let Some(d) = weak.upgrade() else { break };
+                    d.last_us.store(waited.as_micros() as u64, Relaxed);
+                    metrics.queue_delay.set(waited.as_secs_f64());
                 }
             });
         });
@@ -580,6 +594,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The answer on a connection over `http.max_connections`: written without reading the request.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 64\r\n\r\n{\"error\":\"overloaded: too many open connections, retry shortly\"}";
+
+/// Closes a connection over the cap with a 503 and `Retry-After: 1` that the client can act on:
+/// written at once (the socket's buffer is empty), without reading the request, then closed.
+/// Best effort and cheap, since it runs when the server is overloaded: a client whose request was
+/// already sent may see the connection reset instead.
+fn refuse(stream: tokio::net::TcpStream) {
+    let _ = stream.try_write(OVER_CAPACITY);
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, within the connection limits of
 /// `limits`: at most `max_connections` open (a connection over the cap is closed at once and
 /// counted), `header_timeout_ms` to send a request's headers (also the keep-alive idle timeout).
@@ -613,7 +638,7 @@ pub async fn serve(
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             metrics.connections_refused.inc();
-            drop(stream);
+            refuse(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -734,9 +759,24 @@ mod tests {
             idle.push(TcpStream::connect(addr).await.unwrap());
         }
         wait_for("8 open connections", || metrics.connections.get() == 8).await;
-        // The ninth is closed at once and counted.
+        // The ninth is answered at once with a 503 and Retry-After (its request unread), closed,
+        // and counted.
         let mut excess = TcpStream::connect(addr).await.unwrap();
-        assert!(closed_within(&mut excess, Duration::from_secs(2)).await.is_some());
+        excess
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let got = closed_within(&mut excess, Duration::from_secs(2))
+            .await
+            .expect("closed");
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 503") && text.contains("retry-after: 1\r\n"),
+            "{text}"
+        );
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("overloaded"), "{text}");
         assert_eq!(metrics.connections_refused.get(), 1);
         // The silent ones are closed after the header timeout, and the slots come back.
         for c in &mut idle {

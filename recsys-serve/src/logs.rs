@@ -144,9 +144,14 @@ impl EventLog {
             match File::open(p) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
                 Err(e) => Err(Error::Internal(format!("{}: {e}", p.display()))),
+                // Not a regular file (a device, say): nothing to check, and writing to it decides.
+                Ok(f) if !f.metadata().map(|m| m.is_file()).unwrap_or(true) => Ok(true),
                 Ok(f) => {
+                    // At most a header's length: the file may hold anything (a first line of
+                    // gigabytes).
+                    use std::io::Read;
                     let mut first = String::new();
-                    std::io::BufReader::new(f)
+                    std::io::BufReader::new(f.take(EVENT_CSV_HEADER.len() as u64))
                         .read_line(&mut first)
                         .map_err(|e| Error::Internal(format!("{}: {e}", p.display())))?;
                     Ok(first.is_empty() || first == EVENT_CSV_HEADER)

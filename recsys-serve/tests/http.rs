@@ -1187,3 +1187,39 @@ async fn with_an_events_token_only_its_holders_post_and_they_are_not_limited() {
         "the token never shows in /metrics"
     );
 }
+
+/// An event log that cannot be written (here the day's file is `/dev/full`): the post is a 503
+/// and the events are not applied, so the client's retry neither loses nor double-counts them.
+#[tokio::test]
+async fn events_the_log_cannot_take_are_refused_and_not_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("events");
+    std::fs::create_dir_all(&log).unwrap();
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    std::os::unix::fs::symlink("/dev/full", log.join(format!("events-{today}.csv"))).unwrap();
+    let rec = open(
+        ServeConfig {
+            event_log: Some(log),
+            ..ServeConfig::default()
+        },
+        None,
+    );
+    let app = app(&rec);
+    let (_, before) = call(&app, "GET", "/api/v1/features/items/P000014", None).await;
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/v1/events",
+        Some(json!({"user_id": "fresh-visitor", "item_id": "P000014", "event_type": "purchase"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("event log"), "{v}");
+    let (_, after) = call(&app, "GET", "/api/v1/features/items/P000014", None).await;
+    assert_eq!(after["trending_score_1h"], before["trending_score_1h"], "not applied");
+    let (s, v) = call(&app, "GET", "/api/v1/features/users/fresh-visitor", None).await;
+    assert!(
+        s == StatusCode::NOT_FOUND || v["recent_items"].as_array().is_some_and(Vec::is_empty),
+        "{s} {v}"
+    );
+}
