@@ -64,6 +64,18 @@ PROFILE=test TRAIN_CONFIG=examples/quick-train.json ./examples/quickstart.sh "${
 # the quickstart's registry and store: no 5xx, every answer as documented.
 stage "API conformance (schemathesis)"
 scripts/api-conformance.sh "${TMPDIR:-/tmp}/techshop-quickstart-test"
+# Disk full (RELIABILITY.md): import, registry publish, file-store precompute and the serving logs
+# on a small tmpfs, with the binaries `cargo test` built. It mounts file systems, so it needs root;
+# elsewhere it says so and is skipped.
+stage "disk full (tmpfs)"
+probe="$(mktemp -d)"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=1m tmpfs "$probe" 2>/dev/null; then
+  umount "$probe"
+  PROFILE=test WORK="${TMPDIR:-/tmp}/techshop-disk-full" benches/disk_full.sh 3
+else
+  echo "NOTICE: not root or no tmpfs mount here: benches/disk_full.sh skipped" >&2
+fi
+rmdir "$probe"
 # The bindings, built into the same target directory (bindings/*/test.sh document their settings).
 stage "python binding"
 bindings/python/test.sh

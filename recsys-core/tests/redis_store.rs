@@ -486,6 +486,38 @@ struct Servers {
     _dir: tempfile::TempDir,
 }
 
+/// A throwaway `redis-server` on `port`, its files in `dir`.
+fn spawn_redis(port: u16, dir: &std::path::Path, cluster: bool) -> Child {
+    let mut c = Command::new("redis-server");
+    c.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .args(["--daemonize", "no", "--dir"])
+    .arg(dir);
+    if cluster {
+        c.args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(dir.join(format!("nodes-{port}.conf")));
+    }
+    c.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (apt-get install redis-server)")
+}
+
+fn redis_answers(port: u16) -> bool {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
+}
+
 impl Servers {
     fn start(count: usize, cluster: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -494,40 +526,25 @@ impl Servers {
         for _ in 0..count {
             let port = free_port(&ports);
             ports.push(port);
-            let mut c = Command::new("redis-server");
-            c.args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--daemonize", "no", "--dir"])
-            .arg(dir.path());
-            if cluster {
-                c.args(["--cluster-enabled", "yes", "--cluster-config-file"])
-                    .arg(dir.path().join(format!("nodes-{port}.conf")));
-            }
-            let child = c
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (apt-get install redis-server)");
-            procs.push((port, child));
+            procs.push((port, spawn_redis(port, dir.path(), cluster)));
         }
         let servers = Servers { procs, _dir: dir };
         for &port in &ports {
-            wait_for(&format!("redis-server on port {port}"), || {
-                redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                    .is_ok()
-            });
+            wait_for(&format!("redis-server on port {port}"), || redis_answers(port));
         }
         servers
+    }
+
+    /// Kills server `index` (SIGKILL) and starts a new, empty one on the same port.
+    fn restart(&mut self, index: usize) {
+        let (port, child) = &mut self.procs[index];
+        let _ = child.kill();
+        let _ = child.wait();
+        *child = spawn_redis(*port, self._dir.path(), false);
+        let port = *port;
+        wait_for(&format!("redis-server restarted on port {port}"), || {
+            redis_answers(port)
+        });
     }
 
     fn ports(&self) -> Vec<u16> {
@@ -651,33 +668,15 @@ fn after_a_restart_one_failed_read_empties_the_pool_of_broken_connections() {
         threads.into_iter().for_each(|t| t.join().unwrap());
     }
     // The same server again, on the same port: every pooled connection is broken.
-    let mut procs = servers;
-    let (_, mut child) = procs.procs.remove(0);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let restarted = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    procs.procs.push((port, restarted));
-    wait_for("the restarted redis-server", || clients() >= 1);
+    let mut servers = servers;
+    servers.restart(0);
     let failures = (0..10)
         .map(|_| store.active_version())
         .take_while(Result::is_err)
         .count();
     assert!(failures <= 1, "{failures} reads failed on broken pooled connections");
     assert_eq!(store.active_version().unwrap(), None);
-    drop(procs);
+    drop(servers);
 }
 
 /// One master of a three-node cluster killed (SIGKILL) during a write and before reads: the writer

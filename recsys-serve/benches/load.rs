@@ -3,7 +3,10 @@
 //! * `http`: an open-loop generator at constant arrival rates against a running `recsys-serve`.
 //!   Request `i` is due at `start + i / rate` whether or not earlier ones finished, and its
 //!   latency counts from that due time, so a stalled server shows up in the percentiles instead of
-//!   slowing the generator down (no coordinated omission).
+//!   slowing the generator down (no coordinated omission). By default a request that finds every
+//!   connection busy opens a new one (as many independent clients would); `--connections N` caps
+//!   them at N reused connections, as a proxy pooling its connections to the service does, and a
+//!   request then waits for a free one (the wait counts in its latency; the 5 s limit too).
 //! * `library`: `Recommender::recommend` called in process, one request at a time (no HTTP).
 //!
 //! Prints one JSON line per measured point.
@@ -75,6 +78,7 @@ fn http(kv: &HashMap<String, String>) {
     let seconds: f64 = get(kv, "seconds", 30.0);
     let users: u64 = get(kv, "users", 500_000);
     let label = kv.get("label").cloned().unwrap_or_default();
+    let connections: usize = get(kv, "connections", 0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(get(kv, "threads", 1))
         .enable_all()
@@ -85,6 +89,8 @@ fn http(kv: &HashMap<String, String>) {
             .pool_max_idle_per_host(4096)
             .build_http();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        // With `--connections N`: at most N requests in flight, so at most N connections.
+        let pool = (connections > 0).then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(connections)));
         for rate in rates {
             let n = (rate as f64 * seconds) as u64;
             // Per request: 2xx, shed (a 503 with Retry-After: the server's load shedding) or
@@ -101,9 +107,13 @@ fn http(kv: &HashMap<String, String>) {
                 let uri: hyper::Uri = format!("{url}/api/v1/recommendations?user_id=U{:07}&k=20", rng.next() % users)
                     .parse()
                     .unwrap();
-                let (client, tx) = (client.clone(), tx.clone());
+                let (client, tx, pool) = (client.clone(), tx.clone(), pool.clone());
                 tokio::spawn(async move {
                     let res = tokio::time::timeout(Duration::from_secs(5), async {
+                        let _permit = match &pool {
+                            Some(p) => Some(p.acquire().await.ok()?),
+                            None => None,
+                        };
                         let resp = client.get(uri).await.ok()?;
                         let status = resp.status();
                         resp.into_body().collect().await.ok()?;
@@ -143,7 +153,7 @@ fn http(kv: &HashMap<String, String>) {
                     "p999_ms": percentile(&lat, 0.999), "max_ms": percentile(&lat, 1.0),
                     "accepted": accepted.len(), "accepted_p50_ms": percentile(&accepted, 0.50),
                     "accepted_p99_ms": percentile(&accepted, 0.99),
-                    "sent_late_p99_ms": percentile(&late, 0.99),
+                    "sent_late_p99_ms": percentile(&late, 0.99), "connections": connections,
                 })
             );
             tokio::time::sleep(Duration::from_millis(500)).await;

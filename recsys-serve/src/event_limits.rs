@@ -171,17 +171,7 @@ mod tests {
     use super::*;
 
     fn ev(item: &str) -> EventIn {
-        EventIn {
-            user_id: "u".into(),
-            item_id: item.into(),
-            event_type: "click".into(),
-            timestamp: None,
-            session_id: None,
-            price: None,
-            quantity: None,
-            rating: None,
-            request_id: None,
-        }
+        EventIn::new("u", item, "click")
     }
 
     fn limit_of(e: Error) -> (String, String, u64) {

@@ -539,17 +539,7 @@ mod tests {
     use super::*;
 
     fn event(u: &str) -> EventIn {
-        EventIn {
-            user_id: u.into(),
-            item_id: "P1".into(),
-            event_type: "click".into(),
-            timestamp: None,
-            session_id: None,
-            price: None,
-            quantity: None,
-            rating: None,
-            request_id: None,
-        }
+        EventIn::new(u, "P1", "click")
     }
 
     #[test]
@@ -739,15 +729,8 @@ mod tests {
         let old = "user_id,item_id,event_type,timestamp,session_id,price,quantity\nu,P1,view,1,,,\n";
         std::fs::write(log.file_of("2023-11-14"), old).unwrap();
         let ev = EventIn {
-            user_id: "u".into(),
-            item_id: "P2".into(),
-            event_type: "click".into(),
-            timestamp: None,
-            session_id: None,
-            price: None,
-            quantity: None,
-            rating: None,
             request_id: Some("r".into()),
+            ..EventIn::new("u", "P2", "click")
         };
         let now = 1_700_000_000_000;
         log.append(&[(ev, now)], now).unwrap();

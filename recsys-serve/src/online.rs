@@ -50,6 +50,24 @@ pub struct EventIn {
     pub request_id: Option<String>,
 }
 
+impl EventIn {
+    /// An event of `event_type` (`view`, `click`, `add_to_cart`, `purchase`) by `user_id` on
+    /// `item_id`, at the server's clock, with no other field set.
+    pub fn new(user_id: impl Into<String>, item_id: impl Into<String>, event_type: impl Into<String>) -> Self {
+        EventIn {
+            user_id: user_id.into(),
+            item_id: item_id.into(),
+            event_type: event_type.into(),
+            timestamp: None,
+            session_id: None,
+            price: None,
+            quantity: None,
+            rating: None,
+            request_id: None,
+        }
+    }
+}
+
 /// A user's features with string ids (`GET /api/v1/features/users/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserFeaturesOut {

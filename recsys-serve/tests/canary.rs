@@ -149,17 +149,7 @@ fn drive(reps: &[Recommender; 2], planted: &Planted) -> Phase {
 }
 
 fn event(user: &str, item: &str, kind: &str) -> EventIn {
-    EventIn {
-        user_id: user.to_string(),
-        item_id: item.to_string(),
-        event_type: kind.to_string(),
-        timestamp: None,
-        session_id: None,
-        price: None,
-        quantity: None,
-        rating: None,
-        request_id: None,
-    }
+    EventIn::new(user, item, kind)
 }
 
 fn wait_same_state(reps: &[Recommender; 2]) {
