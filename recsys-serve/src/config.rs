@@ -99,7 +99,8 @@ pub struct HttpConfig {
     /// (its queueing delay, `recsys_http_queue_delay_seconds`); while that delay is over this
     /// limit, API requests are shed like over `max_in_flight` (503, `Retry-After: 1`). Under a
     /// spike the queue forms before any handler runs, where `max_in_flight` does not see it: this
-    /// limit keeps the accepted requests' latency bounded instead.
+    /// limit keeps the accepted requests' latency bounded instead. It applies to the requests of
+    /// `recsys-serve`'s own listener; an in-process call of the router is not measured against it.
     pub max_queue_ms: u64,
     /// Who may post events and how much (see `recsys_serve::event_limits`): the per-client limits
     /// of a server without an events token.

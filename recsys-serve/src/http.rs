@@ -522,18 +522,24 @@ impl QueueDelay {
 
 /// Load shedding: an API request (recommendations, similar items, events, features) is answered
 /// at once with a 503 and `Retry-After: 1`, counted in `recsys_http_shed_total{route}`, when
-/// `http.max_in_flight` API requests already run, or when the server's queueing delay
-/// ([`QueueDelay`]) is over `http.max_queue_ms`: rather than queueing so that every request's
-/// latency grows with the overload. Health, metrics and admin routes are never shed.
+/// `http.max_in_flight` API requests already run, or, for a request that came through [`serve`]'s
+/// listener, when the server's queueing delay ([`QueueDelay`]) is over `http.max_queue_ms`:
+/// rather than queueing so that every request's latency grows with the overload. Health, metrics
+/// and admin routes are never shed.
 async fn shed_load(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let route = route_of(req.uri().path());
     if !route.starts_with("/api/") {
         return next.run(req).await;
     }
-    st.delay.start(st.rec.metrics());
+    // The queueing delay is that of `serve`'s runtime: measured for requests that came through
+    // its listener (an in-process call of the router brings its own runtime and its own pace).
+    let through_listener = req.extensions().get::<PeerAddr>().is_some();
+    if through_listener {
+        st.delay.start(st.rec.metrics());
+    }
     let waited = st.delay.current();
     let limit = Duration::from_millis(st.rec.config().http.max_queue_ms);
-    if waited > limit {
+    if through_listener && waited > limit {
         st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
         return unavailable(format!(
             "overloaded: requests wait {} ms for the server (http.max_queue_ms {}), retry shortly",
