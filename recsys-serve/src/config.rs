@@ -144,15 +144,6 @@ impl Default for EventLimitsConfig {
 }
 
 impl EventLimitsConfig {
-    /// No limit at all (a trusted network, a load test).
-    pub fn off() -> Self {
-        EventLimitsConfig {
-            per_second: 0.0,
-            per_item_per_hour: 0,
-            ..Self::default()
-        }
-    }
-
     /// The header naming the client, for `"header:NAME"`.
     pub fn client_header(&self) -> Option<&str> {
         self.client.strip_prefix("header:")
@@ -162,7 +153,7 @@ impl EventLimitsConfig {
     pub fn validate(&self) -> Result<()> {
         match self.client_header() {
             None if self.client == "ip" => {}
-            Some(h) if axum_header_name_ok(h) => {}
+            Some(h) if is_header_name(h) => {}
             _ => {
                 return Err(Error::bad(
                     "http.events.client",
@@ -193,7 +184,7 @@ impl EventLimitsConfig {
 }
 
 /// A header name as HTTP allows it (RFC 9110 token characters).
-fn axum_header_name_ok(h: &str) -> bool {
+fn is_header_name(h: &str) -> bool {
     !h.is_empty()
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -531,25 +531,26 @@ async fn shed_load(State(st): State<AppState>, req: Request, next: Next) -> Resp
     if !route.starts_with("/api/") {
         return next.run(req).await;
     }
+    let shed = |why: String| {
+        st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
+        unavailable(why)
+    };
     // The queueing delay is that of `serve`'s runtime: measured for requests that came through
     // its listener (an in-process call of the router brings its own runtime and its own pace).
-    let through_listener = req.extensions().get::<PeerAddr>().is_some();
-    if through_listener {
+    if req.extensions().get::<PeerAddr>().is_some() {
         st.delay.start(st.rec.metrics());
-    }
-    let waited = st.delay.current();
-    let limit = Duration::from_millis(st.rec.config().http.max_queue_ms);
-    if through_listener && waited > limit {
-        st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
-        return unavailable(format!(
-            "overloaded: requests wait {} ms for the server (http.max_queue_ms {}), retry shortly",
-            waited.as_millis(),
-            limit.as_millis()
-        ));
+        let waited = st.delay.current();
+        let limit = Duration::from_millis(st.rec.config().http.max_queue_ms);
+        if waited > limit {
+            return shed(format!(
+                "overloaded: requests wait {} ms for the server (http.max_queue_ms {}), retry shortly",
+                waited.as_millis(),
+                limit.as_millis()
+            ));
+        }
     }
     let Ok(permit) = Arc::clone(&st.in_flight).try_acquire_owned() else {
-        st.rec.metrics().shed.get_or_create(&RouteLabel { route }).inc();
-        return unavailable("overloaded: too many requests in flight, retry shortly".into());
+        return shed("overloaded: too many requests in flight, retry shortly".into());
     };
     let resp = next.run(req).await;
     drop(permit);

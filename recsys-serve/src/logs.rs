@@ -102,16 +102,9 @@ impl EventLog {
                         let last = !matches!(rx.recv_timeout(every), Err(RecvTimeoutError::Timeout));
                         if dirty.swap(false, Ordering::AcqRel) {
                             let file = open.lock().ok().and_then(|o| o.as_ref().map(|d| Arc::clone(&d.file)));
-                            if let Some(f) = file {
-                                match f.sync_data() {
-                                    Ok(()) => {
-                                        syncs.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    Err(e) => {
-                                        tracing::error!("event log: fsync failed: {e}");
-                                        dirty.store(true, Ordering::Release);
-                                    }
-                                }
+                            if let Some(Err(e)) = file.map(|f| sync_counted(&f, &syncs)) {
+                                tracing::error!("event log: fsync failed: {e}");
+                                dirty.store(true, Ordering::Release);
                             }
                         }
                         if last {
@@ -255,10 +248,15 @@ impl EventLog {
 
     /// Forces `f` (a file of the log, or its directory) to disk.
     fn sync(&self, f: &File, what: &Path) -> Result<()> {
-        f.sync_data().map_err(|e| unwritable(what, e))?;
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        sync_counted(f, &self.syncs).map_err(|e| unwritable(what, e))
     }
+}
+
+/// Forces `f` to disk and counts it in `syncs`.
+fn sync_counted(f: &File, syncs: &AtomicU64) -> std::io::Result<()> {
+    f.sync_data()?;
+    syncs.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 impl Drop for EventLog {
