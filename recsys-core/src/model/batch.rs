@@ -210,8 +210,16 @@ pub(super) fn plan_batch(
         .map(|&(u, p)| {
             let h = &data.histories[u as usize];
             let profile = data.users.get(u as usize).copied().unwrap_or_default();
+            let (past, target) = (&h[..p as usize], h[p as usize].item);
+            let without_target: Vec<super::HistoryEvent>;
+            let history = if cfg.history_without_target && past.iter().any(|e| e.item == target) {
+                without_target = past.iter().filter(|e| e.item != target).copied().collect();
+                &without_target[..]
+            } else {
+                past
+            };
             let ctx = UserContext {
-                history: &h[..p as usize],
+                history,
                 as_of: h[p as usize].ts,
                 age: profile.age,
                 region: profile.region,
@@ -627,6 +635,58 @@ mod tests {
         assert!(kept > 60 && gone > 60, "kept {kept}, dropped {gone} of 300 slots");
         assert_eq!(part.user_numeric, full.user_numeric);
         assert_eq!(part.offset, full.offset);
+    }
+
+    #[test]
+    fn history_without_target_leaves_the_targets_earlier_events_out() {
+        // One user: a view of item 2, then items 0, 1, 2 again (clicked), 3; targets 2 and 3.
+        let ev = |item: u32, k: i64| HistoryEvent {
+            item,
+            event_type: EventType::Click,
+            ts: 1_000 * k,
+        };
+        let data = TrainingData {
+            vocab: Vocab {
+                items: 4,
+                categories: 2,
+                brands: 1,
+                price_buckets: 1,
+                ages: 1,
+                regions: 1,
+            },
+            items: ItemSide {
+                category: vec![1; 4],
+                brand: vec![0; 4],
+                price_bucket: vec![0; 4],
+                numeric: vec![[0.0, 0.0]; 4],
+            },
+            users: vec![UserProfile::default()],
+            histories: vec![vec![ev(2, 0), ev(0, 1), ev(1, 2), ev(2, 3), ev(3, 4)]],
+        };
+        let chunk = [(0, 3), (0, 4)];
+        let history_of = |without: bool| {
+            let cfg = TwoTowerConfig::new()
+                .with_history_len(8)
+                .with_history_without_target(without);
+            let mut local_of = vec![u32::MAX; 4];
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+            let plan = plan_batch(&chunk, &data, &cfg, &[-1.0; 4], &mut local_of, &mut rng);
+            let (rows, pad) = (&plan.rows, plan.rows.unique.len() as u32);
+            (0..chunk.len())
+                .map(|k| {
+                    let mut items: Vec<u32> = rows.hist_rows[k * 8..(k + 1) * 8]
+                        .iter()
+                        .filter(|&&r| r != pad)
+                        .map(|&r| rows.unique[r as usize])
+                        .collect();
+                    items.sort_unstable();
+                    items
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(history_of(false), [vec![0, 1, 2], vec![0, 1, 2, 2]]);
+        // Target 2 no longer sees its earlier view; target 3, new to the user, sees everything.
+        assert_eq!(history_of(true), [vec![0, 1], vec![0, 1, 2, 2]]);
     }
 
     #[test]

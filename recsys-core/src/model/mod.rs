@@ -139,6 +139,13 @@ two_tower_config! {
     sparse_learning_rate, with_sparse_learning_rate: f32 = 0.01;
     /// Lowest event type that makes a training target (lower ones only form history).
     min_target_event, with_min_target_event: EventType = EventType::Click;
+    /// Leave the target item's own earlier events out of the history that a training example's
+    /// user tower sees, so that the model learns to predict items new to the user, as served
+    /// lists (which exclude what the user already interacted with) need, instead of the item the
+    /// user just viewed or buys again (a view before a click or a purchase of the same item, a
+    /// repeat purchase). No effect on data without repeats (the Amazon 5-core sets); inference
+    /// always sees the whole history.
+    history_without_target, with_history_without_target: bool = false;
     /// Most training examples per epoch (sampled without replacement; 0 = all).
     max_examples_per_epoch, with_max_examples_per_epoch: usize = 0;
     /// Seed of initialisation and shuffling.
