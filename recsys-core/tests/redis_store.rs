@@ -614,6 +614,16 @@ fn create_cluster(servers: Servers, replicas: usize) -> Servers {
     servers
 }
 
+/// Short timeouts, so that a dead node fails a call quickly, and small write batches.
+fn quick_failing() -> RedisOptions {
+    RedisOptions {
+        connect_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_millis(300),
+        batch: 50,
+        ..RedisOptions::default()
+    }
+}
+
 fn cluster_url(servers: &Servers, ns: &str) -> String {
     let nodes: Vec<String> = servers.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
     format!("redis+cluster://{}#{ns}", nodes.join(","))
@@ -697,13 +707,7 @@ fn after_a_restart_one_failed_read_empties_the_pool_of_broken_connections() {
 fn a_cluster_master_killed_mid_write_and_mid_read_fails_cleanly_and_activates_nothing() {
     let servers = start_cluster();
     let url = cluster_url(&servers, "masterkill");
-    let opts = RedisOptions {
-        connect_timeout: Duration::from_millis(300),
-        io_timeout: Duration::from_millis(300),
-        batch: 50,
-        ..RedisOptions::default()
-    };
-    let store = RedisStore::open_with(&url, opts).unwrap();
+    let store = RedisStore::open_with(&url, quick_failing()).unwrap();
     let n = 300;
     write_version(&store, "1.0.0", 1, n);
     let snap = store.open_version("1.0.0").unwrap();
@@ -759,13 +763,7 @@ fn a_cluster_master_killed_mid_write_and_mid_read_fails_cleanly_and_activates_no
 fn a_cluster_master_killed_fails_over_to_its_replica_and_every_read_comes_back_intact() {
     let servers = create_cluster(Servers::start_with(6, true, &["--cluster-node-timeout", "1000"]), 1);
     let url = cluster_url(&servers, "failover");
-    let opts = RedisOptions {
-        connect_timeout: Duration::from_millis(300),
-        io_timeout: Duration::from_millis(300),
-        batch: 50,
-        ..RedisOptions::default()
-    };
-    let store = RedisStore::open_with(&url, opts).unwrap();
+    let store = RedisStore::open_with(&url, quick_failing()).unwrap();
     let n = 300;
     write_version(&store, "1.0.0", 1, n);
     // Every master's writes have reached its replica: replication is asynchronous, and a
