@@ -614,6 +614,35 @@ fn create_cluster(servers: Servers, replicas: usize) -> Servers {
     servers
 }
 
+/// Reads users `0..n` of version 1.0.0 as [`write_version`] wrote it through `candidates`: each
+/// answer must be the user's list, intact, or `Unavailable`, within 3 s. Returns how many were
+/// read and how many were unavailable.
+fn read_intact_or_unavailable(
+    candidates: impl Fn(&str) -> Result<Option<Vec<Scored>>, Error>,
+    n: usize,
+) -> (usize, usize) {
+    let (mut read, mut unavailable) = (0, 0);
+    for (u, key) in users_named(n).iter().enumerate() {
+        let started = Instant::now();
+        match candidates(key) {
+            Ok(Some(got)) => {
+                let want: Vec<u32> = list(u, 1 + u % 20).iter().map(|s| s.item).collect();
+                assert_eq!(got.iter().map(|s| s.item).collect::<Vec<_>>(), want, "{key}");
+                read += 1;
+            }
+            Ok(None) => panic!("{key} missing from 1.0.0"),
+            Err(Error::Unavailable { .. }) => unavailable += 1,
+            Err(e) => panic!("{key}: {e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{key}: {:?}",
+            started.elapsed()
+        );
+    }
+    (read, unavailable)
+}
+
 /// Short timeouts, so that a dead node fails a call quickly, and small write batches.
 fn quick_failing() -> RedisOptions {
     RedisOptions {
@@ -730,25 +759,7 @@ fn a_cluster_master_killed_mid_write_and_mid_read_fails_cleanly_and_activates_no
         Err(Error::Unavailable { .. }) => {}
         Err(e) => panic!("{e}"),
     }
-    let (mut read, mut unavailable) = (0, 0);
-    for (u, key) in users_named(n).iter().enumerate() {
-        let started = Instant::now();
-        match snap.candidates(key) {
-            Ok(Some(got)) => {
-                let want: Vec<u32> = list(u, 1 + u % 20).iter().map(|s| s.item).collect();
-                assert_eq!(got.iter().map(|s| s.item).collect::<Vec<_>>(), want, "{key}");
-                read += 1;
-            }
-            Ok(None) => panic!("{key} missing from 1.0.0"),
-            Err(Error::Unavailable { .. }) => unavailable += 1,
-            Err(e) => panic!("{key}: {e}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{key}: {:?}",
-            started.elapsed()
-        );
-    }
+    let (read, unavailable) = read_intact_or_unavailable(|key| snap.candidates(key), n);
     assert!(unavailable > 0, "the dead master's users cannot be read");
     eprintln!("a dead master: {read} users read, {unavailable} unavailable");
     drop(servers);
@@ -794,27 +805,12 @@ fn a_cluster_master_killed_fails_over_to_its_replica_and_every_read_comes_back_i
         .collect();
     assert_eq!(masters.len(), 3, "{masters:?}");
     let snap = store.open_version("1.0.0").unwrap();
-    let want = |u: usize| list(u, 1 + u % 20).iter().map(|s| s.item).collect::<Vec<u32>>();
     let victim = servers.ports().iter().position(|p| *p == masters[1]).unwrap();
     servers.signal(victim, "-KILL");
     let killed = Instant::now();
     let mut rounds = Vec::new();
     loop {
-        let mut unavailable = 0;
-        for (u, key) in users_named(n).iter().enumerate() {
-            let started = Instant::now();
-            match snap.candidates(key) {
-                Ok(Some(got)) => assert_eq!(got.iter().map(|s| s.item).collect::<Vec<_>>(), want(u), "{key}"),
-                Ok(None) => panic!("{key} missing from 1.0.0 after the failover"),
-                Err(Error::Unavailable { .. }) => unavailable += 1,
-                Err(e) => panic!("{key}: {e}"),
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(3),
-                "{key}: {:?}",
-                started.elapsed()
-            );
-        }
+        let (_, unavailable) = read_intact_or_unavailable(|key| snap.candidates(key), n);
         rounds.push(unavailable);
         if unavailable == 0 {
             break;
