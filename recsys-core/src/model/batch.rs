@@ -639,7 +639,7 @@ mod tests {
 
     #[test]
     fn history_without_target_leaves_the_targets_earlier_events_out() {
-        // One user: a view of item 2, then items 0, 1, 2 again (clicked), 3; targets 2 and 3.
+        // One user: item 2, then items 0, 1, 2 again, 3 (all clicks); targets 2 (a repeat) and 3.
         let ev = |item: u32, k: i64| HistoryEvent {
             item,
             event_type: EventType::Click,
@@ -685,7 +685,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(history_of(false), [vec![0, 1, 2], vec![0, 1, 2, 2]]);
-        // Target 2 no longer sees its earlier view; target 3, new to the user, sees everything.
+        // Target 2 no longer sees its earlier event; target 3, new to the user, sees everything.
         assert_eq!(history_of(true), [vec![0, 1], vec![0, 1, 2, 2]]);
     }
 
