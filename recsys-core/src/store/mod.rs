@@ -252,6 +252,17 @@ pub trait Snapshot: Send + Sync {
     /// The online feature snapshot published with the version, `None` when it has none (written
     /// without one, or by a release before snapshots existed).
     fn features(&self) -> Result<Option<FeatureSnapshot>>;
+    /// The candidates of `user_id` and the user's session events in `sessions`, read together: in
+    /// one round trip when both live on the same Redis server or cluster (a store and the
+    /// [`RedisStore::sessions`] made from it), else one call after the other. The two results are
+    /// independent, each as [`Snapshot::candidates`] and [`SessionStore::recent`] give it.
+    fn candidates_with_session(
+        &self,
+        user_id: &str,
+        sessions: &dyn SessionStore,
+    ) -> (Result<Option<Vec<Scored>>>, Result<Vec<SessionEvent>>) {
+        (self.candidates(user_id), sessions.recent(user_id))
+    }
 }
 
 /// A candidate store: versions written by batch jobs, one of them active.

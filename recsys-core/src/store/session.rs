@@ -56,6 +56,9 @@ pub trait SessionStore: Send + Sync {
     fn recent(&self, user_id: &str) -> Result<Vec<SessionEvent>>;
     /// A short description for status pages.
     fn describe(&self) -> String;
+    /// This store as `Any`, so that a candidate store can recognise a session store it reads in
+    /// the same round trip ([`crate::store::Snapshot::candidates_with_session`]).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// Session events in this process: a bounded queue per user, for a bounded number of users (the
@@ -125,6 +128,10 @@ impl SessionStore for MemorySessions {
 
     fn describe(&self) -> String {
         "memory".to_string()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -21,7 +21,12 @@
 //! **Writing.** A writer sends its lists in pipelines of [`RedisOptions::batch`] commands, each key
 //! with the plan's TTL. With every new key it also sets the key of the same user in the version that
 //! was active when the writer started to expire after [`RedisOptions::grace`] (same slot, same
-//! pipeline), so at most two versions of a user's list coexist for long. `finish` adds the shard to the
+//! pipeline), so at most two versions of a user's list coexist for long. `finish` first waits
+//! (`WAIT`) until [`RedisOptions::replicas`] replicas acknowledge every write the writer sent (by
+//! default every replica connected when it started), then checks that each primary's replication id
+//! is the one it had at the start: Redis replicates asynchronously, and a failover in between
+//! promotes a replica that may lack some writes, so either failure fails the writer with
+//! `Unavailable` rather than completing a shard with keys missing. It then adds the shard to the
 //! version's shard set and, when the set is complete, switches `NS:active` (one atomic `SET`) and lets
 //! the meta of the replaced version expire after the grace period too. A writer dropped without
 //! `finish` (an error, a panic) restores the TTL of the previous version's keys it shortened and
@@ -40,14 +45,15 @@
 //! Needs Redis 6.2 or newer (`SET ... GET`).
 
 use super::{
-    CandidateStore, FeatureSnapshot, Scored, ShardWriter, Snapshot, VersionMeta, WritePlan, decode_list, encoded_len,
-    id_width, validate_version,
+    CandidateStore, FeatureSnapshot, Scored, SessionEvent, SessionStore, ShardWriter, Snapshot, VersionMeta, WritePlan,
+    decode_list, encoded_len, id_width, validate_version,
 };
 use crate::{Error, Result};
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, ConnectionLike, FromRedisValue, RedisError, Value, cmd};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,6 +82,13 @@ pub struct RedisOptions {
     pub batch: usize,
     /// Idle connections kept for reuse (default 32).
     pub max_idle: usize,
+    /// Replicas that must acknowledge a shard's writes before the shard counts as complete (and
+    /// its version can become active). `None` (the default) asks for every replica that each
+    /// primary had connected when the writer started, the smallest such number over the
+    /// primaries; `Some(0)` does not wait.
+    pub replicas: Option<usize>,
+    /// How long a writer waits for those acknowledgements (default 10 s).
+    pub replica_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -86,6 +99,8 @@ impl Default for RedisOptions {
             grace: Duration::from_secs(3600),
             batch: 1000,
             max_idle: 32,
+            replicas: None,
+            replica_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -295,6 +310,80 @@ impl Conn {
     }
 }
 
+/// The replication state of one primary, read from `INFO replication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Primary {
+    /// `role`: `master` until a failover makes it a replica.
+    role: String,
+    /// `master_replid`: a new one after a failover promoted a replica or a restart.
+    replid: String,
+    /// `connected_slaves`.
+    replicas: usize,
+}
+
+impl Conn {
+    /// Every primary this connection writes to (its address; empty for a single server) with its
+    /// replication state.
+    fn primaries(&mut self) -> redis::RedisResult<BTreeMap<String, Primary>> {
+        let info = cmd("INFO").arg("replication").clone();
+        let texts: Vec<(String, String)> = match self {
+            Conn::Single(con) => vec![(String::new(), info.query(con as &mut dyn ConnectionLike)?)],
+            // Routed to every primary; the reply maps each primary's address to its text.
+            Conn::Cluster(con) => info
+                .query::<BTreeMap<String, String>>(con.as_mut())?
+                .into_iter()
+                .collect(),
+        };
+        let mut out = BTreeMap::new();
+        for (addr, text) in texts {
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .map(str::trim)
+            };
+            let (Some(role), Some(replid)) = (field("role"), field("master_replid")) else {
+                return Err(RedisError::from((
+                    redis::ErrorKind::Parse,
+                    "INFO replication without role or master_replid",
+                    addr,
+                )));
+            };
+            let replicas = field("connected_slaves").unwrap_or("0");
+            out.insert(
+                addr,
+                Primary {
+                    role: role.to_string(),
+                    replid: replid.to_string(),
+                    replicas: replicas.parse().unwrap_or(0),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// `WAIT replicas timeout` on this connection: how many replicas acknowledged every write it
+    /// sent (the fewest over the primaries of a cluster). The read timeout covers the wait.
+    fn wait_for_replicas(&mut self, replicas: usize, timeout: Duration, io: Duration) -> redis::RedisResult<usize> {
+        let wait = cmd("WAIT").arg(replicas).arg(timeout.as_millis().max(1) as u64).clone();
+        let longer = Some(timeout + io);
+        let acked = match self {
+            Conn::Single(con) => {
+                con.set_read_timeout(longer)?;
+                let acked = wait.query(con as &mut dyn ConnectionLike);
+                con.set_read_timeout(Some(io))?;
+                acked?
+            }
+            Conn::Cluster(con) => {
+                con.set_read_timeout(longer)?;
+                let acked = wait.query(con.as_mut());
+                con.set_read_timeout(Some(io))?;
+                acked?
+            }
+        };
+        Ok(acked)
+    }
+}
+
 struct Inner {
     url: String,
     keys: Keys,
@@ -352,23 +441,47 @@ impl Inner {
     /// Runs `f` on a pooled connection; the connection is dropped if `f` fails (it may be out of
     /// sync). A connection-level failure (refused, reset, timed out) empties the whole pool: the
     /// other idle connections went to the same server and are most likely broken too, and each
-    /// would otherwise cost one more failed request once the server is back.
+    /// would otherwise cost one more failed request once the server is back. So does a cluster
+    /// redirect (MOVED, ASK: a failover or resharding moved slots), after which every pooled
+    /// connection's slot map is stale.
     fn with<T>(&self, what: &str, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
-        let mut conn = self.take()?;
-        match f(&mut conn) {
-            Ok(v) => {
-                self.give(conn);
-                Ok(v)
+        let conn = self.take()?;
+        self.run(conn, f).map_err(|e| self.unavailable(what, e))
+    }
+
+    /// Like [`Self::with`], for commands that have the same effect when run twice (reads, and the
+    /// writer's start): after a cluster redirect it runs once more on a new connection, which reads
+    /// the cluster's current slot map (redis-rs does not follow a pipeline's redirected commands).
+    /// Other writes fail instead: a writer across a failover must fail anyway.
+    fn with_retry<T>(&self, what: &str, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
+        let conn = self.take()?;
+        match self.run(conn, &f) {
+            Err(e) if e.is_cluster_error() => {
+                let conn = self.connect()?;
+                self.run(conn, &f).map_err(|e| self.unavailable(what, e))
             }
+            other => other.map_err(|e| self.unavailable(what, e)),
+        }
+    }
+
+    /// Runs `f` on `conn`, then returns the connection to the pool or drops it (see [`Self::with`]).
+    fn run<T>(&self, mut conn: Conn, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> redis::RedisResult<T> {
+        let out = f(&mut conn);
+        match &out {
+            Ok(_) => self.give(conn),
             Err(e) => {
-                if (e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal())
+                if (e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_connection_refusal()
+                    || e.is_cluster_error())
                     && let Ok(mut p) = self.pool.lock()
                 {
                     p.clear();
                 }
-                Err(self.unavailable(what, e))
             }
         }
+        out
     }
 
     fn query<T: FromRedisValue>(&self, what: &str, c: &Cmd) -> Result<T> {
@@ -379,10 +492,20 @@ impl Inner {
         self.with(what, |con| con.pipeline(cmds))
     }
 
+    /// [`Self::query`] for a command that can run twice (retried once after a cluster redirect).
+    fn query_idempotent<T: FromRedisValue>(&self, what: &str, c: &Cmd) -> Result<T> {
+        self.with_retry(what, |con| con.query(c))
+    }
+
+    /// [`Self::pipeline`] for commands that can run twice (retried once after a cluster redirect).
+    fn pipeline_idempotent(&self, what: &str, cmds: Vec<Cmd>) -> Result<Vec<Value>> {
+        self.with_retry(what, |con| con.pipeline(cmds.clone()))
+    }
+
     /// The meta of `version` and its number of completed shards; `None` when unknown.
     fn meta(&self, version: &str) -> Result<Option<(VersionMeta, u32)>> {
         validate_version(version)?;
-        let values = self.pipeline(
+        let values = self.pipeline_idempotent(
             "read version meta",
             vec![
                 cmd("GET").arg(self.keys.meta(version)).clone(),
@@ -468,7 +591,7 @@ const FEATURE_CHUNK: usize = 4 << 20;
 impl Inner {
     fn feature_header(&self, version: &str) -> Result<Option<FeatureHeader>> {
         let key = self.keys.features(version);
-        let text: Option<Vec<u8>> = self.query("read features", cmd("GET").arg(&key))?;
+        let text: Option<Vec<u8>> = self.query_idempotent("read features", cmd("GET").arg(&key))?;
         text.map(|t| serde_json::from_slice(&t).map_err(|e| Error::corrupt(&key, e.to_string())))
             .transpose()
     }
@@ -569,15 +692,15 @@ impl CandidateStore for RedisStore {
 
     fn active_version(&self) -> Result<Option<String>> {
         self.inner
-            .query("read the active version", cmd("GET").arg(self.inner.keys.active()))
+            .query_idempotent("read the active version", cmd("GET").arg(self.inner.keys.active()))
     }
 
     fn versions(&self) -> Result<Vec<String>> {
         let inner = &self.inner;
         let listed: Vec<String> =
-            inner.query("list versions", cmd("ZRANGE").arg(inner.keys.versions()).arg(0).arg(-1))?;
+            inner.query_idempotent("list versions", cmd("ZRANGE").arg(inner.keys.versions()).arg(0).arg(-1))?;
         let listed: Vec<String> = listed.into_iter().filter(|v| validate_version(v).is_ok()).collect();
-        let exists = inner.pipeline(
+        let exists = inner.pipeline_idempotent(
             "list versions",
             listed
                 .iter()
@@ -616,7 +739,8 @@ impl CandidateStore for RedisStore {
         let ttl = plan.ttl_seconds.max(1);
         let meta = plan.meta();
         let json = serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.to_string()))?;
-        let values = inner.pipeline(
+        // Run twice, `SET NX` finds the meta it wrote and compares it: the same effect.
+        let values = inner.pipeline_idempotent(
             "start writer",
             vec![
                 cmd("SET")
@@ -663,13 +787,13 @@ impl CandidateStore for RedisStore {
             previous,
             was_complete,
             conn,
-        )))
+        )?))
     }
 
     fn activate(&self, version: &str) -> Result<()> {
         let inner = &self.inner;
         let meta = inner.complete_meta(version)?;
-        let pttl: i64 = inner.query("activate", cmd("PTTL").arg(inner.keys.meta(version)))?;
+        let pttl: i64 = inner.query_idempotent("activate", cmd("PTTL").arg(inner.keys.meta(version)))?;
         let grace_ms = inner.options.grace.as_millis().min(i64::MAX as u128) as i64;
         if pttl >= 0 && pttl <= grace_ms {
             return Err(Error::invalid(
@@ -699,7 +823,12 @@ struct RedisSnapshot {
 impl RedisSnapshot {
     fn get(&self, table: Table, id: &str) -> Result<Option<Vec<Scored>>> {
         let key = self.inner.keys.list(table, id, &self.meta.version);
-        let bytes: Option<Vec<u8>> = self.inner.query("read", cmd("GET").arg(&key))?;
+        let bytes: Option<Vec<u8>> = self.inner.query_idempotent("read", cmd("GET").arg(&key))?;
+        self.decode(&key, bytes)
+    }
+
+    /// Checks and decodes a list read from `key`.
+    fn decode(&self, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<Vec<Scored>>> {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
@@ -710,7 +839,7 @@ impl RedisSnapshot {
         };
         if bytes.len() != encoded_len(n, self.width) {
             return Err(Error::corrupt(
-                &key,
+                key,
                 format!(
                     "{} bytes, a list of {n} entries has {}",
                     bytes.len(),
@@ -718,10 +847,10 @@ impl RedisSnapshot {
                 ),
             ));
         }
-        let list = decode_list(&bytes, self.width, &key)?;
+        let list = decode_list(&bytes, self.width, key)?;
         if let Some(bad) = list.iter().find(|s| s.item as usize >= self.meta.items.len()) {
             return Err(Error::corrupt(
-                &key,
+                key,
                 format!("item {} outside the dictionary of {}", bad.item, self.meta.items.len()),
             ));
         }
@@ -742,6 +871,48 @@ impl Snapshot for RedisSnapshot {
         self.get(Table::Similar, item_id)
     }
 
+    fn candidates_with_session(
+        &self,
+        user_id: &str,
+        sessions: &dyn SessionStore,
+    ) -> (Result<Option<Vec<Scored>>>, Result<Vec<SessionEvent>>) {
+        let same_server = sessions
+            .as_any()
+            .downcast_ref::<RedisSessions>()
+            .filter(|s| Arc::ptr_eq(&s.inner, &self.inner));
+        let Some(redis) = same_server else {
+            return (self.candidates(user_id), sessions.recent(user_id));
+        };
+        let list_key = self.inner.keys.list(Table::Candidates, user_id, &self.meta.version);
+        let read = self.inner.pipeline_idempotent(
+            "read",
+            vec![
+                cmd("GET").arg(&list_key).clone(),
+                cmd("LRANGE").arg(redis.key(user_id)).arg(0).arg(-1).clone(),
+            ],
+        );
+        let (list, session) = match read {
+            Ok(values) => match <(Option<Vec<u8>>, Vec<String>)>::from_redis_value(Value::Array(values)) {
+                Ok(v) => v,
+                Err(bad) => {
+                    let corrupt = || Error::corrupt(&list_key, bad.to_string());
+                    return (Err(corrupt()), Err(corrupt()));
+                }
+            },
+            Err(e) => {
+                let again = match &e {
+                    Error::Unavailable { service, message } => Error::Unavailable {
+                        service,
+                        message: message.clone(),
+                    },
+                    other => Error::Internal(other.to_string()),
+                };
+                return (Err(e), Err(again));
+            }
+        };
+        (self.decode(&list_key, list), RedisSessions::decode(&session))
+    }
+
     fn features(&self) -> Result<Option<FeatureSnapshot>> {
         let inner = &self.inner;
         let version = &self.meta.version;
@@ -751,7 +922,7 @@ impl Snapshot for RedisSnapshot {
         let mut bytes = Vec::with_capacity(header.bytes as usize);
         for i in 0..header.chunks {
             let key = inner.keys.feature_chunk(version, &header.token, i);
-            let chunk: Option<Vec<u8>> = inner.query("read features", cmd("GET").arg(&key))?;
+            let chunk: Option<Vec<u8>> = inner.query_idempotent("read features", cmd("GET").arg(&key))?;
             let chunk = chunk.ok_or_else(|| {
                 Error::corrupt(
                     &key,

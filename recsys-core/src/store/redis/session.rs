@@ -23,8 +23,15 @@ impl std::fmt::Debug for RedisSessions {
 }
 
 impl RedisSessions {
-    fn key(&self, user_id: &str) -> String {
+    /// The key of a user's session list: the same hash tag as the user's candidate lists, so a
+    /// cluster keeps them in one slot and one pipeline reads both.
+    pub(super) fn key(&self, user_id: &str) -> String {
         format!("{}:sess:{{{}}}", self.inner.keys.ns, escape_id(user_id))
+    }
+
+    /// Decodes the reply of `LRANGE key 0 -1`.
+    pub(super) fn decode(raw: &[String]) -> Result<Vec<SessionEvent>> {
+        raw.iter().map(|s| SessionEvent::decode(s)).collect()
     }
 }
 
@@ -53,11 +60,15 @@ impl SessionStore for RedisSessions {
         let key = self.key(user_id);
         let raw: Vec<String> = self
             .inner
-            .query("read session", cmd("LRANGE").arg(&key).arg(0).arg(-1))?;
-        raw.iter().map(|s| SessionEvent::decode(s)).collect()
+            .query_idempotent("read session", cmd("LRANGE").arg(&key).arg(0).arg(-1))?;
+        Self::decode(&raw)
     }
 
     fn describe(&self) -> String {
         format!("redis {}", redact(&self.inner.url))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

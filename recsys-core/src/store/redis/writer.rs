@@ -1,12 +1,13 @@
 //! The Redis shard writer: one shard of one version, pipelined, with the grace TTL of the replaced
 //! version's keys and best-effort cleanup when dropped unfinished.
 
-use super::{Conn, FEATURE_CHUNK, FeatureHeader, Inner, Table};
+use super::{Conn, FEATURE_CHUNK, FeatureHeader, Inner, Primary, Table};
 use crate::store::{
     FeatureSnapshot, FinishReport, Scored, Shard, ShardWriter, WritePlan, check_list, encode_list, id_width,
 };
 use crate::{Error, Result};
 use redis::{Cmd, FromRedisValue, Value, cmd};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Writes one shard of one version into Redis.
@@ -19,6 +20,9 @@ pub(super) struct RedisShardWriter {
     previous: Option<String>,
     /// Whether this shard was already complete before (a rerun): then a failed rerun keeps its keys.
     was_complete: bool,
+    /// The primaries and their replication ids when the writer started: a failover or a restart
+    /// while it writes changes them, and may have lost writes.
+    primaries: BTreeMap<String, Primary>,
     conn: Option<Conn>,
     batch: Vec<Cmd>,
     buf: Vec<u8>,
@@ -36,9 +40,10 @@ impl RedisShardWriter {
         ttl: u64,
         previous: Option<String>,
         was_complete: bool,
-        conn: Conn,
-    ) -> Self {
-        RedisShardWriter {
+        mut conn: Conn,
+    ) -> Result<Self> {
+        let primaries = conn.primaries().map_err(|e| inner.unavailable("start writer", e))?;
+        Ok(RedisShardWriter {
             width: id_width(plan.items.len()),
             batch: Vec::with_capacity(inner.options.batch + 2),
             inner,
@@ -46,13 +51,14 @@ impl RedisShardWriter {
             ttl,
             previous,
             was_complete,
+            primaries,
             conn: Some(conn),
             buf: Vec::new(),
             users: ahash::AHashSet::new(),
             items: ahash::AHashSet::new(),
             bytes: 0,
             finished: false,
-        }
+        })
     }
 
     fn put(&mut self, table: Table, id: &str, list: &[Scored]) -> Result<()> {
@@ -108,12 +114,66 @@ impl RedisShardWriter {
 
     fn flush(&mut self) -> Result<()> {
         let cmds = std::mem::take(&mut self.batch);
+        self.send("write", cmds).map(|_| ())
+    }
+
+    /// Runs `cmds` as one pipeline on the writer's own connection, the one whose writes
+    /// [`Self::replicated`] waits for.
+    fn send(&mut self, what: &str, cmds: Vec<Cmd>) -> Result<Vec<Value>> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => self.inner.connect()?,
         };
-        conn.pipeline(cmds).map_err(|e| self.inner.unavailable("write", e))?;
+        let values = conn.pipeline(cmds).map_err(|e| self.inner.unavailable(what, e))?;
         self.conn = Some(conn);
+        Ok(values)
+    }
+
+    /// Waits until the replicas asked for by [`super::RedisOptions::replicas`] hold every write of
+    /// this writer, then checks that no failover or restart happened since it started (a promoted
+    /// replica lacks the writes it had not received yet). Either failure is `Unavailable`: the
+    /// shard is not complete and its version does not become active.
+    fn replicated(&mut self) -> Result<()> {
+        let inner = self.inner.clone();
+        let options = &inner.options;
+        let want = options
+            .replicas
+            .unwrap_or_else(|| self.primaries.values().map(|p| p.replicas).min().unwrap_or(0));
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| Error::Internal("writer without connection".into()))?;
+        if want > 0 {
+            let acked = conn
+                .wait_for_replicas(want, options.replica_timeout, options.io_timeout)
+                .map_err(|e| inner.unavailable("wait for replicas", e))?;
+            if acked < want {
+                return Err(inner.unavailable(
+                    "wait for replicas",
+                    format!(
+                        "{acked} of {want} replicas acknowledged the shard's writes within {:?}",
+                        options.replica_timeout
+                    ),
+                ));
+            }
+        }
+        let now = conn.primaries().map_err(|e| inner.unavailable("finish shard", e))?;
+        let ids = |m: &BTreeMap<String, Primary>| {
+            m.iter()
+                .map(|(addr, p)| format!("{addr} {} {}", p.role, p.replid))
+                .collect::<Vec<_>>()
+        };
+        if ids(&now) != ids(&self.primaries) {
+            return Err(inner.unavailable(
+                "finish shard",
+                format!(
+                    "the primaries changed while the shard was written (a failover or a restart, which \
+                     can lose writes): {:?} then {:?}; write the shard again",
+                    ids(&self.primaries),
+                    ids(&now)
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -180,21 +240,20 @@ impl ShardWriter for RedisShardWriter {
         let bytes = snapshot.encode()?;
         let inner = self.inner.clone();
         let keys = &inner.keys;
-        let version = &self.plan.version;
+        let version = &self.plan.version.clone();
         let old = inner.feature_keys(version)?;
         // A new generation of chunks, then the header naming it: a reader sees the old snapshot or
         // the new one, whole.
         let token = crate::atomic::unique_token();
         let chunks: Vec<&[u8]> = bytes.chunks(FEATURE_CHUNK).collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            inner.query::<()>(
-                "write features",
-                cmd("SET")
-                    .arg(keys.feature_chunk(version, &token, i))
-                    .arg(*chunk)
-                    .arg("EX")
-                    .arg(self.ttl),
-            )?;
+            let set = cmd("SET")
+                .arg(keys.feature_chunk(version, &token, i))
+                .arg(*chunk)
+                .arg("EX")
+                .arg(self.ttl)
+                .clone();
+            self.send("write features", vec![set])?;
         }
         let header = FeatureHeader {
             token,
@@ -202,10 +261,13 @@ impl ShardWriter for RedisShardWriter {
             bytes: bytes.len() as u64,
         };
         let json = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
-        inner.query::<()>(
-            "write features",
-            cmd("SET").arg(keys.features(version)).arg(json).arg("EX").arg(self.ttl),
-        )?;
+        let set = cmd("SET")
+            .arg(keys.features(version))
+            .arg(json)
+            .arg("EX")
+            .arg(self.ttl)
+            .clone();
+        self.send("write features", vec![set])?;
         // The replaced generation's chunks (not its header, just rewritten) go after the grace period.
         let grace = inner.options.grace.as_secs().max(1);
         let expire: Vec<Cmd> = old
@@ -221,6 +283,7 @@ impl ShardWriter for RedisShardWriter {
 
     fn finish(mut self: Box<Self>) -> Result<FinishReport> {
         self.flush()?;
+        self.replicated()?;
         let inner = self.inner.clone();
         let keys = &inner.keys;
         let version = self.plan.version.clone();
