@@ -527,6 +527,40 @@ fn resolve_rules(config: &ServeConfig, f: &OnlineFeatures) -> Result<RulesConfig
     Ok(rules)
 }
 
+/// How much lower than the serving threads' the CPU priority of a reload is (`nice` steps).
+const RELOAD_NICENESS: i32 = 10;
+
+/// Runs `work` on a thread of its own whose CPU priority is [`RELOAD_NICENESS`] steps lower (on
+/// Linux; elsewhere at the same priority), so that loading a model on a busy machine takes the CPU
+/// the requests served meanwhile leave over instead of delaying them.
+fn at_low_priority<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            lower_this_threads_priority(RELOAD_NICENESS);
+            work()
+        })
+        .join()
+    })
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Raises the calling thread's nice value by `steps` (best effort: a failure leaves it unchanged).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn lower_this_threads_priority(steps: i32) {
+    // SAFETY: `gettid` and `getpriority`/`setpriority` on the calling thread's own id take and
+    // return plain integers and touch no memory of ours. On Linux the nice value is per thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (now + steps).min(19));
+    }
+}
+
+/// Raises the calling thread's nice value by `steps` (a no-op off Linux).
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority(_steps: i32) {}
+
 fn load_serving(
     inner_opts: &RecommenderOptions,
     store: Option<&Arc<dyn CandidateStore>>,
@@ -1018,11 +1052,14 @@ impl Recommender {
 
         let t = Instant::now();
         let skip_store = inner.store_skipped(now_ms());
-        let session = if skip_store {
+        // The live session and, in the same round trip where the store allows it, the user's
+        // stored candidates (used on a cache miss).
+        let (session, stored) = if skip_store {
             m.fallback("store_skipped");
-            Vec::new()
+            (Vec::new(), None)
         } else {
-            match inner.sessions.recent(user_id) {
+            let (stored, session) = model.stored_candidates_with_session(user_id, &*inner.sessions);
+            let session = match session {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("session read failed, serving without the live session: {e}");
@@ -1030,7 +1067,8 @@ impl Recommender {
                     inner.store_failed(now_ms());
                     Vec::new()
                 }
-            }
+            };
+            (session, Some(stored))
         };
         m.stage("session", t.elapsed());
         let generation = session_generation(&session);
@@ -1111,6 +1149,7 @@ impl Recommender {
             CandidateInputs {
                 anonymous,
                 skip_store,
+                stored,
                 embedding: embedding.as_deref(),
                 purchased,
                 anchor: r.anchor,
@@ -1464,7 +1503,7 @@ impl Recommender {
                 .map_err(|_| Error::Internal("feature lock poisoned".into()))?;
             f.item_ids().to_vec()
         };
-        match load_serving(&inner.options, inner.store.as_ref(), &ids) {
+        match at_low_priority(|| load_serving(&inner.options, inner.store.as_ref(), &ids)) {
             Ok(s) => {
                 inner.serving.store(Arc::new(s));
                 if let Some(c) = &inner.cache
@@ -1560,6 +1599,25 @@ impl Recommender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nice value of the calling thread, from `/proc/thread-self/stat` (field 19).
+    #[cfg(target_os = "linux")]
+    fn own_nice() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reload_work_runs_at_a_lower_cpu_priority_and_leaves_the_callers() {
+        let before = own_nice();
+        let inside = at_low_priority(own_nice);
+        assert_eq!(inside, (before + i64::from(RELOAD_NICENESS)).min(19));
+        assert_eq!(own_nice(), before);
+        let caught = std::panic::catch_unwind(|| at_low_priority(|| -> u8 { panic!("load failed") }));
+        assert!(caught.is_err(), "a panic while loading reaches the caller");
+    }
 
     #[test]
     fn ab_buckets_are_stable_and_spread() {
