@@ -9,7 +9,7 @@ use recsys_core::model::{HistoryEvent, UserContext, UserInputs};
 use recsys_core::registry::{Vocabularies, files, load_model};
 use recsys_core::rerank::Reranker;
 use recsys_core::retrieval::{ExactIndex, Filter, HnswConfig, HnswIndex, ItemIndex, QuantizedVectors};
-use recsys_core::store::{CandidateStore, Scored, SessionEvent, SessionStore, Snapshot};
+use recsys_core::store::{CandidateStore, Scored, Snapshot};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -238,27 +238,6 @@ impl LoadedModel {
         match &self.snapshot {
             None => Ok(None),
             Some(s) => Ok(s.candidates(user_id)?.map(|l| self.map_store(l))),
-        }
-    }
-
-    /// The user's pre-computed candidates and session events, read together: one round trip when
-    /// the store and `sessions` share a Redis server ([`Snapshot::candidates_with_session`]).
-    /// Without a store: no candidates, and the session alone.
-    pub fn stored_candidates_with_session(
-        &self,
-        user_id: &str,
-        sessions: &dyn SessionStore,
-    ) -> (Result<Option<Vec<Scored>>>, recsys_core::Result<Vec<SessionEvent>>) {
-        match &self.snapshot {
-            None => (Ok(None), sessions.recent(user_id)),
-            Some(s) => {
-                let (list, session) = s.candidates_with_session(user_id, sessions);
-                let list = match list {
-                    Ok(l) => Ok(l.map(|l| self.map_store(l))),
-                    Err(e) => Err(e.into()),
-                };
-                (list, session)
-            }
         }
     }
 

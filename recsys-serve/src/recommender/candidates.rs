@@ -15,8 +15,6 @@ pub(super) struct CandidateInputs<'a> {
     pub anonymous: bool,
     /// The store is in its back-off window after a failure.
     pub skip_store: bool,
-    /// The stored candidates when already read (with the session), else read here.
-    pub stored: Option<Result<Option<Vec<Scored>>>>,
     /// The user tower's embedding (`None` when anonymous).
     pub embedding: Option<&'a [f32]>,
     /// Purchased items (excluded from the model's search).
@@ -40,11 +38,7 @@ impl Inner {
         let mut source = Source::Store;
         let mut candidates: Option<Vec<Scored>> = None;
         if !inputs.anonymous && self.store.is_some() && !inputs.skip_store {
-            let read = match inputs.stored {
-                Some(read) => read,
-                None => model.stored_candidates(user_id),
-            };
-            match read {
+            match model.stored_candidates(user_id) {
                 Ok(Some(list)) => candidates = Some(list),
                 Ok(None) => self.metrics.fallback("store_miss"),
                 Err(e) => {

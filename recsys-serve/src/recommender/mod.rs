@@ -1052,14 +1052,11 @@ impl Recommender {
 
         let t = Instant::now();
         let skip_store = inner.store_skipped(now_ms());
-        // The live session and, in the same round trip where the store allows it, the user's
-        // stored candidates (used on a cache miss).
-        let (session, stored) = if skip_store {
+        let session = if skip_store {
             m.fallback("store_skipped");
-            (Vec::new(), None)
+            Vec::new()
         } else {
-            let (stored, session) = model.stored_candidates_with_session(user_id, &*inner.sessions);
-            let session = match session {
+            match inner.sessions.recent(user_id) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("session read failed, serving without the live session: {e}");
@@ -1067,8 +1064,7 @@ impl Recommender {
                     inner.store_failed(now_ms());
                     Vec::new()
                 }
-            };
-            (session, Some(stored))
+            }
         };
         m.stage("session", t.elapsed());
         let generation = session_generation(&session);
@@ -1149,7 +1145,6 @@ impl Recommender {
             CandidateInputs {
                 anonymous,
                 skip_store,
-                stored,
                 embedding: embedding.as_deref(),
                 purchased,
                 anchor: r.anchor,
