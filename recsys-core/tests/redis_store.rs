@@ -991,16 +991,11 @@ fn masters_with_replicas_in_sync(servers: &Servers) -> Vec<u16> {
         .ports()
         .into_iter()
         .filter(|&port| {
-            let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let mut info = || redis::cmd("INFO").arg("replication").query::<String>(&mut con).unwrap();
-            if !info().contains("role:master") {
+            if !replication_info(port).contains("role:master") {
                 return false;
             }
             wait_for(&format!("the replica of 127.0.0.1:{port} in sync"), || {
-                let text = info();
+                let text = replication_info(port);
                 let field = |name: &str| -> Option<i64> {
                     let at = text.find(name)? + name.len();
                     text[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()

@@ -365,22 +365,17 @@ impl Conn {
     /// sent (the fewest over the primaries of a cluster). The read timeout covers the wait.
     fn wait_for_replicas(&mut self, replicas: usize, timeout: Duration, io: Duration) -> redis::RedisResult<usize> {
         let wait = cmd("WAIT").arg(replicas).arg(timeout.as_millis().max(1) as u64).clone();
-        let longer = Some(timeout + io);
-        let acked = match self {
-            Conn::Single(con) => {
-                con.set_read_timeout(longer)?;
-                let acked = wait.query(con as &mut dyn ConnectionLike);
-                con.set_read_timeout(Some(io))?;
-                acked?
-            }
-            Conn::Cluster(con) => {
-                con.set_read_timeout(longer)?;
-                let acked = wait.query(con.as_mut());
-                con.set_read_timeout(Some(io))?;
-                acked?
-            }
-        };
-        Ok(acked)
+        self.set_read_timeout(timeout + io)?;
+        let acked = self.query(&wait);
+        self.set_read_timeout(io)?;
+        acked
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) -> redis::RedisResult<()> {
+        match self {
+            Conn::Single(con) => con.set_read_timeout(Some(timeout)),
+            Conn::Cluster(con) => con.set_read_timeout(Some(timeout)),
+        }
     }
 }
 
